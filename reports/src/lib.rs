@@ -1,1 +1,3 @@
-//! Reports and plots.
+//! Reports and plots from gpusched runs.
+
+pub mod font;
