@@ -42,18 +42,24 @@ pub trait ScorePlugin<N, P>: Send {
 pub fn normalize_min_max(scores: &mut [f64]) {
     let (lo, hi) = scores
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
+            (lo.min(s), hi.max(s))
+        });
     if !(hi > lo) {
         scores.iter_mut().for_each(|s| *s = 100.0);
         return;
     }
-    scores.iter_mut().for_each(|s| *s = (*s - lo) / (hi - lo) * 100.0);
+    scores
+        .iter_mut()
+        .for_each(|s| *s = (*s - lo) / (hi - lo) * 100.0);
 }
 
 /// Leaves scores already on a 0..=1 scale as 0..=100 (no relative stretching), so that an absolute
 /// quantity such as "fraction of the GPU free" keeps its meaning across candidates.
 pub fn normalize_unit(scores: &mut [f64]) {
-    scores.iter_mut().for_each(|s| *s = (s.clamp(0.0, 1.0)) * 100.0);
+    scores
+        .iter_mut()
+        .for_each(|s| *s = (s.clamp(0.0, 1.0)) * 100.0);
 }
 
 /// One plugin's score on one node, raw and normalised (the rows of a decision matrix).
@@ -120,7 +126,13 @@ impl<N: NamedNode, P> Profile<N, P> {
         scores: Vec<(Box<dyn ScorePlugin<N, P>>, f64)>,
     ) -> Self {
         let raw = scores.iter().map(|_| Vec::new()).collect();
-        Self { name: name.into(), filters, scores, feasible: Vec::new(), raw }
+        Self {
+            name: name.into(),
+            filters,
+            scores,
+            feasible: Vec::new(),
+            raw,
+        }
     }
 
     /// Runs Filter → Score → NormalizeScore → weighted sum over `nodes`.
@@ -142,10 +154,12 @@ impl<N: NamedNode, P> Profile<N, P> {
         let mut rejections: Vec<(Rejection, usize)> = Vec::new();
         for i in candidates {
             let node = &nodes[i];
-            let verdict = self
-                .filters
-                .iter()
-                .find_map(|f| f.filter(pod, node).err().map(|reason| Rejection { plugin: f.name(), reason }));
+            let verdict = self.filters.iter().find_map(|f| {
+                f.filter(pod, node).err().map(|reason| Rejection {
+                    plugin: f.name(),
+                    reason,
+                })
+            });
             match verdict {
                 None => self.feasible.push(i),
                 Some(rej) => {
@@ -221,7 +235,13 @@ impl<N: NamedNode, P> Profile<N, P> {
             }
             DecisionMatrix { rows }
         });
-        Selection { chosen: Some(chosen), total, matrix, feasible: self.feasible.len(), top_rejection }
+        Selection {
+            chosen: Some(chosen),
+            total,
+            matrix,
+            feasible: self.feasible.len(),
+            top_rejection,
+        }
     }
 }
 
@@ -241,7 +261,11 @@ mod tests {
             "MinFree"
         }
         fn filter(&self, pod: &f64, node: &N) -> Result<(), String> {
-            if node.1 >= *pod { Ok(()) } else { Err(format!("free {} < {}", node.1, pod)) }
+            if node.1 >= *pod {
+                Ok(())
+            } else {
+                Err(format!("free {} < {}", node.1, pod))
+            }
         }
     }
     struct MostFree;
@@ -257,7 +281,11 @@ mod tests {
     #[test]
     fn filters_then_picks_highest_weighted_score() {
         let nodes = [N("a", 1.0), N("b", 5.0), N("c", 3.0)];
-        let mut p = Profile::new("t", vec![Box::new(MinFree)], vec![(Box::new(MostFree), 1.0)]);
+        let mut p = Profile::new(
+            "t",
+            vec![Box::new(MinFree)],
+            vec![(Box::new(MostFree), 1.0)],
+        );
         let s = p.select(&2.0, &nodes, true);
         assert_eq!(s.chosen, Some(1));
         let m = s.matrix.unwrap();
@@ -269,7 +297,11 @@ mod tests {
     #[test]
     fn nothing_feasible_reports_the_commonest_rejection() {
         let nodes = [N("a", 1.0), N("b", 1.5)];
-        let mut p = Profile::new("t", vec![Box::new(MinFree)], vec![(Box::new(MostFree), 1.0)]);
+        let mut p = Profile::new(
+            "t",
+            vec![Box::new(MinFree)],
+            vec![(Box::new(MostFree), 1.0)],
+        );
         let s = p.select(&2.0, &nodes, false);
         assert_eq!(s.chosen, None);
         assert_eq!(s.top_rejection.unwrap().1, 2);

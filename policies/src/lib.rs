@@ -1,5 +1,21 @@
 //! gpusched's policy engine. Pure: no I/O, no clock, no async, no Kubernetes types. It sees the
-//! cluster through read-only views and returns decisions; the simulator and the live adapter
-//! apply them.
+//! cluster through read-only views ([`view`]) and returns [`decision::Decision`]s; the simulator
+//! and the live adapter apply them.
 
+pub mod autoscale;
+pub mod config;
+pub mod decision;
+pub mod engine;
 pub mod framework;
+pub mod gpu;
+pub mod mps;
+pub mod plugins;
+pub mod view;
+pub mod workload;
+
+pub use config::EngineConfig;
+pub use decision::Decision;
+pub use engine::Engine;
+pub use gpu::{GpuCatalog, GpuModel, GpuSpec};
+pub use view::{GpuView, NodeView, SharingMode};
+pub use workload::{PlacementRequest, Priority, WorkloadSpec};

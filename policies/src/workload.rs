@@ -1,0 +1,190 @@
+//! Workloads and their classification (the PreFilter step): size class from model memory,
+//! priority, latency SLA, and the seeds' table of preferred GPU and MPS share per class.
+
+use crate::gpu::{GpuFamily, GpuModel};
+use serde::{Deserialize, Serialize};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Medium,
+    High,
+}
+
+/// What kind of work a workload is (seed 004's admission flow keys on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    #[default]
+    Inference,
+    Batch,
+    Training,
+    Development,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SizeClass {
+    Tiny,
+    Medium,
+    Large,
+}
+
+/// The seeds' classification table. Boundaries are inclusive on the lower class: a 4 GB model
+/// is medium, a 16 GB model is medium, anything above 16 GB is large ("tiny <4GB, medium 4-16GB,
+/// large >16GB").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifyConfig {
+    pub tiny_below_gb: f64,
+    pub large_above_gb: f64,
+    pub tiny: ClassTarget,
+    pub medium: ClassTarget,
+    pub large: ClassTarget,
+}
+
+/// Where a class prefers to run and how much of a GPU it asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassTarget {
+    pub preferred: GpuFamily,
+    /// MPS active-thread percentage (100 = the whole GPU, no sharing).
+    pub share_pct: u8,
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        Self {
+            tiny_below_gb: 4.0,
+            large_above_gb: 16.0,
+            tiny: ClassTarget {
+                preferred: GpuFamily::A100,
+                share_pct: 25,
+            },
+            medium: ClassTarget {
+                preferred: GpuFamily::A100,
+                share_pct: 50,
+            },
+            large: ClassTarget {
+                preferred: GpuFamily::H100,
+                share_pct: 100,
+            },
+        }
+    }
+}
+
+/// What the engine is asked to place: one replica of a workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    pub name: String,
+    /// GPU memory the model needs, GB.
+    pub model_memory_gb: f64,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Latency objective in milliseconds (p99), if any.
+    #[serde(default)]
+    pub latency_sla_ms: Option<f64>,
+    #[serde(default)]
+    pub kind: WorkloadKind,
+    /// Hard constraint (node affinity): only these GPU models. Empty = any.
+    #[serde(default)]
+    pub required_gpu_models: Vec<GpuModel>,
+    /// Override of the class's MPS share, percent.
+    #[serde(default)]
+    pub share_pct: Option<u8>,
+}
+
+/// The classified request that flows through Filter and Score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlacementRequest {
+    pub workload: String,
+    pub memory_gb: f64,
+    pub class: SizeClass,
+    pub preferred: GpuFamily,
+    pub share_pct: u8,
+    pub priority: Priority,
+    pub latency_sla_ms: Option<f64>,
+    pub kind: WorkloadKind,
+    pub required_gpu_models: Vec<GpuModel>,
+}
+
+impl ClassifyConfig {
+    pub fn size_class(&self, memory_gb: f64) -> SizeClass {
+        if memory_gb < self.tiny_below_gb {
+            SizeClass::Tiny
+        } else if memory_gb > self.large_above_gb {
+            SizeClass::Large
+        } else {
+            SizeClass::Medium
+        }
+    }
+
+    pub fn target(&self, class: SizeClass) -> &ClassTarget {
+        match class {
+            SizeClass::Tiny => &self.tiny,
+            SizeClass::Medium => &self.medium,
+            SizeClass::Large => &self.large,
+        }
+    }
+
+    /// PreFilter: turns a workload into a placement request.
+    pub fn classify(&self, w: &WorkloadSpec) -> PlacementRequest {
+        let class = self.size_class(w.model_memory_gb);
+        let target = self.target(class);
+        PlacementRequest {
+            workload: w.name.clone(),
+            memory_gb: w.model_memory_gb,
+            class,
+            preferred: target.preferred,
+            share_pct: w.share_pct.unwrap_or(target.share_pct).clamp(1, 100),
+            priority: w.priority,
+            latency_sla_ms: w.latency_sla_ms,
+            kind: w.kind,
+            required_gpu_models: w.required_gpu_models.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(gb: f64) -> WorkloadSpec {
+        WorkloadSpec {
+            name: "w".into(),
+            model_memory_gb: gb,
+            priority: Priority::Medium,
+            latency_sla_ms: None,
+            kind: WorkloadKind::Inference,
+            required_gpu_models: vec![],
+            share_pct: None,
+        }
+    }
+
+    #[test]
+    fn seeds_classification_table() {
+        let c = ClassifyConfig::default();
+        let t = c.classify(&spec(3.9));
+        assert_eq!(
+            (t.class, t.preferred, t.share_pct),
+            (SizeClass::Tiny, GpuFamily::A100, 25)
+        );
+        let m = c.classify(&spec(8.0));
+        assert_eq!(
+            (m.class, m.preferred, m.share_pct),
+            (SizeClass::Medium, GpuFamily::A100, 50)
+        );
+        assert_eq!(c.classify(&spec(4.0)).class, SizeClass::Medium);
+        assert_eq!(c.classify(&spec(16.0)).class, SizeClass::Medium);
+        let l = c.classify(&spec(40.0));
+        assert_eq!(
+            (l.class, l.preferred, l.share_pct),
+            (SizeClass::Large, GpuFamily::H100, 100)
+        );
+    }
+}
