@@ -1,3 +1,7 @@
 //! Reports and plots from gpusched runs.
 
+pub mod charts;
 pub mod font;
+pub mod run_report;
+
+pub use run_report::{write_run, ReportError};

@@ -1,0 +1,165 @@
+//! Chart primitives shared by every report: line panels and bar charts, drawn once per backend
+//! so each figure is written as both SVG and PNG.
+
+use crate::font::{ensure_font, FONT};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// One named line.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One panel of lines sharing axes.
+pub struct LinePanel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+}
+
+pub type ChartResult = Result<(), String>;
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Draws panels stacked vertically on `root`.
+pub fn draw_panels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[LinePanel]) -> ChartResult {
+    root.fill(&WHITE).map_err(err)?;
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+        for s in &panel.series {
+            for &(x, y) in &s.points {
+                x0 = x0.min(x);
+                x1 = x1.max(x);
+                if y.is_finite() {
+                    y1 = y1.max(y);
+                }
+            }
+        }
+        if !(x1 > x0) {
+            x0 = 0.0;
+            x1 = 1.0;
+        }
+        let y1 = if y1 > 0.0 { y1 * 1.08 } else { 1.0 };
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, (FONT, 18))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, 0.0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&panel.x_label)
+            .y_desc(&panel.y_label)
+            .label_style((FONT, 12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        for (i, s) in panel.series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(s.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        }
+        if panel.series.len() > 1 || panel.series.first().is_some_and(|s| !s.name.is_empty()) {
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 12))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(err)?;
+        }
+    }
+    root.present().map_err(err)
+}
+
+/// Horizontal-label bar chart: one bar per (label, value), optional error half-widths.
+pub struct Bars {
+    pub title: String,
+    pub y_label: String,
+    pub bars: Vec<(String, f64, Option<f64>)>,
+}
+
+pub fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> ChartResult {
+    root.fill(&WHITE).map_err(err)?;
+    let n = b.bars.len().max(1);
+    let ymax = b.bars.iter().map(|(_, v, e)| v + e.unwrap_or(0.0)).fold(0.0, f64::max);
+    let ymax = if ymax > 0.0 { ymax * 1.15 } else { 1.0 };
+    let labels: Vec<String> = b.bars.iter().map(|(l, _, _)| l.clone()).collect();
+    let mut chart = ChartBuilder::on(root)
+        .caption(&b.title, (FONT, 18))
+        .margin(10)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..n as f64, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.01 { labels.get(i).cloned().unwrap_or_default() } else { String::new() }
+        })
+        .y_desc(&b.y_label)
+        .label_style((FONT, 11))
+        .draw()
+        .map_err(err)?;
+    for (i, (_, v, e)) in b.bars.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let x = i as f64;
+        chart.draw_series(std::iter::once(Rectangle::new([(x + 0.15, 0.0), (x + 0.85, *v)], color.filled()))).map_err(err)?;
+        if let Some(e) = e {
+            let c = x + 0.5;
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(c, v - e), (c, v + e)], BLACK.stroke_width(2))))
+                .map_err(err)?;
+        }
+        let label = format!("{v:.2}");
+        chart
+            .draw_series(std::iter::once(Text::new(label, (x + 0.3, v + ymax * 0.02), (FONT, 11).into_font())))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Renders a set of line panels to SVG and PNG.
+pub fn panels_to_files(dir: &Path, stem: &str, size: (u32, u32), panels: &[LinePanel]) -> ChartResult {
+    ensure_font();
+    let svg = dir.join(format!("{stem}.svg"));
+    let png = dir.join(format!("{stem}.png"));
+    draw_panels(&SVGBackend::new(&svg, size).into_drawing_area(), panels)?;
+    let result = draw_panels(&BitMapBackend::new(&png, size).into_drawing_area(), panels);
+    result
+}
+
+/// Renders a bar chart to SVG and PNG.
+pub fn bars_to_files(dir: &Path, stem: &str, size: (u32, u32), bars: &Bars) -> ChartResult {
+    ensure_font();
+    let svg = dir.join(format!("{stem}.svg"));
+    let png = dir.join(format!("{stem}.png"));
+    draw_bars(&SVGBackend::new(&svg, size).into_drawing_area(), bars)?;
+    let result = draw_bars(&BitMapBackend::new(&png, size).into_drawing_area(), bars);
+    result
+}

@@ -1,0 +1,227 @@
+//! What a run measures: per-window rows for timeseries.csv and the run's summary.json.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Latency histogram in microseconds, 3 significant digits, up to one hour.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+pub fn percentile_ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailCause {
+    /// Waited in the queue longer than the service's `queue_timeout_s`.
+    Timeout,
+    /// The service's queue was full on arrival.
+    QueueFull,
+}
+
+impl FailCause {
+    pub const ALL: [FailCause; 2] = [FailCause::Timeout, FailCause::QueueFull];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailCause::Timeout => "timeout",
+            FailCause::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// Request accounting. `arrived = served + failed + queued_at_end + in_service_at_end`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RequestCounts {
+    pub arrived: u64,
+    pub served: u64,
+    pub failed: u64,
+    pub failed_by_cause: BTreeMap<&'static str, u64>,
+    pub queued_at_end: u64,
+    pub in_service_at_end: u64,
+    /// Served within the service's latency SLA.
+    pub served_within_sla: u64,
+}
+
+impl RequestCounts {
+    pub fn fail(&mut self, cause: FailCause) {
+        self.failed += 1;
+        *self.failed_by_cause.entry(cause.as_str()).or_default() += 1;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl LatencySummary {
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            mean_ms: h.mean() / 1000.0,
+            p50_ms: percentile_ms(h, 0.50),
+            p95_ms: percentile_ms(h, 0.95),
+            p99_ms: percentile_ms(h, 0.99),
+            max_ms: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub requests: RequestCounts,
+    pub latency: LatencySummary,
+    pub latency_sla_ms: Option<f64>,
+    /// Served within SLA / (arrived − still queued or in service at the end).
+    pub slo_attainment: f64,
+    pub replicas_min: u32,
+    pub replicas_max: u32,
+    pub replica_hours: f64,
+    pub scale_ups: u32,
+    pub scale_downs: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GpuModelSummary {
+    pub gpus: u32,
+    pub gpu_seconds: f64,
+    pub busy_seconds: f64,
+    pub idle_seconds: f64,
+    /// busy / (busy + idle): NVML's "GPU busy" sense.
+    pub utilisation: f64,
+    pub energy_kwh: f64,
+    pub mean_power_w: f64,
+    pub gpu_cost_usd: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CostSummary {
+    pub gpu_usd: f64,
+    pub energy_usd: f64,
+    pub total_usd: f64,
+    pub usd_per_1k_inferences: f64,
+    pub usd_per_gpu_hour_effective: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub seed: u64,
+    pub policy: String,
+    pub autoscaler: String,
+    pub duration_s: f64,
+    pub requests: RequestCounts,
+    pub latency: LatencySummary,
+    pub slo_attainment: f64,
+    pub services: Vec<ServiceSummary>,
+    pub gpu_models: BTreeMap<String, GpuModelSummary>,
+    pub gpus_total: u32,
+    pub gpu_seconds_total: f64,
+    pub busy_seconds_total: f64,
+    pub idle_seconds_total: f64,
+    pub energy_kwh: f64,
+    pub mean_power_w: f64,
+    pub cost: CostSummary,
+    pub placements: u64,
+    pub unschedulable: u64,
+    pub scale_events: u64,
+    pub peak_allocated_gpus: u32,
+    pub mean_allocated_gpus: f64,
+    pub events: u64,
+    pub bad_trace_rows_skipped: u64,
+}
+
+/// One 30-second row of timeseries.csv. Columns per GPU model and per service are in the
+/// scenario's fixed order so that files from the same scenario line up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowRow {
+    pub t_s: f64,
+    pub arrivals: u64,
+    pub served: u64,
+    pub failed: u64,
+    pub queue_len: u64,
+    pub in_flight: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub replicas: u32,
+    pub replicas_ready: u32,
+    pub allocated_gpus: u32,
+    pub fragmentation: f64,
+    pub util_by_model: Vec<f64>,
+    pub power_w_by_model: Vec<f64>,
+    pub power_w_total: f64,
+    pub energy_kwh_cum: f64,
+    pub replicas_by_service: Vec<u32>,
+    pub qps_by_service: Vec<f64>,
+}
+
+pub struct Timeseries {
+    pub models: Vec<String>,
+    pub services: Vec<String>,
+    pub window_s: f64,
+    pub rows: Vec<WindowRow>,
+}
+
+impl Timeseries {
+    pub fn header(&self) -> Vec<String> {
+        let mut h: Vec<String> = [
+            "t_s", "qps", "arrivals", "served", "failed", "queue_len", "in_flight", "p50_ms", "p95_ms", "p99_ms",
+            "replicas", "replicas_ready", "allocated_gpus", "fragmentation",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        h.extend(self.models.iter().map(|m| format!("util_{m}")));
+        h.extend(self.models.iter().map(|m| format!("power_w_{m}")));
+        h.push("power_w_total".into());
+        h.push("energy_kwh_cum".into());
+        h.extend(self.services.iter().map(|s| format!("replicas_{s}")));
+        h.extend(self.services.iter().map(|s| format!("qps_{s}")));
+        h
+    }
+
+    /// Writes the CSV with fixed decimal places, so files are byte-identical across runs.
+    pub fn write_csv<W: std::io::Write>(&self, w: W) -> csv::Result<()> {
+        let mut out = csv::Writer::from_writer(w);
+        out.write_record(self.header())?;
+        for r in &self.rows {
+            let mut rec: Vec<String> = vec![
+                format!("{:.0}", r.t_s),
+                format!("{:.3}", r.arrivals as f64 / self.window_s),
+                r.arrivals.to_string(),
+                r.served.to_string(),
+                r.failed.to_string(),
+                r.queue_len.to_string(),
+                r.in_flight.to_string(),
+                format!("{:.3}", r.p50_ms),
+                format!("{:.3}", r.p95_ms),
+                format!("{:.3}", r.p99_ms),
+                r.replicas.to_string(),
+                r.replicas_ready.to_string(),
+                r.allocated_gpus.to_string(),
+                format!("{:.4}", r.fragmentation),
+            ];
+            rec.extend(r.util_by_model.iter().map(|v| format!("{v:.4}")));
+            rec.extend(r.power_w_by_model.iter().map(|v| format!("{v:.1}")));
+            rec.push(format!("{:.1}", r.power_w_total));
+            rec.push(format!("{:.4}", r.energy_kwh_cum));
+            rec.extend(r.replicas_by_service.iter().map(|v| v.to_string()));
+            rec.extend(r.qps_by_service.iter().map(|v| format!("{v:.3}")));
+            out.write_record(rec)?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,755 @@
+//! The discrete-event simulation: arrivals, dispatch to replicas, completions, pod start-up,
+//! and the 30-second monitoring loop that measures, autoscales and retries pending placements.
+//! Placement and scaling are the engine's; this module only applies its decisions.
+
+use crate::events::{secs, to_secs, EventQueue, SimTime};
+use crate::metrics::*;
+use crate::scenario::LoadedScenario;
+use crate::state::{GpuSim, Replica, ReplicaState, ServiceSim};
+use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
+use gpusched_policies::autoscale::ServiceSignals;
+use gpusched_policies::decision::{Decision, ScaleDecision};
+use gpusched_policies::view::{AllocationView, NodeView, SharingMode};
+use gpusched_policies::{Engine, GpuModel};
+use hdrhistogram::Histogram;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Gamma};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("{0}")]
+    Trace(#[from] TraceError),
+    #[error("engine configuration: {0}")]
+    Engine(#[from] gpusched_policies::config::ConfigError),
+}
+
+/// One line of decisions.jsonl: the time, then the decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    pub t_s: f64,
+    #[serde(flatten)]
+    pub decision: Decision,
+}
+
+pub struct RunResult {
+    pub summary: Summary,
+    pub timeseries: Timeseries,
+    pub decisions: Vec<DecisionRecord>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Arrival { source: u32, service: u32, demand_ms: f64 },
+    Completion { replica: u32, arrived: SimTime, demand_ms: f64 },
+    ReplicaReady { replica: u32 },
+    Tick,
+}
+
+struct Sim<'a> {
+    sc: &'a LoadedScenario,
+    engine: Engine,
+    nodes: Vec<NodeView>,
+    /// First flat GPU index of each node.
+    node_gpu_base: Vec<u32>,
+    gpus: Vec<GpuSim>,
+    replicas: Vec<Replica>,
+    services: Vec<ServiceSim>,
+    sources: Vec<ArrivalSource>,
+    demand: Vec<Option<Gamma<f64>>>,
+    demand_rng: ChaCha8Rng,
+    queue: EventQueue<Event>,
+    end: SimTime,
+    tick: SimTime,
+    decisions: Vec<DecisionRecord>,
+    rows: Vec<WindowRow>,
+    win_hist: Histogram<u64>,
+    all_hist: Histogram<u64>,
+    win_failed: u64,
+    placements: u64,
+    unschedulable: u64,
+    scale_events: u64,
+    allocated_gpu_sum: f64,
+    peak_allocated: u32,
+    models: Vec<GpuModel>,
+}
+
+/// Runs a scenario to its end. `progress` is called at every tick with the fraction done.
+pub fn run(sc: &LoadedScenario, progress: &mut dyn FnMut(f64)) -> Result<RunResult, SimError> {
+    let mut sim = Sim::new(sc)?;
+    sim.start()?;
+    while let Some(t) = sim.queue.peek_time() {
+        if t > sim.end {
+            break;
+        }
+        let (t, ev) = sim.queue.pop().expect("peeked");
+        match ev {
+            Event::Arrival { source, service, demand_ms } => sim.on_arrival(t, source, service, demand_ms)?,
+            Event::Completion { replica, arrived, demand_ms } => sim.on_completion(t, replica, arrived, demand_ms),
+            Event::ReplicaReady { replica } => sim.on_ready(t, replica),
+            Event::Tick => {
+                sim.on_tick(t);
+                progress(t as f64 / sim.end.max(1) as f64);
+            }
+        }
+    }
+    Ok(sim.finish())
+}
+
+impl<'a> Sim<'a> {
+    fn new(sc: &'a LoadedScenario) -> Result<Self, SimError> {
+        let s = &sc.scenario;
+        let mut nodes = Vec::new();
+        let mut gpus = Vec::new();
+        let mut node_gpu_base = Vec::new();
+        for pool in &s.pools {
+            let spec = sc.catalog.spec(pool.gpu_model);
+            for i in 1..=pool.nodes {
+                let name = format!("{}-{}", pool.name, i);
+                let ordinal = nodes.len() as u32;
+                let mut node = NodeView::new(name.clone(), ordinal, pool.name.clone(), pool.gpu_model, pool.gpus_per_node, spec.memory_gb);
+                let state = s.node_state.iter().find(|n| n.node == name);
+                let background = state.map_or(0.0, |n| n.background_utilisation);
+                node.cordoned = state.is_some_and(|n| n.cordoned);
+                node_gpu_base.push(gpus.len() as u32);
+                for g in 0..pool.gpus_per_node {
+                    node.gpus[g as usize].utilisation = background;
+                    gpus.push(GpuSim::new(ordinal, g, pool.gpu_model, spec.idle_w, spec.tdp_w, background, &s.perf));
+                }
+                nodes.push(node);
+            }
+        }
+        let engine = Engine::new(s.engine.clone(), sc.catalog.clone(), nodes.len() as u32)?;
+        let services: Vec<ServiceSim> = s.services.iter().map(|spec| ServiceSim::new(spec.clone(), s.autoscaler.build())).collect();
+        let demand = s
+            .services
+            .iter()
+            .map(|x| {
+                let cv = x.service_time_cv;
+                // Gamma with mean m and coefficient of variation cv: shape 1/cv², scale m·cv².
+                (cv > 0.0).then(|| Gamma::new(1.0 / (cv * cv), x.service_time_ms * cv * cv).expect("validated parameters"))
+            })
+            .collect();
+        let end = secs(sc.duration_s());
+        let names: Vec<String> = s.services.iter().map(|x| x.name.clone()).collect();
+        let mut sources = Vec::new();
+        let resolve = |p: &std::path::Path| sc.resolve(p);
+        if let Some(t) = &s.traffic {
+            let weighted: Vec<(usize, f64)> =
+                s.services.iter().enumerate().filter(|(_, x)| x.traffic.is_none()).map(|(i, x)| (i, x.traffic_weight)).collect();
+            if !weighted.is_empty() {
+                sources.push(ArrivalSource::new(t, Target::Mix(ServiceMix::new(&weighted)), s.seed, 0, to_secs(end), resolve, &names)?);
+            }
+        }
+        for (i, x) in s.services.iter().enumerate() {
+            if let Some(t) = &x.traffic {
+                sources.push(ArrivalSource::new(t, Target::One(i), s.seed, 1 + i as u64, to_secs(end), resolve, &names)?);
+            }
+        }
+        let mut demand_rng = ChaCha8Rng::seed_from_u64(s.seed);
+        demand_rng.set_stream(1_000_000);
+        let mut models: Vec<GpuModel> = s.pools.iter().map(|p| p.gpu_model).collect();
+        models.sort();
+        models.dedup();
+        Ok(Self {
+            sc,
+            engine,
+            nodes,
+            node_gpu_base,
+            gpus,
+            replicas: Vec::new(),
+            services,
+            sources,
+            demand,
+            demand_rng,
+            queue: EventQueue::default(),
+            end,
+            tick: secs(s.tick_s),
+            decisions: Vec::new(),
+            rows: Vec::new(),
+            win_hist: latency_histogram(),
+            all_hist: latency_histogram(),
+            win_failed: 0,
+            placements: 0,
+            unschedulable: 0,
+            scale_events: 0,
+            allocated_gpu_sum: 0.0,
+            peak_allocated: 0,
+            models,
+        })
+    }
+
+    fn start(&mut self) -> Result<(), SimError> {
+        // Initial replicas are warm: the cluster was already serving when the run begins.
+        for s in 0..self.services.len() {
+            for _ in 0..self.services[s].spec.initial_replicas {
+                let r = self.new_replica(s as u32);
+                self.try_place(0, r, true);
+            }
+        }
+        for src in 0..self.sources.len() {
+            self.pull_arrival(src as u32)?;
+        }
+        if self.tick <= self.end {
+            self.queue.push(self.tick, Event::Tick);
+        }
+        Ok(())
+    }
+
+    fn pull_arrival(&mut self, source: u32) -> Result<(), SimError> {
+        if let Some(a) = self.sources[source as usize].next()? {
+            let demand_ms = a.demand_ms.unwrap_or(f64::NAN);
+            self.queue.push(a.t, Event::Arrival { source, service: a.service as u32, demand_ms });
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, t: SimTime, decision: Decision) {
+        self.decisions.push(DecisionRecord { t_s: to_secs(t), decision });
+    }
+
+    fn new_replica(&mut self, service: u32) -> u32 {
+        let idx = self.replicas.len() as u32;
+        self.replicas.push(Replica {
+            service,
+            state: ReplicaState::Pending,
+            loc: None,
+            share_pct: 0,
+            in_flight: 0,
+            busy_since: 0,
+            win_busy_us: 0,
+            last_reason: None,
+        });
+        self.services[service as usize].replicas.push(idx);
+        idx
+    }
+
+    /// Asks the engine for a node; applies a placement or records why none was possible.
+    fn try_place(&mut self, t: SimTime, r: u32, warm: bool) {
+        let svc = self.replicas[r as usize].service as usize;
+        let want = self.sc.scenario.record_matrix;
+        let decision = self.engine.place(&self.nodes, &self.services[svc].workload, r as u64, want);
+        match &decision {
+            Decision::Place(p) => {
+                let node = &mut self.nodes[p.node_index];
+                let g = &mut node.gpus[p.gpu as usize];
+                g.allocations.push(AllocationView {
+                    workload: p.workload.clone(),
+                    replica: r as u64,
+                    class: p.class,
+                    share_pct: p.share_pct,
+                    memory_gb: self.services[svc].workload.model_memory_gb,
+                });
+                g.memory_allocated_gb += self.services[svc].workload.model_memory_gb;
+                g.share_allocated_pct += p.share_pct as u16;
+                g.mode = p.sharing;
+                let flat = self.node_gpu_base[p.node_index] + p.gpu as u32;
+                let rep = &mut self.replicas[r as usize];
+                rep.loc = Some((p.node_index as u32, p.gpu, flat));
+                rep.share_pct = p.share_pct;
+                rep.last_reason = None;
+                self.placements += 1;
+                if warm {
+                    rep.state = ReplicaState::Ready;
+                } else {
+                    rep.state = ReplicaState::Starting;
+                    let startup = secs(self.services[svc].spec.startup_s);
+                    self.queue.push(t + startup, Event::ReplicaReady { replica: r });
+                }
+                self.log(t, decision);
+            }
+            Decision::Unschedulable { reason, .. } => {
+                self.unschedulable += 1;
+                let rep = &mut self.replicas[r as usize];
+                rep.state = ReplicaState::Pending;
+                if rep.last_reason.as_deref() != Some(reason.as_str()) {
+                    rep.last_reason = Some(reason.clone());
+                    self.log(t, decision);
+                }
+            }
+            _ => unreachable!("place returns Place or Unschedulable"),
+        }
+    }
+
+    fn sample_demand(&mut self, svc: usize, given: f64) -> f64 {
+        if given.is_finite() {
+            return given;
+        }
+        match &self.demand[svc] {
+            Some(g) => g.sample(&mut self.demand_rng).max(1e-3),
+            None => self.services[svc].spec.service_time_ms,
+        }
+    }
+
+    fn on_arrival(&mut self, t: SimTime, source: u32, service: u32, demand_ms: f64) -> Result<(), SimError> {
+        let s = service as usize;
+        let demand = self.sample_demand(s, demand_ms);
+        let svc = &mut self.services[s];
+        svc.counts.arrived += 1;
+        svc.win_arrivals += 1;
+        let concurrency = svc.spec.concurrency;
+        // Least-loaded ready replica with a free slot; ties go to the oldest replica.
+        let mut best: Option<(u32, u32)> = None;
+        for &r in &svc.replicas {
+            let rep = &self.replicas[r as usize];
+            if rep.state == ReplicaState::Ready && rep.in_flight < concurrency && best.is_none_or(|(_, f)| rep.in_flight < f) {
+                best = Some((r, rep.in_flight));
+            }
+        }
+        match best {
+            Some((r, _)) => self.start_request(t, r, t, demand),
+            None if svc.queue.len() as u64 >= svc.spec.max_queue => {
+                svc.counts.fail(FailCause::QueueFull);
+                self.win_failed += 1;
+            }
+            None => svc.queue.push_back((t, demand)),
+        }
+        self.pull_arrival(source)
+    }
+
+    fn start_request(&mut self, t: SimTime, r: u32, arrived: SimTime, demand_ms: f64) {
+        let perf = &self.sc.scenario.perf;
+        let rep = &mut self.replicas[r as usize];
+        let (node, gpu, flat) = rep.loc.expect("a ready replica is placed");
+        rep.in_flight += 1;
+        let k = rep.in_flight;
+        let share = rep.share_pct;
+        let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
+        let g = &mut self.gpus[flat as usize];
+        if k == 1 {
+            rep.busy_since = t;
+            g.client_change(t, 1, share, mode, perf);
+        }
+        let eff = match mode {
+            SharingMode::Mps => perf.mps_effective(share, g.busy_share_pct, g.busy_clients),
+            SharingMode::TimeSlicing { .. } => perf.timeslice_effective(g.busy_clients),
+            SharingMode::Exclusive | SharingMode::Free => 1.0,
+        };
+        let speed = self.sc.catalog.spec(g.model).relative_speed;
+        let service_us = (demand_ms * 1000.0 / (speed * eff) * perf.batch_factor(k)).round().max(1.0) as SimTime;
+        self.queue.push(t + service_us, Event::Completion { replica: r, arrived, demand_ms });
+    }
+
+    fn on_completion(&mut self, t: SimTime, r: u32, arrived: SimTime, demand_ms: f64) {
+        let perf = &self.sc.scenario.perf;
+        let rep = &mut self.replicas[r as usize];
+        rep.in_flight -= 1;
+        let (node, gpu, flat) = rep.loc.expect("a serving replica is placed");
+        if rep.in_flight == 0 {
+            rep.win_busy_us += t - rep.busy_since;
+            let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
+            self.gpus[flat as usize].client_change(t, -1, rep.share_pct, mode, perf);
+        }
+        let s = rep.service as usize;
+        let state = rep.state;
+        let latency = (t - arrived).max(1) as u64;
+        let svc = &mut self.services[s];
+        svc.counts.served += 1;
+        svc.win_served += 1;
+        svc.win_ref_work_ms += demand_ms;
+        if svc.sla_us.is_none_or(|sla| latency as i64 <= sla) {
+            svc.counts.served_within_sla += 1;
+        }
+        let _ = svc.hist.record(latency);
+        let _ = self.win_hist.record(latency);
+        let _ = self.all_hist.record(latency);
+        match state {
+            ReplicaState::Ready => self.pull_queued(t, r),
+            ReplicaState::Draining if self.replicas[r as usize].in_flight == 0 => self.release(t, r, "scale-down drained"),
+            _ => {}
+        }
+    }
+
+    /// Gives replica `r` queued work until its slots are full, failing requests that timed out.
+    fn pull_queued(&mut self, t: SimTime, r: u32) {
+        let s = self.replicas[r as usize].service as usize;
+        let concurrency = self.services[s].spec.concurrency;
+        while self.replicas[r as usize].in_flight < concurrency {
+            let svc = &mut self.services[s];
+            let Some((arrived, demand)) = svc.queue.pop_front() else { break };
+            if t - arrived > svc.timeout_us {
+                svc.counts.fail(FailCause::Timeout);
+                self.win_failed += 1;
+                continue;
+            }
+            self.start_request(t, r, arrived, demand);
+        }
+    }
+
+    fn on_ready(&mut self, t: SimTime, r: u32) {
+        if self.replicas[r as usize].state == ReplicaState::Starting {
+            self.replicas[r as usize].state = ReplicaState::Ready;
+            self.pull_queued(t, r);
+        }
+    }
+
+    /// Frees a replica's GPU share and forgets it.
+    fn release(&mut self, t: SimTime, r: u32, why: &str) {
+        let rep = &mut self.replicas[r as usize];
+        let s = rep.service as usize;
+        rep.state = ReplicaState::Gone;
+        if let Some((node, gpu, _)) = rep.loc.take() {
+            let g = &mut self.nodes[node as usize].gpus[gpu as usize];
+            if let Some(pos) = g.allocations.iter().position(|a| a.replica == r as u64) {
+                let a = g.allocations.remove(pos);
+                g.memory_allocated_gb = (g.memory_allocated_gb - a.memory_gb).max(0.0);
+                g.share_allocated_pct -= a.share_pct as u16;
+            }
+            if g.allocations.is_empty() {
+                g.mode = SharingMode::Free;
+                g.memory_allocated_gb = 0.0;
+            }
+            let name = self.nodes[node as usize].name.clone();
+            let workload = self.services[s].spec.name.clone();
+            self.log(t, Decision::Release { workload, replica: r as u64, node: name, gpu, reason: why.to_string() });
+        }
+        self.services[s].replicas.retain(|&x| x != r);
+    }
+
+    fn on_tick(&mut self, t: SimTime) {
+        let window_s = to_secs(self.tick);
+        for g in &mut self.gpus {
+            g.integrate(t);
+        }
+        // Requests that waited past their timeout fail now, so queue lengths are honest.
+        for svc in &mut self.services {
+            while let Some(&(arrived, _)) = svc.queue.front() {
+                if t - arrived <= svc.timeout_us {
+                    break;
+                }
+                svc.queue.pop_front();
+                svc.counts.fail(FailCause::Timeout);
+                self.win_failed += 1;
+            }
+        }
+        // Replica busy time up to now.
+        for rep in &mut self.replicas {
+            if rep.in_flight > 0 && matches!(rep.state, ReplicaState::Ready | ReplicaState::Draining) {
+                rep.win_busy_us += t - rep.busy_since;
+                rep.busy_since = t;
+            }
+        }
+        let row = self.measure(t, window_s);
+        let signals = self.service_signals(t, window_s);
+        self.rows.push(row);
+        self.autoscale(t, signals);
+        // Retry pending replicas in creation order.
+        let pending: Vec<u32> =
+            (0..self.replicas.len() as u32).filter(|&r| self.replicas[r as usize].state == ReplicaState::Pending).collect();
+        for r in pending {
+            self.try_place(t, r, false);
+        }
+        // New window.
+        for g in &mut self.gpus {
+            g.reset_window();
+        }
+        for rep in &mut self.replicas {
+            rep.win_busy_us = 0;
+        }
+        for svc in &mut self.services {
+            svc.win_arrivals = 0;
+            svc.win_served = 0;
+            svc.win_ref_work_ms = 0.0;
+        }
+        self.win_hist.reset();
+        self.win_failed = 0;
+        if t + self.tick <= self.end {
+            self.queue.push(t + self.tick, Event::Tick);
+        }
+    }
+
+    fn measure(&mut self, t: SimTime, window_s: f64) -> WindowRow {
+        let window_us = self.tick as f64;
+        let mut util = vec![0.0; self.models.len()];
+        let mut power = vec![0.0; self.models.len()];
+        let mut count = vec![0u32; self.models.len()];
+        for g in &self.gpus {
+            let m = self.models.binary_search(&g.model).expect("known model");
+            let busy = g.win_busy_us as f64 / window_us;
+            util[m] += busy.max(g.background);
+            power[m] += g.win_energy_j / window_s;
+            count[m] += 1;
+            // The view's utilisation is what NVML would report for the last window.
+            self.nodes[g.node as usize].gpus[g.gpu as usize].utilisation = busy.max(g.background).min(1.0);
+        }
+        for (u, c) in util.iter_mut().zip(&count) {
+            *u /= (*c).max(1) as f64;
+        }
+        let (mut allocated, mut free_partial, mut free_all) = (0u32, 0.0, 0.0);
+        for n in &self.nodes {
+            for g in &n.gpus {
+                let free = g.share_free_pct() as f64;
+                free_all += free;
+                if !g.allocations.is_empty() {
+                    allocated += 1;
+                    free_partial += free;
+                }
+            }
+        }
+        self.allocated_gpu_sum += allocated as f64;
+        self.peak_allocated = self.peak_allocated.max(allocated);
+        let mut row = WindowRow {
+            t_s: to_secs(t),
+            failed: self.win_failed,
+            p50_ms: percentile_ms(&self.win_hist, 0.50),
+            p95_ms: percentile_ms(&self.win_hist, 0.95),
+            p99_ms: percentile_ms(&self.win_hist, 0.99),
+            allocated_gpus: allocated,
+            fragmentation: if free_all > 0.0 { free_partial / free_all } else { 0.0 },
+            power_w_total: power.iter().sum(),
+            util_by_model: util,
+            power_w_by_model: power,
+            energy_kwh_cum: self.gpus.iter().map(|g| g.energy_j).sum::<f64>() / 3.6e6,
+            ..Default::default()
+        };
+        for svc in &mut self.services {
+            row.arrivals += svc.win_arrivals;
+            row.served += svc.win_served;
+            row.queue_len += svc.queue.len() as u64;
+            let mut n = 0;
+            for &r in &svc.replicas {
+                let rep = &self.replicas[r as usize];
+                row.in_flight += rep.in_flight as u64;
+                match rep.state {
+                    ReplicaState::Ready => {
+                        row.replicas_ready += 1;
+                        n += 1;
+                    }
+                    ReplicaState::Starting | ReplicaState::Pending => n += 1,
+                    _ => {}
+                }
+            }
+            row.replicas += n;
+            svc.replicas_min = svc.replicas_min.min(n);
+            svc.replicas_max = svc.replicas_max.max(n);
+            let placed = svc.replicas.iter().filter(|&&r| self.replicas[r as usize].loc.is_some()).count();
+            svc.replica_seconds += placed as f64 * window_s;
+            row.replicas_by_service.push(n);
+            row.qps_by_service.push(svc.win_arrivals as f64 / window_s);
+        }
+        row
+    }
+
+    /// Per-service signals for the autoscaler: queue, efficiency, cost per inference.
+    fn service_signals(&self, t: SimTime, window_s: f64) -> Vec<ServiceSignals> {
+        let ref_tops = self.sc.catalog.spec(GpuModel::H100_80GB).seeds_tops;
+        let kwh_price = self.sc.scenario.costs.energy_usd_per_kwh;
+        self.services
+            .iter()
+            .map(|svc| {
+                let (mut replicas, mut ready, mut in_flight) = (0u32, 0u32, 0u64);
+                let (mut energy_j, mut gpu_usd, mut busy) = (0.0, 0.0, 0.0);
+                for &r in &svc.replicas {
+                    let rep = &self.replicas[r as usize];
+                    in_flight += rep.in_flight as u64;
+                    match rep.state {
+                        ReplicaState::Ready => {
+                            ready += 1;
+                            replicas += 1;
+                            busy += rep.win_busy_us as f64 / (window_s * 1e6);
+                        }
+                        ReplicaState::Starting | ReplicaState::Pending => replicas += 1,
+                        _ => {}
+                    }
+                    if let Some((node, gpu, flat)) = rep.loc {
+                        let g = &self.nodes[node as usize].gpus[gpu as usize];
+                        let total = g.share_allocated_pct.max(1) as f64;
+                        energy_j += self.gpus[flat as usize].win_energy_j * rep.share_pct as f64 / total;
+                        gpu_usd += rep.share_pct as f64 / 100.0 * self.sc.catalog.spec(self.gpus[flat as usize].model).price_per_hour * window_s / 3600.0;
+                    }
+                }
+                let cost = gpu_usd + energy_j / 3.6e6 * kwh_price;
+                let watts = energy_j / window_s;
+                let tops = svc.win_ref_work_ms / 1000.0 / window_s * ref_tops;
+                ServiceSignals {
+                    t_s: to_secs(t),
+                    replicas,
+                    ready_replicas: ready,
+                    queue_len: svc.queue.len() as u64,
+                    in_flight,
+                    efficiency_tops_per_w: if watts > 0.0 { tops / watts } else { 0.0 },
+                    cost_per_inference: if svc.win_served > 0 { cost / svc.win_served as f64 } else { f64::INFINITY },
+                    utilisation: if ready > 0 { busy / ready as f64 } else { 0.0 },
+                }
+            })
+            .collect()
+    }
+
+    fn autoscale(&mut self, t: SimTime, signals: Vec<ServiceSignals>) {
+        for (s, sig) in signals.into_iter().enumerate() {
+            let (min, max) = (self.services[s].spec.min_replicas, self.services[s].spec.max_replicas);
+            let Some(scaler) = self.services[s].autoscaler.as_mut() else { continue };
+            let rec = scaler.recommend(&sig, min, max);
+            let name = scaler.name();
+            if rec.desired == sig.replicas {
+                continue;
+            }
+            self.scale_events += 1;
+            let svc = &mut self.services[s];
+            if rec.desired > sig.replicas {
+                svc.scale_ups += 1;
+            } else {
+                svc.scale_downs += 1;
+            }
+            let service = svc.spec.name.clone();
+            self.log(t, Decision::Scale(ScaleDecision { service, autoscaler: name, from: sig.replicas, to: rec.desired, reason: rec.reason }));
+            if rec.desired > sig.replicas {
+                for _ in sig.replicas..rec.desired {
+                    let r = self.new_replica(s as u32);
+                    self.try_place(t, r, false);
+                }
+            } else {
+                self.scale_down(t, s, sig.replicas - rec.desired);
+            }
+        }
+    }
+
+    /// Removes `n` replicas: pending first, then starting, then the newest ready ones (drained).
+    fn scale_down(&mut self, t: SimTime, s: usize, mut n: u32) {
+        for wanted in [ReplicaState::Pending, ReplicaState::Starting, ReplicaState::Ready] {
+            let victims: Vec<u32> =
+                self.services[s].replicas.iter().rev().copied().filter(|&r| self.replicas[r as usize].state == wanted).collect();
+            for r in victims {
+                if n == 0 {
+                    return;
+                }
+                n -= 1;
+                match wanted {
+                    ReplicaState::Pending => {
+                        self.replicas[r as usize].state = ReplicaState::Gone;
+                        self.services[s].replicas.retain(|&x| x != r);
+                    }
+                    ReplicaState::Starting => self.release(t, r, "scale-down before ready"),
+                    _ => {
+                        if self.replicas[r as usize].in_flight == 0 {
+                            self.release(t, r, "scale-down");
+                        } else {
+                            self.replicas[r as usize].state = ReplicaState::Draining;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> RunResult {
+        let end = self.end;
+        for g in &mut self.gpus {
+            g.integrate(end);
+        }
+        let s = &self.sc.scenario;
+        let dur_s = to_secs(end);
+        let mut total = RequestCounts::default();
+        let mut services = Vec::new();
+        for svc in &mut self.services {
+            svc.counts.queued_at_end = svc.queue.len() as u64;
+            svc.counts.in_service_at_end = svc.replicas.iter().map(|&r| self.replicas[r as usize].in_flight as u64).sum();
+            let c = &svc.counts;
+            total.arrived += c.arrived;
+            total.served += c.served;
+            total.failed += c.failed;
+            total.queued_at_end += c.queued_at_end;
+            total.in_service_at_end += c.in_service_at_end;
+            total.served_within_sla += c.served_within_sla;
+            for (k, v) in &c.failed_by_cause {
+                *total.failed_by_cause.entry(k).or_default() += v;
+            }
+            let finished = c.served + c.failed;
+            services.push(ServiceSummary {
+                name: svc.spec.name.clone(),
+                requests: c.clone(),
+                latency: LatencySummary::from_histogram(&svc.hist),
+                latency_sla_ms: svc.spec.latency_sla_ms,
+                slo_attainment: if finished > 0 { c.served_within_sla as f64 / finished as f64 } else { 1.0 },
+                replicas_min: if svc.replicas_min == u32::MAX { 0 } else { svc.replicas_min },
+                replicas_max: svc.replicas_max,
+                replica_hours: svc.replica_seconds / 3600.0,
+                scale_ups: svc.scale_ups,
+                scale_downs: svc.scale_downs,
+            });
+        }
+        let mut by_model = std::collections::BTreeMap::new();
+        let (mut busy, mut idle, mut energy, mut gpu_usd) = (0.0, 0.0, 0.0, 0.0);
+        for g in &self.gpus {
+            let spec = self.sc.catalog.spec(g.model);
+            let e: &mut GpuModelSummary = by_model.entry(g.model.as_str().to_string()).or_default();
+            e.gpus += 1;
+            e.gpu_seconds += dur_s;
+            e.busy_seconds += g.busy_us as f64 / 1e6;
+            e.idle_seconds += g.idle_us as f64 / 1e6;
+            e.energy_kwh += g.energy_j / 3.6e6;
+            e.gpu_cost_usd += spec.price_per_hour * dur_s / 3600.0;
+            busy += g.busy_us as f64 / 1e6;
+            idle += g.idle_us as f64 / 1e6;
+            energy += g.energy_j / 3.6e6;
+            gpu_usd += spec.price_per_hour * dur_s / 3600.0;
+        }
+        for e in by_model.values_mut() {
+            let t = e.busy_seconds + e.idle_seconds;
+            e.utilisation = if t > 0.0 { e.busy_seconds / t } else { 0.0 };
+            e.mean_power_w = if dur_s > 0.0 { e.energy_kwh * 3.6e6 / dur_s } else { 0.0 };
+        }
+        let energy_usd = energy * s.costs.energy_usd_per_kwh;
+        let total_usd = gpu_usd + energy_usd;
+        let finished = total.served + total.failed;
+        let gpus_total = self.gpus.len() as u32;
+        let summary = Summary {
+            scenario: s.name.clone(),
+            seed: s.seed,
+            policy: self.engine.profile_name().to_string(),
+            autoscaler: self.services.first().and_then(|x| x.autoscaler.as_ref()).map_or("none", |a| a.name()).to_string(),
+            duration_s: dur_s,
+            latency: LatencySummary::from_histogram(&self.all_hist),
+            slo_attainment: if finished > 0 { total.served_within_sla as f64 / finished as f64 } else { 1.0 },
+            requests: total.clone(),
+            services,
+            gpu_models: by_model,
+            gpus_total,
+            gpu_seconds_total: gpus_total as f64 * dur_s,
+            busy_seconds_total: busy,
+            idle_seconds_total: idle,
+            energy_kwh: energy,
+            mean_power_w: if dur_s > 0.0 { energy * 3.6e6 / dur_s } else { 0.0 },
+            cost: CostSummary {
+                gpu_usd,
+                energy_usd,
+                total_usd,
+                usd_per_1k_inferences: if total.served > 0 { total_usd / total.served as f64 * 1000.0 } else { 0.0 },
+                usd_per_gpu_hour_effective: if gpus_total > 0 && dur_s > 0.0 { total_usd / (gpus_total as f64 * dur_s / 3600.0) } else { 0.0 },
+            },
+            placements: self.placements,
+            unschedulable: self.unschedulable,
+            scale_events: self.scale_events,
+            peak_allocated_gpus: self.peak_allocated,
+            mean_allocated_gpus: if self.rows.is_empty() { 0.0 } else { self.allocated_gpu_sum / self.rows.len() as f64 },
+            events: self.queue.popped(),
+            bad_trace_rows_skipped: 0,
+        };
+        let timeseries = Timeseries {
+            models: self.models.iter().map(|m| m.as_str().to_string()).collect(),
+            services: self.services.iter().map(|x| x.spec.name.clone()).collect(),
+            window_s: to_secs(self.tick),
+            rows: self.rows,
+        };
+        RunResult { summary, timeseries, decisions: self.decisions }
+    }
+}
+
+
+/// For `explain`: builds the scenario's cluster, optionally places the initial replicas, then
+/// returns the engine's decision (with its full matrix) for one more replica of `service`.
+pub fn explain_placement(sc: &LoadedScenario, service: &str, after_initial: bool) -> Result<Decision, SimError> {
+    let mut sim = Sim::new(sc)?;
+    if after_initial {
+        for s in 0..sim.services.len() {
+            for _ in 0..sim.services[s].spec.initial_replicas {
+                let r = sim.new_replica(s as u32);
+                sim.try_place(0, r, true);
+            }
+        }
+    }
+    let s = sim.services.iter().position(|x| x.spec.name == service).unwrap_or(0);
+    let replica = sim.replicas.len() as u64;
+    Ok(sim.engine.place(&sim.nodes, &sim.services[s].workload, replica, true))
+}

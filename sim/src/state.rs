@@ -1,0 +1,176 @@
+//! The simulator's mutable state beside the engine's view: per-GPU power and busy-time
+//! integrators, replicas, and per-service queues and counters.
+
+use crate::events::SimTime;
+use crate::metrics::{latency_histogram, RequestCounts};
+use crate::perf::PerfConfig;
+use crate::scenario::ServiceSpec;
+use gpusched_policies::autoscale::Autoscaler;
+use gpusched_policies::view::SharingMode;
+use gpusched_policies::{GpuModel, WorkloadSpec};
+use hdrhistogram::Histogram;
+use std::collections::VecDeque;
+
+/// Integrates one GPU's busy time and energy between state changes (O(1) per change).
+#[derive(Debug, Clone)]
+pub struct GpuSim {
+    pub node: u32,
+    pub gpu: u8,
+    pub model: GpuModel,
+    pub idle_w: f64,
+    pub tdp_w: f64,
+    /// Load from outside the simulation (another tenant), 0..=1.
+    pub background: f64,
+    pub busy_clients: u32,
+    pub busy_share_pct: u32,
+    pub power_w: f64,
+    pub last_t: SimTime,
+    pub busy_us: i64,
+    pub idle_us: i64,
+    pub energy_j: f64,
+    pub win_busy_us: i64,
+    pub win_energy_j: f64,
+}
+
+impl GpuSim {
+    pub fn new(node: u32, gpu: u8, model: GpuModel, idle_w: f64, tdp_w: f64, background: f64, perf: &PerfConfig) -> Self {
+        let mut g = Self {
+            node,
+            gpu,
+            model,
+            idle_w,
+            tdp_w,
+            background,
+            busy_clients: 0,
+            busy_share_pct: 0,
+            power_w: idle_w,
+            last_t: 0,
+            busy_us: 0,
+            idle_us: 0,
+            energy_j: 0.0,
+            win_busy_us: 0,
+            win_energy_j: 0.0,
+        };
+        g.power_w = perf.power_w(idle_w, tdp_w, background);
+        g
+    }
+
+    /// Accounts the time since the last change at the current state.
+    pub fn integrate(&mut self, t: SimTime) {
+        let dt = t - self.last_t;
+        if dt <= 0 {
+            return;
+        }
+        if self.busy_clients > 0 {
+            self.busy_us += dt;
+            self.win_busy_us += dt;
+        } else {
+            self.idle_us += dt;
+        }
+        let e = self.power_w * dt as f64 / 1e6;
+        self.energy_j += e;
+        self.win_energy_j += e;
+        self.last_t = t;
+    }
+
+    /// A client became busy (`+1`) or idle (`-1`) at `t`.
+    pub fn client_change(&mut self, t: SimTime, delta: i32, share_pct: u8, mode: SharingMode, perf: &PerfConfig) {
+        self.integrate(t);
+        if delta > 0 {
+            self.busy_clients += 1;
+            self.busy_share_pct += share_pct as u32;
+        } else {
+            self.busy_clients -= 1;
+            self.busy_share_pct -= share_pct as u32;
+        }
+        let work = match mode {
+            SharingMode::Mps => perf.mps_delivered(self.busy_share_pct, self.busy_clients),
+            SharingMode::TimeSlicing { .. } => {
+                if self.busy_clients == 0 { 0.0 } else { perf.timeslice_effective(self.busy_clients) * self.busy_clients as f64 }
+            }
+            SharingMode::Exclusive | SharingMode::Free => {
+                if self.busy_clients > 0 { 1.0 } else { 0.0 }
+            }
+        };
+        self.power_w = perf.power_w(self.idle_w, self.tdp_w, (work + self.background).min(1.0));
+    }
+
+    pub fn reset_window(&mut self) {
+        self.win_busy_us = 0;
+        self.win_energy_j = 0.0;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Waiting for a node (unschedulable so far).
+    Pending,
+    /// Placed, loading the model.
+    Starting,
+    Ready,
+    /// Scaled down: takes no new requests, leaves when its in-flight ones finish.
+    Draining,
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub service: u32,
+    pub state: ReplicaState,
+    /// (node index, GPU index in node, flat GPU index).
+    pub loc: Option<(u32, u8, u32)>,
+    pub share_pct: u8,
+    pub in_flight: u32,
+    pub busy_since: SimTime,
+    pub win_busy_us: i64,
+    /// The last unschedulable reason logged, so a pending replica is not logged every tick.
+    pub last_reason: Option<String>,
+}
+
+pub struct ServiceSim {
+    pub spec: ServiceSpec,
+    pub workload: WorkloadSpec,
+    pub queue: VecDeque<(SimTime, f64)>,
+    /// Indices of replicas that are not Gone.
+    pub replicas: Vec<u32>,
+    pub autoscaler: Option<Box<dyn Autoscaler>>,
+    pub counts: RequestCounts,
+    pub hist: Histogram<u64>,
+    pub sla_us: Option<i64>,
+    pub timeout_us: i64,
+    pub win_arrivals: u64,
+    pub win_served: u64,
+    pub win_ref_work_ms: f64,
+    pub replica_seconds: f64,
+    pub replicas_min: u32,
+    pub replicas_max: u32,
+    pub scale_ups: u32,
+    pub scale_downs: u32,
+}
+
+impl ServiceSim {
+    pub fn new(spec: ServiceSpec, autoscaler: Option<Box<dyn Autoscaler>>) -> Self {
+        let workload = spec.workload();
+        let sla_us = spec.latency_sla_ms.map(|ms| (ms * 1000.0).round() as i64);
+        let timeout_us = (spec.queue_timeout_s * 1e6).round() as i64;
+        Self {
+            spec,
+            workload,
+            queue: VecDeque::new(),
+            replicas: Vec::new(),
+            autoscaler,
+            counts: RequestCounts::default(),
+            hist: latency_histogram(),
+            sla_us,
+            timeout_us,
+            win_arrivals: 0,
+            win_served: 0,
+            win_ref_work_ms: 0.0,
+            replica_seconds: 0.0,
+            replicas_min: u32::MAX,
+            replicas_max: 0,
+            scale_ups: 0,
+            scale_downs: 0,
+        }
+    }
+}

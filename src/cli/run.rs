@@ -1,0 +1,73 @@
+//! `gpusched run [SCENARIO]`: simulate and write out/<scenario>/.
+
+use super::{bad_input, load_scenario};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Scenario file (TOML). Without one, the built-in default scenario (scenarios/default.toml).
+    pub scenario: Option<PathBuf>,
+    /// Random seed (overrides the scenario's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output folder (default: out/<scenario name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override any scenario key, e.g. --set engine.policy=best_fit --set services.0.concurrency=8
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Skip the plots (faster; summary, timeseries, decisions and report are still written).
+    #[arg(long)]
+    pub no_plots: bool,
+}
+
+pub fn execute(a: &RunArgs) -> ExitCode {
+    let sc = match load_scenario(a.scenario.as_deref(), a.seed, &a.sets) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&sc.scenario.name));
+    let started = Instant::now();
+    // The bar appears only once a run has taken more than a second.
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} simulating {msg} [{bar:40}] {percent}% ({elapsed})").expect("static template").progress_chars("=> "),
+    );
+    bar.set_message(sc.scenario.name.clone());
+    let mut shown = false;
+    let mut progress = |f: f64| {
+        if !shown && started.elapsed().as_secs_f64() > 1.0 {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        bar.set_position((f * 1000.0) as u64);
+    };
+    let result = match gpusched_sim::run(&sc, &mut progress) {
+        Ok(r) => r,
+        Err(e) => {
+            bar.finish_and_clear();
+            eprintln!("error: {}: {e}", sc.source);
+            return ExitCode::from(1);
+        }
+    };
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    let written = match gpusched_reports::write_run(&out, &result, !a.no_plots) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: writing the report: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let s = &result.summary;
+    println!(
+        "{}: {} requests, {} served, {} failed, p99 {:.1} ms, SLO {:.2} %, {:.1} kWh, ${:.2} (${:.4}/1k inferences)",
+        s.scenario, s.requests.arrived, s.requests.served, s.requests.failed, s.latency.p99_ms, s.slo_attainment * 100.0, s.energy_kwh, s.cost.total_usd, s.cost.usd_per_1k_inferences
+    );
+    println!("simulated {:.1} h in {:.2} s ({} events, {:.1} M events/s)", s.duration_s / 3600.0, wall, s.events, s.events as f64 / wall.max(1e-9) / 1e6);
+    println!("wrote {} files to {}", written.files.len(), out.display());
+    ExitCode::SUCCESS
+}
