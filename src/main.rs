@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "gpusched", version, about = "GPU scheduling policy engine: simulate a cluster, compare policies, run live")]
+#[command(
+    name = "gpusched",
+    version,
+    about = "GPU scheduling policy engine: simulate a cluster, compare policies, run live"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,6 +22,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Show, for one workload, every node's filter verdict and every score term.
     Explain(cli::explain::ExplainArgs),
+    /// Measure speed: events and simulated requests per second (use a release build).
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -25,5 +31,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(a) => cli::run::execute(&a),
         Command::Explain(a) => cli::explain::execute(&a),
+        Command::Bench(a) => cli::bench::execute(&a),
     }
 }

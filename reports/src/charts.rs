@@ -38,7 +38,10 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Draws panels stacked vertically on `root`.
-pub fn draw_panels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[LinePanel]) -> ChartResult {
+pub fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[LinePanel],
+) -> ChartResult {
     root.fill(&WHITE).map_err(err)?;
     let areas = root.split_evenly((panels.len().max(1), 1));
     for (panel, area) in panels.iter().zip(areas.iter()) {
@@ -75,10 +78,15 @@ pub fn draw_panels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[
         for (i, s) in panel.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(err)?
                 .label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
         }
         if panel.series.len() > 1 || panel.series.first().is_some_and(|s| !s.name.is_empty()) {
             chart
@@ -104,7 +112,11 @@ pub struct Bars {
 pub fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> ChartResult {
     root.fill(&WHITE).map_err(err)?;
     let n = b.bars.len().max(1);
-    let ymax = b.bars.iter().map(|(_, v, e)| v + e.unwrap_or(0.0)).fold(0.0, f64::max);
+    let ymax = b
+        .bars
+        .iter()
+        .map(|(_, v, e)| v + e.unwrap_or(0.0))
+        .fold(0.0, f64::max);
     let ymax = if ymax > 0.0 { ymax * 1.15 } else { 1.0 };
     let labels: Vec<String> = b.bars.iter().map(|(l, _, _)| l.clone()).collect();
     let mut chart = ChartBuilder::on(root)
@@ -120,7 +132,11 @@ pub fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) ->
         .x_labels(n)
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 0.01 { labels.get(i).cloned().unwrap_or_default() } else { String::new() }
+            if (x - i as f64 - 0.5).abs() < 0.01 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc(&b.y_label)
         .label_style((FONT, 11))
@@ -129,23 +145,40 @@ pub fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) ->
     for (i, (_, v, e)) in b.bars.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let x = i as f64;
-        chart.draw_series(std::iter::once(Rectangle::new([(x + 0.15, 0.0), (x + 0.85, *v)], color.filled()))).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x + 0.15, 0.0), (x + 0.85, *v)],
+                color.filled(),
+            )))
+            .map_err(err)?;
         if let Some(e) = e {
             let c = x + 0.5;
             chart
-                .draw_series(std::iter::once(PathElement::new(vec![(c, v - e), (c, v + e)], BLACK.stroke_width(2))))
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(c, v - e), (c, v + e)],
+                    BLACK.stroke_width(2),
+                )))
                 .map_err(err)?;
         }
         let label = format!("{v:.2}");
         chart
-            .draw_series(std::iter::once(Text::new(label, (x + 0.3, v + ymax * 0.02), (FONT, 11).into_font())))
+            .draw_series(std::iter::once(Text::new(
+                label,
+                (x + 0.3, v + ymax * 0.02),
+                (FONT, 11).into_font(),
+            )))
             .map_err(err)?;
     }
     root.present().map_err(err)
 }
 
 /// Renders a set of line panels to SVG and PNG.
-pub fn panels_to_files(dir: &Path, stem: &str, size: (u32, u32), panels: &[LinePanel]) -> ChartResult {
+pub fn panels_to_files(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    panels: &[LinePanel],
+) -> ChartResult {
     ensure_font();
     let svg = dir.join(format!("{stem}.svg"));
     let png = dir.join(format!("{stem}.png"));

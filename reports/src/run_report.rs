@@ -12,13 +12,19 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Other { path: PathBuf, message: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
-    move |source| ReportError::Io { path: path.to_path_buf(), source }
+    move |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The files a run wrote, for the command line to print.
@@ -31,19 +37,31 @@ pub fn write_run(dir: &Path, result: &RunResult, plots: bool) -> Result<Written,
     let mut files = Vec::new();
 
     let p = dir.join("summary.json");
-    let json = serde_json::to_string_pretty(&result.summary).map_err(|e| ReportError::Other { path: p.clone(), message: e.to_string() })?;
+    let json = serde_json::to_string_pretty(&result.summary).map_err(|e| ReportError::Other {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
     fs::write(&p, json + "\n").map_err(io(&p))?;
     files.push(p);
 
     let p = dir.join("timeseries.csv");
     let f = File::create(&p).map_err(io(&p))?;
-    result.timeseries.write_csv(BufWriter::new(f)).map_err(|e| ReportError::Other { path: p.clone(), message: e.to_string() })?;
+    result
+        .timeseries
+        .write_csv(BufWriter::new(f))
+        .map_err(|e| ReportError::Other {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
     files.push(p);
 
     let p = dir.join("decisions.jsonl");
     let mut w = BufWriter::new(File::create(&p).map_err(io(&p))?);
     for d in &result.decisions {
-        let line = serde_json::to_string(d).map_err(|e| ReportError::Other { path: p.clone(), message: e.to_string() })?;
+        let line = serde_json::to_string(d).map_err(|e| ReportError::Other {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
         writeln!(w, "{line}").map_err(io(&p))?;
     }
     w.flush().map_err(io(&p))?;
@@ -53,7 +71,10 @@ pub fn write_run(dir: &Path, result: &RunResult, plots: bool) -> Result<Written,
     if plots {
         let pd = dir.join("plots");
         fs::create_dir_all(&pd).map_err(io(&pd))?;
-        for stem in write_plots(&pd, result).map_err(|message| ReportError::Other { path: pd.clone(), message })? {
+        for stem in write_plots(&pd, result).map_err(|message| ReportError::Other {
+            path: pd.clone(),
+            message,
+        })? {
             plot_files.push(format!("plots/{stem}.svg"));
             files.push(pd.join(format!("{stem}.svg")));
             files.push(pd.join(format!("{stem}.png")));
@@ -70,8 +91,16 @@ fn hours(t: f64) -> f64 {
     t / 3600.0
 }
 
-fn column(result: &RunResult, f: impl Fn(&gpusched_sim::metrics::WindowRow) -> f64) -> Vec<(f64, f64)> {
-    result.timeseries.rows.iter().map(|r| (hours(r.t_s), f(r))).collect()
+fn column(
+    result: &RunResult,
+    f: impl Fn(&gpusched_sim::metrics::WindowRow) -> f64,
+) -> Vec<(f64, f64)> {
+    result
+        .timeseries
+        .rows
+        .iter()
+        .map(|r| (hours(r.t_s), f(r)))
+        .collect()
 }
 
 /// Draws the standard plots; returns their stems.
@@ -79,19 +108,38 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
     let ts = &result.timeseries;
     let x = "time (h)".to_string();
     let window = ts.window_s;
-    let mut qps = vec![Series { name: "total".into(), points: column(result, |r| r.arrivals as f64 / window) }];
+    let mut qps = vec![Series {
+        name: "total".into(),
+        points: column(result, |r| r.arrivals as f64 / window),
+    }];
     let mut reps = Vec::new();
     for (i, s) in ts.services.iter().enumerate() {
-        qps.push(Series { name: s.clone(), points: column(result, |r| r.qps_by_service[i]) });
-        reps.push(Series { name: s.clone(), points: column(result, |r| r.replicas_by_service[i] as f64) });
+        qps.push(Series {
+            name: s.clone(),
+            points: column(result, |r| r.qps_by_service[i]),
+        });
+        reps.push(Series {
+            name: s.clone(),
+            points: column(result, |r| r.replicas_by_service[i] as f64),
+        });
     }
     panels_to_files(
         dir,
         "qps_replicas",
         (1000, 700),
         &[
-            LinePanel { title: "Arrivals (QPS)".into(), x_label: x.clone(), y_label: "QPS".into(), series: qps },
-            LinePanel { title: "Replicas".into(), x_label: x.clone(), y_label: "replicas".into(), series: reps },
+            LinePanel {
+                title: "Arrivals (QPS)".into(),
+                x_label: x.clone(),
+                y_label: "QPS".into(),
+                series: qps,
+            },
+            LinePanel {
+                title: "Replicas".into(),
+                x_label: x.clone(),
+                y_label: "replicas".into(),
+                series: reps,
+            },
         ],
     )?;
     panels_to_files(
@@ -103,27 +151,78 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
             x_label: x.clone(),
             y_label: "ms".into(),
             series: vec![
-                Series { name: "p50".into(), points: column(result, |r| r.p50_ms) },
-                Series { name: "p95".into(), points: column(result, |r| r.p95_ms) },
-                Series { name: "p99".into(), points: column(result, |r| r.p99_ms) },
+                Series {
+                    name: "p50".into(),
+                    points: column(result, |r| r.p50_ms),
+                },
+                Series {
+                    name: "p95".into(),
+                    points: column(result, |r| r.p95_ms),
+                },
+                Series {
+                    name: "p99".into(),
+                    points: column(result, |r| r.p99_ms),
+                },
             ],
         }],
     )?;
-    let util = ts.models.iter().enumerate().map(|(i, m)| Series { name: m.clone(), points: column(result, |r| r.util_by_model[i] * 100.0) }).collect();
-    let mut power: Vec<Series> =
-        ts.models.iter().enumerate().map(|(i, m)| Series { name: m.clone(), points: column(result, |r| r.power_w_by_model[i] / 1000.0) }).collect();
-    power.push(Series { name: "total".into(), points: column(result, |r| r.power_w_total / 1000.0) });
+    let util = ts
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Series {
+            name: m.clone(),
+            points: column(result, |r| r.util_by_model[i] * 100.0),
+        })
+        .collect();
+    let mut power: Vec<Series> = ts
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Series {
+            name: m.clone(),
+            points: column(result, |r| r.power_w_by_model[i] / 1000.0),
+        })
+        .collect();
+    power.push(Series {
+        name: "total".into(),
+        points: column(result, |r| r.power_w_total / 1000.0),
+    });
     panels_to_files(
         dir,
         "gpu_util_power",
         (1000, 700),
         &[
-            LinePanel { title: "GPU utilisation by model (busy %)".into(), x_label: x.clone(), y_label: "%".into(), series: util },
-            LinePanel { title: "Power by GPU model".into(), x_label: x, y_label: "kW".into(), series: power },
+            LinePanel {
+                title: "GPU utilisation by model (busy %)".into(),
+                x_label: x.clone(),
+                y_label: "%".into(),
+                series: util,
+            },
+            LinePanel {
+                title: "Power by GPU model".into(),
+                x_label: x,
+                y_label: "kW".into(),
+                series: power,
+            },
         ],
     )?;
-    bars_to_files(dir, "placement_mix", (900, 500), &Bars { title: "Placements by GPU model and share".into(), y_label: "placements".into(), bars: placement_mix(result) })?;
-    Ok(vec!["qps_replicas", "latency", "gpu_util_power", "placement_mix"])
+    bars_to_files(
+        dir,
+        "placement_mix",
+        (900, 500),
+        &Bars {
+            title: "Placements by GPU model and share".into(),
+            y_label: "placements".into(),
+            bars: placement_mix(result),
+        },
+    )?;
+    Ok(vec![
+        "qps_replicas",
+        "latency",
+        "gpu_util_power",
+        "placement_mix",
+    ])
 }
 
 /// Placements counted by (GPU model of the node's pool, share).
@@ -132,7 +231,11 @@ fn placement_mix(result: &RunResult) -> Vec<(String, f64, Option<f64>)> {
     for d in &result.decisions {
         if let Decision::Place(p) = &d.decision {
             let pool = p.node.rsplit_once('-').map_or(p.node.as_str(), |(a, _)| a);
-            let mode = if p.share_pct >= 100 { "excl".to_string() } else { format!("{}%", p.share_pct) };
+            let mode = if p.share_pct >= 100 {
+                "excl".to_string()
+            } else {
+                format!("{}%", p.share_pct)
+            };
             *mix.entry(format!("{pool} {mode}")).or_default() += 1.0;
         }
     }
@@ -143,21 +246,75 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
     let s = &result.summary;
     let mut md = String::new();
     let _ = writeln!(md, "# gpusched run: {}\n", s.scenario);
-    let _ = writeln!(md, "Seed {}, {:.1} h simulated, policy `{}`, autoscaler `{}`.\n", s.seed, s.duration_s / 3600.0, s.policy, s.autoscaler);
+    let _ = writeln!(
+        md,
+        "Seed {}, {:.1} h simulated, policy `{}`, autoscaler `{}`.\n",
+        s.seed,
+        s.duration_s / 3600.0,
+        s.policy,
+        s.autoscaler
+    );
     let r = &s.requests;
     let _ = writeln!(md, "| metric | value |\n|---|---|");
     let rows: Vec<(String, String)> = vec![
         ("requests arrived".into(), r.arrived.to_string()),
         ("served".into(), r.served.to_string()),
-        ("failed".into(), format!("{} ({})", r.failed, r.failed_by_cause.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))),
-        ("queued / in service at end".into(), format!("{} / {}", r.queued_at_end, r.in_service_at_end)),
-        ("latency p50 / p95 / p99".into(), format!("{:.1} / {:.1} / {:.1} ms", s.latency.p50_ms, s.latency.p95_ms, s.latency.p99_ms)),
-        ("SLO attainment".into(), format!("{:.3} %", s.slo_attainment * 100.0)),
-        ("GPUs (mean / peak allocated)".into(), format!("{} ({:.1} / {})", s.gpus_total, s.mean_allocated_gpus, s.peak_allocated_gpus)),
-        ("energy".into(), format!("{:.1} kWh (mean {:.0} W)", s.energy_kwh, s.mean_power_w)),
-        ("cost".into(), format!("${:.2} (GPUs ${:.2} + energy ${:.2})", s.cost.total_usd, s.cost.gpu_usd, s.cost.energy_usd)),
-        ("$ per 1k inferences".into(), format!("${:.4}", s.cost.usd_per_1k_inferences)),
-        ("placements / unschedulable attempts / scale events".into(), format!("{} / {} / {}", s.placements, s.unschedulable, s.scale_events)),
+        (
+            "failed".into(),
+            format!(
+                "{} ({})",
+                r.failed,
+                r.failed_by_cause
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        (
+            "queued / in service at end".into(),
+            format!("{} / {}", r.queued_at_end, r.in_service_at_end),
+        ),
+        (
+            "latency p50 / p95 / p99".into(),
+            format!(
+                "{:.1} / {:.1} / {:.1} ms",
+                s.latency.p50_ms, s.latency.p95_ms, s.latency.p99_ms
+            ),
+        ),
+        (
+            "SLO attainment".into(),
+            format!("{:.3} %", s.slo_attainment * 100.0),
+        ),
+        (
+            "GPUs (mean / peak allocated)".into(),
+            format!(
+                "{} ({:.1} / {})",
+                s.gpus_total, s.mean_allocated_gpus, s.peak_allocated_gpus
+            ),
+        ),
+        (
+            "energy".into(),
+            format!("{:.1} kWh (mean {:.0} W)", s.energy_kwh, s.mean_power_w),
+        ),
+        (
+            "cost".into(),
+            format!(
+                "${:.2} (GPUs ${:.2} + energy ${:.2})",
+                s.cost.total_usd, s.cost.gpu_usd, s.cost.energy_usd
+            ),
+        ),
+        (
+            "$ per 1k inferences".into(),
+            format!("${:.4}", s.cost.usd_per_1k_inferences),
+        ),
+        (
+            "placements / unschedulable attempts / scale events".into(),
+            format!(
+                "{} / {} / {}",
+                s.placements, s.unschedulable, s.scale_events
+            ),
+        ),
     ];
     for (k, v) in rows {
         let _ = writeln!(md, "| {k} | {v} |");
@@ -167,13 +324,30 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.3} % | {}–{} | {:.1} |",
-            x.name, x.requests.arrived, x.requests.served, x.requests.failed, x.latency.p50_ms, x.latency.p99_ms,
-            x.latency_sla_ms.map_or("-".into(), |v| format!("{v:.0}")), x.slo_attainment * 100.0, x.replicas_min, x.replicas_max, x.replica_hours
+            x.name,
+            x.requests.arrived,
+            x.requests.served,
+            x.requests.failed,
+            x.latency.p50_ms,
+            x.latency.p99_ms,
+            x.latency_sla_ms.map_or("-".into(), |v| format!("{v:.0}")),
+            x.slo_attainment * 100.0,
+            x.replicas_min,
+            x.replicas_max,
+            x.replica_hours
         );
     }
     let _ = writeln!(md, "\n## GPUs\n\n| model | GPUs | utilisation (busy) | energy kWh | mean W | GPU cost $ |\n|---|---|---|---|---|---|");
     for (m, g) in &s.gpu_models {
-        let _ = writeln!(md, "| {m} | {} | {:.1} % | {:.1} | {:.0} | {:.2} |", g.gpus, g.utilisation * 100.0, g.energy_kwh, g.mean_power_w, g.gpu_cost_usd);
+        let _ = writeln!(
+            md,
+            "| {m} | {} | {:.1} % | {:.1} | {:.0} | {:.2} |",
+            g.gpus,
+            g.utilisation * 100.0,
+            g.energy_kwh,
+            g.mean_power_w,
+            g.gpu_cost_usd
+        );
     }
     if !plots.is_empty() {
         let _ = writeln!(md, "\n## Plots\n");

@@ -38,7 +38,10 @@ impl<E> PartialOrd for Scheduled<E> {
 impl<E> Ord for Scheduled<E> {
     // Reversed: BinaryHeap is a max-heap and we want the earliest (then lowest sequence) first.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.time.cmp(&self.time).then_with(|| other.seq.cmp(&self.seq))
+        other
+            .time
+            .cmp(&self.time)
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -50,13 +53,21 @@ pub struct EventQueue<E> {
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        Self { heap: BinaryHeap::new(), next_seq: 0, popped: 0 }
+        Self {
+            heap: BinaryHeap::new(),
+            next_seq: 0,
+            popped: 0,
+        }
     }
 }
 
 impl<E> EventQueue<E> {
     pub fn push(&mut self, time: SimTime, event: E) {
-        self.heap.push(Scheduled { time, seq: self.next_seq, event });
+        self.heap.push(Scheduled {
+            time,
+            seq: self.next_seq,
+            event,
+        });
         self.next_seq += 1;
     }
 

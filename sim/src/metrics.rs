@@ -10,7 +10,11 @@ pub fn latency_histogram() -> Histogram<u64> {
 }
 
 pub fn percentile_ms(h: &Histogram<u64>, q: f64) -> f64 {
-    if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 }
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
 }
 
 /// Why a request failed.
@@ -177,8 +181,20 @@ pub struct Timeseries {
 impl Timeseries {
     pub fn header(&self) -> Vec<String> {
         let mut h: Vec<String> = [
-            "t_s", "qps", "arrivals", "served", "failed", "queue_len", "in_flight", "p50_ms", "p95_ms", "p99_ms",
-            "replicas", "replicas_ready", "allocated_gpus", "fragmentation",
+            "t_s",
+            "qps",
+            "arrivals",
+            "served",
+            "failed",
+            "queue_len",
+            "in_flight",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "replicas",
+            "replicas_ready",
+            "allocated_gpus",
+            "fragmentation",
         ]
         .iter()
         .map(|s| s.to_string())

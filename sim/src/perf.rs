@@ -36,7 +36,12 @@ impl Default for PerfConfig {
             mps_alone_curve: vec![(0.0, 0.0), (25.0, 0.32), (50.0, 0.57), (100.0, 1.0)],
             mps_loss_per_extra_client: 0.009,
             timeslice_loss: 0.095,
-            power_curve: vec![(0.0, 0.0), (0.32, (413.0 - 76.0) / (697.0 - 76.0)), (0.57, (562.0 - 76.0) / (697.0 - 76.0)), (1.0, 1.0)],
+            power_curve: vec![
+                (0.0, 0.0),
+                (0.32, (413.0 - 76.0) / (697.0 - 76.0)),
+                (0.57, (562.0 - 76.0) / (697.0 - 76.0)),
+                (1.0, 1.0),
+            ],
             batch_slowdown: 0.10,
         }
     }
@@ -54,7 +59,11 @@ pub fn interpolate(points: &[(f64, f64)], x: f64) -> f64 {
             for w in points.windows(2) {
                 let ((x0, y0), (x1, y1)) = (w[0], w[1]);
                 if x <= x1 {
-                    return if x1 > x0 { y0 + (y1 - y0) * (x - x0) / (x1 - x0) } else { y1 };
+                    return if x1 > x0 {
+                        y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+                    } else {
+                        y1
+                    };
                 }
             }
             points[points.len() - 1].1
@@ -64,9 +73,14 @@ pub fn interpolate(points: &[(f64, f64)], x: f64) -> f64 {
 
 impl PerfConfig {
     pub fn validate(&self) -> Result<(), String> {
-        for (name, pts) in [("mps_alone_curve", &self.mps_alone_curve), ("power_curve", &self.power_curve)] {
+        for (name, pts) in [
+            ("mps_alone_curve", &self.mps_alone_curve),
+            ("power_curve", &self.power_curve),
+        ] {
             if pts.is_empty() || pts.windows(2).any(|w| w[1].0 < w[0].0) {
-                return Err(format!("perf.{name} must be a non-empty list of [x, y] points with x ascending"));
+                return Err(format!(
+                    "perf.{name} must be a non-empty list of [x, y] points with x ascending"
+                ));
             }
         }
         for (name, v) in [
@@ -96,7 +110,11 @@ impl PerfConfig {
 
     /// Share of a time-sliced GPU one of `busy` busy processes gets.
     pub fn timeslice_effective(&self, busy: u32) -> f64 {
-        if busy <= 1 { 1.0 } else { (1.0 - self.timeslice_loss) / busy as f64 }
+        if busy <= 1 {
+            1.0
+        } else {
+            (1.0 - self.timeslice_loss) / busy as f64
+        }
     }
 
     /// Fraction of the GPU's work delivered by busy MPS clients whose caps add to `busy_share_pct`.

@@ -30,11 +30,21 @@ pub fn execute(a: &ExplainArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return bad_input(e),
     };
-    let names: Vec<&str> = sc.scenario.services.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = sc
+        .scenario
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     let service = match &a.service {
         Some(n) => match sc.scenario.services.iter().find(|s| &s.name == n) {
             Some(s) => s,
-            None => return bad_input(format!("--service {n}: no such service; the scenario has [{}]", names.join(", "))),
+            None => {
+                return bad_input(format!(
+                    "--service {n}: no such service; the scenario has [{}]",
+                    names.join(", ")
+                ))
+            }
         },
         None => &sc.scenario.services[0],
     };
@@ -43,12 +53,23 @@ pub fn execute(a: &ExplainArgs) -> ExitCode {
         Err(e) => return bad_input(e),
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&decision).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&decision).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     let (summary, matrix): (String, Option<&DecisionMatrix>) = match &decision {
-        Decision::Place(p) => (format!("→ {} GPU {} at {} %: {}", p.node, p.gpu, p.share_pct, p.reason), p.matrix.as_ref()),
-        Decision::Unschedulable { reason, matrix, .. } => (format!("unschedulable: {reason}"), matrix.as_ref()),
+        Decision::Place(p) => (
+            format!(
+                "→ {} GPU {} at {} %: {}",
+                p.node, p.gpu, p.share_pct, p.reason
+            ),
+            p.matrix.as_ref(),
+        ),
+        Decision::Unschedulable { reason, matrix, .. } => {
+            (format!("unschedulable: {reason}"), matrix.as_ref())
+        }
         _ => (String::new(), None),
     };
     println!("{}  ({})", service.name, summary);

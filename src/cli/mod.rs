@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod explain;
 pub mod run;
 
@@ -14,7 +15,11 @@ pub fn bad_input(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Loads the scenario named on the command line, or the built-in default.
-pub fn load_scenario(path: Option<&std::path::Path>, seed: Option<u64>, sets: &[String]) -> Result<gpusched_sim::LoadedScenario, gpusched_sim::ScenarioError> {
+pub fn load_scenario(
+    path: Option<&std::path::Path>,
+    seed: Option<u64>,
+    sets: &[String],
+) -> Result<gpusched_sim::LoadedScenario, gpusched_sim::ScenarioError> {
     let mut overrides = sets.to_vec();
     if let Some(s) = seed {
         overrides.push(format!("seed={s}"));

@@ -29,12 +29,19 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return bad_input(e),
     };
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&sc.scenario.name));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(&sc.scenario.name));
     let started = Instant::now();
     // The bar appears only once a run has taken more than a second.
     let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} simulating {msg} [{bar:40}] {percent}% ({elapsed})").expect("static template").progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} simulating {msg} [{bar:40}] {percent}% ({elapsed})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     bar.set_message(sc.scenario.name.clone());
     let mut shown = false;
@@ -67,7 +74,13 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         "{}: {} requests, {} served, {} failed, p99 {:.1} ms, SLO {:.2} %, {:.1} kWh, ${:.2} (${:.4}/1k inferences)",
         s.scenario, s.requests.arrived, s.requests.served, s.requests.failed, s.latency.p99_ms, s.slo_attainment * 100.0, s.energy_kwh, s.cost.total_usd, s.cost.usd_per_1k_inferences
     );
-    println!("simulated {:.1} h in {:.2} s ({} events, {:.1} M events/s)", s.duration_s / 3600.0, wall, s.events, s.events as f64 / wall.max(1e-9) / 1e6);
+    println!(
+        "simulated {:.1} h in {:.2} s ({} events, {:.1} M events/s)",
+        s.duration_s / 3600.0,
+        wall,
+        s.events,
+        s.events as f64 / wall.max(1e-9) / 1e6
+    );
     println!("wrote {} files to {}", written.files.len(), out.display());
     ExitCode::SUCCESS
 }
