@@ -8,8 +8,10 @@ pub mod decision;
 pub mod engine;
 pub mod framework;
 pub mod gpu;
+pub mod mig;
 pub mod mps;
 pub mod plugins;
+pub mod sharing;
 pub mod view;
 pub mod workload;
 
