@@ -20,6 +20,12 @@ pub trait FilterPlugin<N, P>: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Ok(())` when the node is feasible, otherwise a human-readable reason.
     fn filter(&self, pod: &P, node: &N) -> Result<(), String>;
+    /// The verdict alone, without building a reason. Profiles call it on the hot path (no
+    /// decision matrix asked for) and fall back to [`FilterPlugin::filter`] only for the first
+    /// rejection per plugin; plugins that format reasons should override it.
+    fn passes(&self, pod: &P, node: &N) -> bool {
+        self.filter(pod, node).is_ok()
+    }
 }
 
 /// A Score extension point with its NormalizeScore step.
@@ -42,18 +48,24 @@ pub trait ScorePlugin<N, P>: Send {
 pub fn normalize_min_max(scores: &mut [f64]) {
     let (lo, hi) = scores
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
+            (lo.min(s), hi.max(s))
+        });
     if !(hi > lo) {
         scores.iter_mut().for_each(|s| *s = 100.0);
         return;
     }
-    scores.iter_mut().for_each(|s| *s = (*s - lo) / (hi - lo) * 100.0);
+    scores
+        .iter_mut()
+        .for_each(|s| *s = (*s - lo) / (hi - lo) * 100.0);
 }
 
 /// Leaves scores already on a 0..=1 scale as 0..=100 (no relative stretching), so that an absolute
 /// quantity such as "fraction of the GPU free" keeps its meaning across candidates.
 pub fn normalize_unit(scores: &mut [f64]) {
-    scores.iter_mut().for_each(|s| *s = (s.clamp(0.0, 1.0)) * 100.0);
+    scores
+        .iter_mut()
+        .for_each(|s| *s = (s.clamp(0.0, 1.0)) * 100.0);
 }
 
 /// One plugin's score on one node, raw and normalised (the rows of a decision matrix).
@@ -120,7 +132,13 @@ impl<N: NamedNode, P> Profile<N, P> {
         scores: Vec<(Box<dyn ScorePlugin<N, P>>, f64)>,
     ) -> Self {
         let raw = scores.iter().map(|_| Vec::new()).collect();
-        Self { name: name.into(), filters, scores, feasible: Vec::new(), raw }
+        Self {
+            name: name.into(),
+            filters,
+            scores,
+            feasible: Vec::new(),
+            raw,
+        }
     }
 
     /// Runs Filter → Score → NormalizeScore → weighted sum over `nodes`.
@@ -142,10 +160,32 @@ impl<N: NamedNode, P> Profile<N, P> {
         let mut rejections: Vec<(Rejection, usize)> = Vec::new();
         for i in candidates {
             let node = &nodes[i];
-            let verdict = self
-                .filters
-                .iter()
-                .find_map(|f| f.filter(pod, node).err().map(|reason| Rejection { plugin: f.name(), reason }));
+            if !want_matrix {
+                // Hot path: verdicts only; a reason is built once per rejecting plugin.
+                match self.filters.iter().find(|f| !f.passes(pod, node)) {
+                    None => self.feasible.push(i),
+                    Some(f) => match rejections.iter_mut().find(|(r, _)| r.plugin == f.name()) {
+                        Some((_, n)) => *n += 1,
+                        None => {
+                            let reason = f.filter(pod, node).err().unwrap_or_default();
+                            rejections.push((
+                                Rejection {
+                                    plugin: f.name(),
+                                    reason,
+                                },
+                                1,
+                            ));
+                        }
+                    },
+                }
+                continue;
+            }
+            let verdict = self.filters.iter().find_map(|f| {
+                f.filter(pod, node).err().map(|reason| Rejection {
+                    plugin: f.name(),
+                    reason,
+                })
+            });
             match verdict {
                 None => self.feasible.push(i),
                 Some(rej) => {
@@ -221,7 +261,13 @@ impl<N: NamedNode, P> Profile<N, P> {
             }
             DecisionMatrix { rows }
         });
-        Selection { chosen: Some(chosen), total, matrix, feasible: self.feasible.len(), top_rejection }
+        Selection {
+            chosen: Some(chosen),
+            total,
+            matrix,
+            feasible: self.feasible.len(),
+            top_rejection,
+        }
     }
 }
 
@@ -241,7 +287,11 @@ mod tests {
             "MinFree"
         }
         fn filter(&self, pod: &f64, node: &N) -> Result<(), String> {
-            if node.1 >= *pod { Ok(()) } else { Err(format!("free {} < {}", node.1, pod)) }
+            if node.1 >= *pod {
+                Ok(())
+            } else {
+                Err(format!("free {} < {}", node.1, pod))
+            }
         }
     }
     struct MostFree;
@@ -257,7 +307,11 @@ mod tests {
     #[test]
     fn filters_then_picks_highest_weighted_score() {
         let nodes = [N("a", 1.0), N("b", 5.0), N("c", 3.0)];
-        let mut p = Profile::new("t", vec![Box::new(MinFree)], vec![(Box::new(MostFree), 1.0)]);
+        let mut p = Profile::new(
+            "t",
+            vec![Box::new(MinFree)],
+            vec![(Box::new(MostFree), 1.0)],
+        );
         let s = p.select(&2.0, &nodes, true);
         assert_eq!(s.chosen, Some(1));
         let m = s.matrix.unwrap();
@@ -269,7 +323,11 @@ mod tests {
     #[test]
     fn nothing_feasible_reports_the_commonest_rejection() {
         let nodes = [N("a", 1.0), N("b", 1.5)];
-        let mut p = Profile::new("t", vec![Box::new(MinFree)], vec![(Box::new(MostFree), 1.0)]);
+        let mut p = Profile::new(
+            "t",
+            vec![Box::new(MinFree)],
+            vec![(Box::new(MostFree), 1.0)],
+        );
         let s = p.select(&2.0, &nodes, false);
         assert_eq!(s.chosen, None);
         assert_eq!(s.top_rejection.unwrap().1, 2);

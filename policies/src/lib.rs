@@ -3,3 +3,4 @@
 //! apply them.
 
 pub mod framework;
+pub mod openb;
