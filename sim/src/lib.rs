@@ -1,1 +1,2 @@
 //! The discrete-event simulator.
+pub mod openb;
