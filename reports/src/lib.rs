@@ -1,3 +1,4 @@
 //! Reports and plots from gpusched runs.
 
+pub mod fgd;
 pub mod font;

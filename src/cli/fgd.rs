@@ -2,11 +2,13 @@
 //! write its tables and plots, and compare them with a reference folder.
 
 use gpusched_policies::openb::OpenbPolicy;
+use gpusched_reports::fgd::{alloc_curves, bars, BarGroup, Series};
 use gpusched_sim::openb::tables::{read_table, write_all, ALLO_FILE};
 use gpusched_sim::openb::{
     compare, run_experiment, Experiment, RunResult, PAPER_POD_LISTS, PAPER_SEEDS, PAPER_TUNE,
 };
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -224,7 +226,7 @@ fn run_cmd(a: &RunArgs) -> Result<ExitCode, String> {
                 r.policy,
                 r.seed,
                 r.final_alloc_pct,
-                r.failed_pods.len(),
+                r.failed_pods,
                 started.elapsed().as_secs_f64()
             );
         }
@@ -267,7 +269,95 @@ fn compare_cmd(
     })
 }
 
+/// Seed means of a run's allocation curve, per (pod list, policy).
+fn mean_curves(results: &[RunResult]) -> BTreeMap<(String, OpenbPolicy), Vec<(f64, f64)>> {
+    let mut acc: BTreeMap<(String, OpenbPolicy), Vec<(f64, usize)>> = BTreeMap::new();
+    for r in results {
+        let e = acc
+            .entry((r.workload.clone(), r.policy))
+            .or_insert_with(|| vec![(0.0, 0); r.curves.allo.len()]);
+        for (slot, v) in e.iter_mut().zip(&r.curves.allo) {
+            if let Some(v) = v {
+                slot.0 += v;
+                slot.1 += 1;
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(k, v)| {
+            let pts = v
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, n))| *n > 0)
+                .map(|(x, (s, n))| (x as f64, s / *n as f64))
+                .collect();
+            (k, pts)
+        })
+        .collect()
+}
+
+/// Fig. 9a per pod list, and Figs. 11–14-style bars of unallocated GPU at arrived 100 % per
+/// pod-list family (cpu*, gpushare*, gpuspec*, multigpu*), under `<out>/plots`.
 fn plots(out: &Path, results: &[RunResult]) -> Result<(), String> {
-    let _ = (out, results);
+    let dir = out.join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let curves = mean_curves(results);
+    let mut workloads: Vec<&String> = curves.keys().map(|k| &k.0).collect();
+    workloads.dedup();
+    let mut written = 0;
+    for w in &workloads {
+        let series: Vec<Series> = curves
+            .iter()
+            .filter(|((cw, _), _)| cw == *w)
+            .map(|((_, p), pts)| Series {
+                name: p.short().to_string(),
+                points: pts.clone(),
+            })
+            .collect();
+        let short = w.trim_start_matches("openb_pod_list_");
+        written += alloc_curves(
+            &dir.join(format!("alloc_{short}")),
+            &format!("GPU allocation, {short}"),
+            &series,
+        )
+        .map_err(|e| e.to_string())?
+        .len();
+    }
+    for (family, title) in [
+        ("cpu", "Non-GPU tasks (Fig. 14)"),
+        ("gpushare", "GPU-sharing tasks (Fig. 11)"),
+        ("gpuspec", "GPU-type constraints (Fig. 13)"),
+        ("multigpu", "Multi-GPU tasks (Fig. 12)"),
+    ] {
+        let groups: Vec<BarGroup> = workloads
+            .iter()
+            .map(|w| w.trim_start_matches("openb_pod_list_"))
+            .filter(|w| w.starts_with(family))
+            .map(|short| BarGroup {
+                label: short.to_string(),
+                bars: curves
+                    .iter()
+                    .filter(|((cw, _), _)| cw.trim_start_matches("openb_pod_list_") == short)
+                    .filter_map(|((_, p), pts)| {
+                        pts.iter()
+                            .find(|(x, _)| *x == 100.0)
+                            .map(|(_, y)| (p.short().to_string(), 100.0 - y))
+                    })
+                    .collect(),
+            })
+            .collect();
+        if groups.is_empty() {
+            continue;
+        }
+        written += bars(
+            &dir.join(format!("unallocated_{family}")),
+            title,
+            "Unallocated GPU at arrived 100 % (%)",
+            &groups,
+        )
+        .map_err(|e| e.to_string())?
+        .len();
+    }
+    eprintln!("{written} figures written to {}", dir.display());
     Ok(())
 }

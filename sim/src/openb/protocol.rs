@@ -55,7 +55,8 @@ pub struct RunResult {
     pub total_gpus: u64,
     pub curves: Curves,
     pub arrived_pods: usize,
-    pub failed_pods: Vec<String>,
+    /// Pods no node could take (kept as a count: the names of 1,020 runs would cost ~100 MB).
+    pub failed_pods: usize,
     pub failed_gpu_milli: u64,
     /// Allocated and fragmented share of GPU capacity at the end, %.
     pub final_alloc_pct: f64,
@@ -130,7 +131,7 @@ pub fn run(
     let mut used: u64 = nodes.iter().map(OpenbNode::gpu_used_milli).sum();
     let mut arrived: u64 = 0;
     let mut curves = ArrivalCurves::new(total_gpus);
-    let mut failed_pods = Vec::new();
+    let mut failed_pods = 0usize;
     let mut failed_gpu_milli = 0;
 
     for pod in &pods {
@@ -148,7 +149,7 @@ pub fn run(
                 node_frag[i] = f;
             }
             None => {
-                failed_pods.push(pod.name.clone());
+                failed_pods += 1;
                 failed_gpu_milli += pod.total_gpu_milli();
             }
         }
@@ -233,7 +234,7 @@ mod tests {
                 "{policy}: {}",
                 a.final_alloc_pct
             );
-            assert!(!a.failed_pods.is_empty(), "130 % cannot all fit");
+            assert!(a.failed_pods > 0, "130 % cannot all fit");
             assert_eq!(a.curves.allo.len(), 131);
         }
     }

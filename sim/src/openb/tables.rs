@@ -99,7 +99,7 @@ pub fn write_all(dir: &Path, results: &[RunResult]) -> Result<()> {
             py_float(r.tune),
             r.seed,
             r.arrived_pods,
-            r.failed_pods.len(),
+            r.failed_pods,
             r.failed_gpu_milli,
             r.final_alloc_pct,
             r.final_frag_pct
