@@ -190,16 +190,17 @@ fn draw_bars<DB: DrawingBackend>(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d(0f64..n as f64, 0f64..y1)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..y1)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(n.max(1))
+        // Groups sit at integer x, so the integer ticks carry their labels.
         .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 1e-6 {
-                labels.get(i).cloned().unwrap_or_default()
+            let r = x.round();
+            if (x - r).abs() < 1e-6 && r >= 0.0 {
+                labels.get(r as usize).cloned().unwrap_or_default()
             } else {
                 String::new()
             }
@@ -217,7 +218,7 @@ fn draw_bars<DB: DrawingBackend>(
             .enumerate()
             .filter_map(|(gi, g)| {
                 let v = g.bars.iter().find(|b| &b.0 == p)?.1;
-                let x0 = gi as f64 + 0.1 + pi as f64 * width;
+                let x0 = gi as f64 - 0.4 + pi as f64 * width;
                 Some(Rectangle::new(
                     [(x0, 0.0), (x0 + width * 0.9, v)],
                     color.filled(),
