@@ -24,6 +24,8 @@ enum Command {
     Explain(cli::explain::ExplainArgs),
     /// Measure speed: events and simulated requests per second (use a release build).
     Bench(cli::bench::BenchArgs),
+    /// Reproduce the FGD paper's (USENIX ATC '23) openb evaluation and compare it with the paper.
+    Fgd(cli::fgd::FgdArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +34,9 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::execute(&a),
         Command::Explain(a) => cli::explain::execute(&a),
         Command::Bench(a) => cli::bench::execute(&a),
+        Command::Fgd(a) => cli::fgd::execute(&a).unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(cli::EXIT_BAD_INPUT)
+        }),
     }
 }

@@ -20,6 +20,12 @@ pub trait FilterPlugin<N, P>: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Ok(())` when the node is feasible, otherwise a human-readable reason.
     fn filter(&self, pod: &P, node: &N) -> Result<(), String>;
+    /// The verdict alone, without building a reason. Profiles call it on the hot path (no
+    /// decision matrix asked for) and fall back to [`FilterPlugin::filter`] only for the first
+    /// rejection per plugin; plugins that format reasons should override it.
+    fn passes(&self, pod: &P, node: &N) -> bool {
+        self.filter(pod, node).is_ok()
+    }
 }
 
 /// A Score extension point with its NormalizeScore step.
@@ -154,6 +160,26 @@ impl<N: NamedNode, P> Profile<N, P> {
         let mut rejections: Vec<(Rejection, usize)> = Vec::new();
         for i in candidates {
             let node = &nodes[i];
+            if !want_matrix {
+                // Hot path: verdicts only; a reason is built once per rejecting plugin.
+                match self.filters.iter().find(|f| !f.passes(pod, node)) {
+                    None => self.feasible.push(i),
+                    Some(f) => match rejections.iter_mut().find(|(r, _)| r.plugin == f.name()) {
+                        Some((_, n)) => *n += 1,
+                        None => {
+                            let reason = f.filter(pod, node).err().unwrap_or_default();
+                            rejections.push((
+                                Rejection {
+                                    plugin: f.name(),
+                                    reason,
+                                },
+                                1,
+                            ));
+                        }
+                    },
+                }
+                continue;
+            }
             let verdict = self.filters.iter().find_map(|f| {
                 f.filter(pod, node).err().map(|reason| Rejection {
                     plugin: f.name(),

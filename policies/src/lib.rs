@@ -10,6 +10,7 @@ pub mod framework;
 pub mod gpu;
 pub mod mig;
 pub mod mps;
+pub mod openb;
 pub mod plugins;
 pub mod sharing;
 pub mod view;

@@ -4,7 +4,9 @@
 //! energy, cost).
 
 pub mod events;
+pub mod explain;
 pub mod metrics;
+pub mod openb;
 pub mod perf;
 pub mod scenario;
 pub mod sim;
@@ -14,4 +16,3 @@ pub mod validate;
 
 pub use scenario::{load_default, load_file, LoadedScenario, Scenario, ScenarioError};
 pub use sim::{run, DecisionRecord, RunResult, SimError};
-pub mod explain;

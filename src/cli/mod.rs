@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod explain;
+pub mod fgd;
 pub mod run;
 
 use std::process::ExitCode;

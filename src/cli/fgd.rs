@@ -1,0 +1,363 @@
+//! `gpusched fgd`: run the FGD paper's openb experiment (any pod lists × policies × seeds),
+//! write its tables and plots, and compare them with a reference folder.
+
+use gpusched_policies::openb::OpenbPolicy;
+use gpusched_reports::fgd::{alloc_curves, bars, BarGroup, Series};
+use gpusched_sim::openb::tables::{read_table, write_all, ALLO_FILE};
+use gpusched_sim::openb::{
+    compare, run_experiment, Experiment, RunResult, PAPER_POD_LISTS, PAPER_SEEDS, PAPER_TUNE,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Debug, clap::Args)]
+pub struct FgdArgs {
+    #[command(subcommand)]
+    pub command: FgdCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum FgdCommand {
+    /// Run pod lists × policies × seeds and write the paper's tables (and plots).
+    Run(RunArgs),
+    /// Compare result tables with a reference folder; exit 1 beyond the tolerance.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A scenario TOML (`[fgd]` table: pod_lists, policies, seeds, tune, node_list, traces_dir).
+    /// Flags given on the command line override it.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    #[arg(long)]
+    pub traces_dir: Option<PathBuf>,
+    /// Comma-separated pod lists (file names without .csv; `default` is short for
+    /// openb_pod_list_default). Default: the paper's 17.
+    #[arg(long, value_delimiter = ',')]
+    pub pod_lists: Vec<String>,
+    /// Comma-separated policies (`FGD`, `06-FGD`, ...). Default: all six.
+    #[arg(long, value_delimiter = ',')]
+    pub policies: Vec<String>,
+    /// Comma-separated seeds, or a range `42..51` (inclusive). Default: 42..51.
+    #[arg(long)]
+    pub seeds: Option<String>,
+    #[arg(long)]
+    pub tune: Option<f64>,
+    #[arg(long, default_value = "fgd-results")]
+    pub out: PathBuf,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
+    /// Skip the SVG/PNG figures.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Also compare with this reference folder after the run (exit 1 beyond tolerance).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    #[arg(long, default_value_t = 1.0)]
+    pub tolerance_pp: f64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    #[arg(long, default_value = "../shared/reference/fgd-atc23")]
+    pub reference: PathBuf,
+    #[arg(long)]
+    pub results: PathBuf,
+    #[arg(long, default_value_t = 1.0)]
+    pub tolerance_pp: f64,
+    /// Policy pairs the paper separates by more than this must keep their order.
+    #[arg(long, default_value_t = 0.5)]
+    pub order_margin_pp: f64,
+    /// Write the Markdown report here as well as to stdout.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+const DEFAULT_TRACES: &str = "../shared/traces/alibaba-gpu-v2023-openb";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    fgd: ScenarioFgd,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFgd {
+    traces_dir: Option<PathBuf>,
+    node_list: Option<String>,
+    pod_lists: Option<Vec<String>>,
+    policies: Option<Vec<String>>,
+    seeds: Option<Vec<u64>>,
+    tune: Option<f64>,
+}
+
+pub fn execute(args: &FgdArgs) -> Result<ExitCode, String> {
+    match &args.command {
+        FgdCommand::Run(a) => run_cmd(a),
+        FgdCommand::Compare(a) => compare_cmd(
+            &a.reference,
+            &a.results,
+            a.tolerance_pp,
+            a.order_margin_pp,
+            a.report.as_deref(),
+        ),
+    }
+}
+
+fn pod_list_name(s: &str) -> String {
+    let s = s.trim().trim_end_matches(".csv");
+    if s.starts_with("openb_") {
+        s.to_string()
+    } else {
+        format!("openb_pod_list_{s}")
+    }
+}
+
+fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
+    if let Some((a, b)) = s.split_once("..") {
+        let a: u64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad seed range `{s}`"))?;
+        let b: u64 = b
+            .trim()
+            .trim_start_matches('=')
+            .parse()
+            .map_err(|_| format!("bad seed range `{s}`"))?;
+        if b < a {
+            return Err(format!("empty seed range `{s}`"));
+        }
+        return Ok((a..=b).collect());
+    }
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("bad seed `{x}`"))
+        })
+        .collect()
+}
+
+fn parse_policies(v: &[String]) -> Result<Vec<OpenbPolicy>, String> {
+    v.iter()
+        .map(|p| {
+            OpenbPolicy::parse(p).ok_or_else(|| {
+                format!(
+                    "unknown policy `{p}` (one of {})",
+                    OpenbPolicy::ALL.map(|p| p.short()).join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// The experiment from the scenario file (if any) and the flags.
+fn experiment(a: &RunArgs) -> Result<Experiment, String> {
+    let sc = match &a.scenario {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str::<ScenarioFile>(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .fgd
+        }
+        None => ScenarioFgd::default(),
+    };
+    let traces = a
+        .traces_dir
+        .clone()
+        .or(sc.traces_dir)
+        .unwrap_or_else(|| DEFAULT_TRACES.into());
+    let mut exp = Experiment::paper(traces);
+    if let Some(n) = sc.node_list {
+        exp.node_list = n;
+    }
+    if !a.pod_lists.is_empty() {
+        exp.pod_lists = a.pod_lists.iter().map(|s| pod_list_name(s)).collect();
+    } else if let Some(p) = sc.pod_lists {
+        exp.pod_lists = p.iter().map(|s| pod_list_name(s)).collect();
+    } else {
+        exp.pod_lists = PAPER_POD_LISTS.iter().map(|s| s.to_string()).collect();
+    }
+    if !a.policies.is_empty() {
+        exp.policies = parse_policies(&a.policies)?;
+    } else if let Some(p) = sc.policies {
+        exp.policies = parse_policies(&p)?;
+    }
+    exp.seeds = match (&a.seeds, sc.seeds) {
+        (Some(s), _) => parse_seeds(s)?,
+        (None, Some(s)) => s,
+        (None, None) => PAPER_SEEDS.to_vec(),
+    };
+    exp.tune = a.tune.or(sc.tune).unwrap_or(PAPER_TUNE);
+    if exp.runs() == 0 {
+        return Err("nothing to run".into());
+    }
+    if !(exp.tune > 0.0) {
+        return Err(format!("--tune must be positive, got {}", exp.tune));
+    }
+    Ok(exp)
+}
+
+fn run_cmd(a: &RunArgs) -> Result<ExitCode, String> {
+    let exp = experiment(a)?;
+    let n = exp.runs();
+    eprintln!(
+        "fgd run: {} pod lists × {} policies × {} seeds = {n} runs, tune {}",
+        exp.pod_lists.len(),
+        exp.policies.len(),
+        exp.seeds.len(),
+        exp.tune
+    );
+    let started = Instant::now();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |r: &RunResult| {
+        let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n <= 24 || k % 50 == 0 || k == n {
+            eprintln!(
+                "[{k}/{n}] {} {} seed {}: alloc {:.2} %, failed {} pods ({:.1} s)",
+                r.workload,
+                r.policy,
+                r.seed,
+                r.final_alloc_pct,
+                r.failed_pods,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let results = run_experiment(&exp, a.jobs, &progress).map_err(|e| e.to_string())?;
+    eprintln!("{n} runs in {:.2} s", started.elapsed().as_secs_f64());
+    write_all(&a.out, &results).map_err(|e| e.to_string())?;
+    eprintln!("tables written to {}", a.out.display());
+    if !a.no_plots {
+        plots(&a.out, &results)?;
+    }
+    match &a.reference {
+        Some(r) => compare_cmd(r, &a.out, a.tolerance_pp, 0.5, None),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn compare_cmd(
+    reference: &Path,
+    results: &Path,
+    tolerance_pp: f64,
+    order_margin_pp: f64,
+    report: Option<&Path>,
+) -> Result<ExitCode, String> {
+    if !(tolerance_pp >= 0.0) || !(order_margin_pp >= 0.0) {
+        return Err("tolerances must be non-negative".into());
+    }
+    let paper = read_table(&reference.join(ALLO_FILE)).map_err(|e| e.to_string())?;
+    let ours = read_table(&results.join(ALLO_FILE)).map_err(|e| e.to_string())?;
+    let c = compare(&paper, &ours, tolerance_pp, order_margin_pp);
+    let md = c.to_markdown();
+    println!("{md}");
+    if let Some(path) = report {
+        std::fs::write(path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(if c.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Seed means of a run's allocation curve, per (pod list, policy).
+fn mean_curves(results: &[RunResult]) -> BTreeMap<(String, OpenbPolicy), Vec<(f64, f64)>> {
+    let mut acc: BTreeMap<(String, OpenbPolicy), Vec<(f64, usize)>> = BTreeMap::new();
+    for r in results {
+        let e = acc
+            .entry((r.workload.clone(), r.policy))
+            .or_insert_with(|| vec![(0.0, 0); r.curves.allo.len()]);
+        for (slot, v) in e.iter_mut().zip(&r.curves.allo) {
+            if let Some(v) = v {
+                slot.0 += v;
+                slot.1 += 1;
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(k, v)| {
+            let pts = v
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, n))| *n > 0)
+                .map(|(x, (s, n))| (x as f64, s / *n as f64))
+                .collect();
+            (k, pts)
+        })
+        .collect()
+}
+
+/// Fig. 9a per pod list, and Figs. 11–14-style bars of unallocated GPU at arrived 100 % per
+/// pod-list family (cpu*, gpushare*, gpuspec*, multigpu*), under `<out>/plots`.
+fn plots(out: &Path, results: &[RunResult]) -> Result<(), String> {
+    let dir = out.join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let curves = mean_curves(results);
+    let mut workloads: Vec<&String> = curves.keys().map(|k| &k.0).collect();
+    workloads.dedup();
+    let mut written = 0;
+    for w in &workloads {
+        let series: Vec<Series> = curves
+            .iter()
+            .filter(|((cw, _), _)| cw == *w)
+            .map(|((_, p), pts)| Series {
+                name: p.short().to_string(),
+                points: pts.clone(),
+            })
+            .collect();
+        let short = w.trim_start_matches("openb_pod_list_");
+        written += alloc_curves(
+            &dir.join(format!("alloc_{short}")),
+            &format!("GPU allocation, {short}"),
+            &series,
+        )
+        .map_err(|e| e.to_string())?
+        .len();
+    }
+    for (family, title) in [
+        ("cpu", "Non-GPU tasks (Fig. 14)"),
+        ("gpushare", "GPU-sharing tasks (Fig. 11)"),
+        ("gpuspec", "GPU-type constraints (Fig. 13)"),
+        ("multigpu", "Multi-GPU tasks (Fig. 12)"),
+    ] {
+        let groups: Vec<BarGroup> = workloads
+            .iter()
+            .map(|w| w.trim_start_matches("openb_pod_list_"))
+            .filter(|w| w.starts_with(family))
+            .map(|short| BarGroup {
+                label: short.to_string(),
+                bars: curves
+                    .iter()
+                    .filter(|((cw, _), _)| cw.trim_start_matches("openb_pod_list_") == short)
+                    .filter_map(|((_, p), pts)| {
+                        pts.iter()
+                            .find(|(x, _)| *x == 100.0)
+                            .map(|(_, y)| (p.short().to_string(), 100.0 - y))
+                    })
+                    .collect(),
+            })
+            .collect();
+        if groups.is_empty() {
+            continue;
+        }
+        written += bars(
+            &dir.join(format!("unallocated_{family}")),
+            title,
+            "Unallocated GPU at arrived 100 % (%)",
+            &groups,
+        )
+        .map_err(|e| e.to_string())?
+        .len();
+    }
+    eprintln!("{written} figures written to {}", dir.display());
+    Ok(())
+}
