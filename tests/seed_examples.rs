@@ -103,32 +103,25 @@ fn seed_3_medium_model_goes_to_the_least_utilised_a100() {
 #[test]
 fn seeds_mps_example_partition_from_the_engine() {
     // 50 % + 25 % in use on one A100, a 25 % tiny request fits: 4 replicas at [50,25,25,0].
-    use gpusched_policies::view::{AllocationView, NodeView};
+    use gpusched_policies::view::{AllocSlice, AllocationView, NodeView};
     use gpusched_policies::{Engine, EngineConfig, GpuCatalog, GpuModel, WorkloadSpec};
     let mut node = NodeView::new("a100-1", 0, "a100", GpuModel::A100_40GB, 1, 40.0);
     let g = &mut node.gpus[0];
     for (w, r, s, gb) in [("medium", 1u64, 50u8, 8.0), ("tiny", 2, 25, 3.0)] {
-        g.allocations.push(AllocationView {
+        let a = AllocationView {
             workload: w.into(),
             replica: r,
             class: SizeClass::Medium,
             share_pct: s,
             memory_gb: gb,
-        });
-        g.share_allocated_pct += s as u16;
-        g.memory_allocated_gb += gb;
+            slice: AllocSlice::Mps { pct: s },
+            priority_class: 500,
+        };
+        g.add_allocation(a, SharingMode::Mps);
     }
-    g.mode = SharingMode::Mps;
+    node.sharing = gpusched_policies::sharing::NodeSharing::MpsPerClient;
     let mut e = Engine::new(EngineConfig::default(), GpuCatalog::default(), 1).unwrap();
-    let w = WorkloadSpec {
-        name: "tiny-2".into(),
-        model_memory_gb: 2.0,
-        priority: Default::default(),
-        latency_sla_ms: None,
-        kind: Default::default(),
-        required_gpu_models: vec![],
-        share_pct: None,
-    };
+    let w = WorkloadSpec::new("tiny-2", 2.0);
     let Decision::Place(p) = e.place(&[node.clone()], &w, 3, false) else {
         panic!("the tiny request fits")
     };

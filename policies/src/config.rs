@@ -1,6 +1,7 @@
 //! The engine's typed configuration. Every weight and threshold is here, with the seeds' value
 //! as its default; a scenario's `[engine]` table overrides any of them.
 
+use crate::admission::{AdmissionConfig, SharingPolicy, TimeSlicingConfig};
 use crate::plugins::fit::{FitConfig, GpuSelection};
 use crate::workload::ClassifyConfig;
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,12 @@ pub struct EngineConfig {
     pub affinity_mismatch: f64,
     /// Sharing-headroom term for a free GPU, against 1 for joining an MPS partition with room.
     pub headroom_free_gpu: f64,
+    /// How replicas share GPUs (`classes` = the seeds' MPS shares by size class).
+    pub sharing: SharingPolicy,
+    pub time_slicing: TimeSlicingConfig,
+    pub admission: AdmissionConfig,
+    /// Evict lower-priority replicas when nothing fits (seed 003's priority classes).
+    pub preemption: bool,
 }
 
 impl Default for EngineConfig {
@@ -120,6 +127,10 @@ impl Default for EngineConfig {
             gpu_selection: GpuSelection::BestFit,
             affinity_mismatch: 0.0,
             headroom_free_gpu: 0.5,
+            sharing: SharingPolicy::Classes,
+            time_slicing: TimeSlicingConfig::default(),
+            admission: AdmissionConfig::default(),
+            preemption: true,
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use crate::framework::DecisionMatrix;
 use crate::mps::MpsPlan;
-use crate::view::SharingMode;
+use crate::sharing::{Fairness, NodeSharing};
+use crate::view::{AllocSlice, SharingMode};
 use crate::workload::{Priority, SizeClass};
 use serde::Serialize;
 
@@ -30,6 +31,60 @@ pub enum Decision {
         gpu: u8,
         reason: String,
     },
+    /// Evict lower-priority replicas so that a higher-priority one fits (seed 003).
+    Preempt {
+        workload: String,
+        replica: u64,
+        priority_class: i32,
+        node: String,
+        #[serde(skip)]
+        node_index: usize,
+        victims: Vec<Victim>,
+        reason: String,
+    },
+}
+
+/// A replica evicted by preemption.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Victim {
+    pub workload: String,
+    pub replica: u64,
+    pub gpu: u8,
+    pub priority_class: i32,
+}
+
+/// A change of a node's device-plugin configuration (label + ConfigMap entry).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeConfigChange {
+    pub from: NodeSharing,
+    pub to: NodeSharing,
+    /// Value of the node label `nvidia.com/device-plugin.config`.
+    pub label: String,
+    /// The ConfigMap entry under that key.
+    pub device_plugin_config: String,
+    /// Safe: the node has no GPU pod, so the plugin restart disturbs nothing.
+    pub node_was_empty: bool,
+}
+
+/// A MIG instance assignment and, when the GPU had to be re-laid out, the new layout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MigAssignment {
+    pub profile: String,
+    pub start: u8,
+    /// The GPU's layout after the placement, as `profile@start`.
+    pub layout: Vec<String>,
+    /// The layout changed: the GPU was free and is reconfigured before the pod starts.
+    pub reconfigure: bool,
+    /// The layout's instances (what `layout` names), for whoever applies the decision.
+    #[serde(skip)]
+    pub instances: Vec<crate::mig::MigInstance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeSliceAssignment {
+    pub replicas: u8,
+    pub weight: u32,
+    pub fairness: Fairness,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,6 +109,16 @@ pub struct Placement {
     pub device_plugin_config: Option<String>,
     pub score: f64,
     pub reason: String,
+    /// The GPU slice assigned.
+    pub slice: AllocSlice,
+    pub priority_class: i32,
+    pub sharing_reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_config: Option<NodeConfigChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mig: Option<MigAssignment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_slicing: Option<TimeSliceAssignment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matrix: Option<DecisionMatrix>,
 }

@@ -2,6 +2,7 @@
 //! cluster through read-only views ([`view`]) and returns [`decision::Decision`]s; the simulator
 //! and the live adapter apply them.
 
+pub mod admission;
 pub mod autoscale;
 pub mod config;
 pub mod decision;

@@ -3,6 +3,8 @@
 //! Pods and NVML readings.
 
 use crate::gpu::GpuModel;
+use crate::mig::MigInstance;
+use crate::sharing::NodeSharing;
 use crate::workload::SizeClass;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +20,25 @@ pub enum SharingMode {
     Mps,
     /// Time-slicing with this many advertised replicas.
     TimeSlicing { replicas: u8 },
+    /// MIG instances, each isolated.
+    Mig,
+}
+
+/// Which slice of its GPU an allocation holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "slice", rename_all = "snake_case")]
+pub enum AllocSlice {
+    Whole,
+    Mps { pct: u8 },
+    Mig { instance: MigInstance },
+    TimeSlice { weight: u32 },
+}
+
+/// One instance of a GPU's MIG layout and who uses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigSlot {
+    pub instance: MigInstance,
+    pub replica: Option<u64>,
 }
 
 /// One workload replica's slice of a GPU.
@@ -26,9 +47,13 @@ pub struct AllocationView {
     pub workload: String,
     pub replica: u64,
     pub class: SizeClass,
-    /// MPS active-thread percentage (100 for exclusive).
+    /// Nominal share of the GPU in percent: the MPS thread percentage, 100 for a whole GPU,
+    /// 100 / replicas for a time-sliced slot, the SM share of a MIG instance.
     pub share_pct: u8,
     pub memory_gb: f64,
+    pub slice: AllocSlice,
+    /// Kubernetes priority-class value (seed 003: 1000 / 500 / 100); preemption evicts lower.
+    pub priority_class: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +67,8 @@ pub struct GpuView {
     pub utilisation: f64,
     pub mode: SharingMode,
     pub allocations: Vec<AllocationView>,
+    /// The MIG layout, empty when MIG is off.
+    pub mig: Vec<MigSlot>,
 }
 
 impl GpuView {
@@ -54,6 +81,7 @@ impl GpuView {
             utilisation: 0.0,
             mode: SharingMode::Free,
             allocations: Vec::new(),
+            mig: Vec::new(),
         }
     }
     pub fn memory_free_gb(&self) -> f64 {
@@ -64,6 +92,47 @@ impl GpuView {
     }
     pub fn is_free(&self) -> bool {
         self.allocations.is_empty()
+    }
+
+    /// Adds an allocation and keeps the derived totals and the MIG slot in step.
+    pub fn add_allocation(&mut self, a: AllocationView, mode: SharingMode) {
+        self.memory_allocated_gb += a.memory_gb;
+        self.share_allocated_pct += a.share_pct as u16;
+        if let AllocSlice::Mig { instance } = a.slice {
+            if let Some(slot) = self
+                .mig
+                .iter_mut()
+                .find(|s| s.instance == instance && s.replica.is_none())
+            {
+                slot.replica = Some(a.replica);
+            }
+        }
+        self.mode = mode;
+        self.allocations.push(a);
+    }
+
+    /// Removes a replica's allocation; the GPU becomes `Free` when nothing is left (a MIG
+    /// layout stays configured).
+    pub fn remove_allocation(&mut self, replica: u64) -> Option<AllocationView> {
+        let pos = self.allocations.iter().position(|a| a.replica == replica)?;
+        let a = self.allocations.remove(pos);
+        self.memory_allocated_gb = (self.memory_allocated_gb - a.memory_gb).max(0.0);
+        self.share_allocated_pct = self.share_allocated_pct.saturating_sub(a.share_pct as u16);
+        for slot in &mut self.mig {
+            if slot.replica == Some(replica) {
+                slot.replica = None;
+            }
+        }
+        if self.allocations.is_empty() {
+            self.mode = if self.mig.is_empty() {
+                SharingMode::Free
+            } else {
+                SharingMode::Mig
+            };
+            self.memory_allocated_gb = 0.0;
+            self.share_allocated_pct = 0;
+        }
+        Some(a)
     }
 }
 
@@ -76,6 +145,10 @@ pub struct NodeView {
     pub model: GpuModel,
     pub gpus: Vec<GpuView>,
     pub cordoned: bool,
+    /// The node's device-plugin sharing configuration.
+    pub sharing: NodeSharing,
+    /// A pool pinned to one sharing method (seed 003's time-slicing and MIG pools).
+    pub designated: Option<NodeSharing>,
 }
 
 impl NodeView {
@@ -94,7 +167,22 @@ impl NodeView {
             model,
             gpus: (0..gpus).map(|i| GpuView::new(i, memory_gb)).collect(),
             cordoned: false,
+            sharing: NodeSharing::Unset,
+            designated: None,
         }
+    }
+
+    /// No GPU of the node runs anything: its sharing config can change without disruption.
+    pub fn is_empty(&self) -> bool {
+        self.gpus.iter().all(|g| g.is_free())
+    }
+
+    /// Where a replica is: (GPU index) if it has an allocation here.
+    pub fn gpu_of(&self, replica: u64) -> Option<u8> {
+        self.gpus
+            .iter()
+            .find(|g| g.allocations.iter().any(|a| a.replica == replica))
+            .map(|g| g.index)
     }
 
     /// Mean measured utilisation across the node's GPUs.

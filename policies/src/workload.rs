@@ -2,6 +2,7 @@
 //! priority, latency SLA, and the seeds' table of preferred GPU and MPS share per class.
 
 use crate::gpu::{GpuFamily, GpuModel};
+use crate::sharing::SliceRequest;
 use serde::{Deserialize, Serialize};
 
 #[derive(
@@ -24,6 +25,8 @@ pub enum WorkloadKind {
     Batch,
     Training,
     Development,
+    /// Model serving (seed 004 treats it like inference).
+    Serving,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,6 +100,46 @@ pub struct WorkloadSpec {
     /// Override of the class's MPS share, percent.
     #[serde(default)]
     pub share_pct: Option<u8>,
+    /// Kubernetes namespace (admission skips exempt namespaces).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The pod opted out of sharing (seed 004's `optimize: "false"` annotation).
+    #[serde(default)]
+    pub opt_out: bool,
+    /// Priority-class value; default from `priority` (high 1000, medium 500, low 100).
+    #[serde(default)]
+    pub priority_class: Option<i32>,
+    /// An explicit sharing mode for this workload (seed 004's `sharing-mode` annotation).
+    #[serde(default)]
+    pub sharing_mode: Option<crate::admission::SharingPolicy>,
+}
+
+impl WorkloadSpec {
+    /// A workload with defaults for everything but its name and memory.
+    pub fn new(name: impl Into<String>, model_memory_gb: f64) -> Self {
+        Self {
+            name: name.into(),
+            model_memory_gb,
+            priority: Priority::default(),
+            latency_sla_ms: None,
+            kind: WorkloadKind::default(),
+            required_gpu_models: Vec::new(),
+            share_pct: None,
+            namespace: None,
+            opt_out: false,
+            priority_class: None,
+            sharing_mode: None,
+        }
+    }
+
+    /// Seed 003's priority classes: production-inference 1000, training 500, research 100.
+    pub fn priority_class_value(&self) -> i32 {
+        self.priority_class.unwrap_or(match self.priority {
+            Priority::High => 1000,
+            Priority::Medium => 500,
+            Priority::Low => 100,
+        })
+    }
 }
 
 /// The classified request that flows through Filter and Score.
@@ -111,6 +154,13 @@ pub struct PlacementRequest {
     pub latency_sla_ms: Option<f64>,
     pub kind: WorkloadKind,
     pub required_gpu_models: Vec<GpuModel>,
+    /// How it shares a GPU (set by the sharing policy / admission flow).
+    pub slice: SliceRequest,
+    pub priority_class: i32,
+    /// Never place outside the preferred GPU family (MIG workloads do not fall back).
+    pub hard_family: bool,
+    /// Why the sharing mode was chosen.
+    pub sharing_reason: String,
 }
 
 impl ClassifyConfig {
@@ -146,6 +196,16 @@ impl ClassifyConfig {
             latency_sla_ms: w.latency_sla_ms,
             kind: w.kind,
             required_gpu_models: w.required_gpu_models.clone(),
+            slice: if target.share_pct >= 100 && w.share_pct.is_none_or(|p| p >= 100) {
+                SliceRequest::Whole
+            } else {
+                SliceRequest::Mps {
+                    pct: w.share_pct.unwrap_or(target.share_pct).clamp(1, 100),
+                }
+            },
+            priority_class: w.priority_class_value(),
+            hard_family: false,
+            sharing_reason: "size class".into(),
         }
     }
 }
@@ -155,15 +215,7 @@ mod tests {
     use super::*;
 
     fn spec(gb: f64) -> WorkloadSpec {
-        WorkloadSpec {
-            name: "w".into(),
-            model_memory_gb: gb,
-            priority: Priority::Medium,
-            latency_sla_ms: None,
-            kind: WorkloadKind::Inference,
-            required_gpu_models: vec![],
-            share_pct: None,
-        }
+        WorkloadSpec::new("w", gb)
     }
 
     #[test]

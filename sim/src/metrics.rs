@@ -25,14 +25,21 @@ pub enum FailCause {
     Timeout,
     /// The service's queue was full on arrival.
     QueueFull,
+    /// In flight on a replica evicted for a higher-priority one.
+    Preempted,
 }
 
 impl FailCause {
-    pub const ALL: [FailCause; 2] = [FailCause::Timeout, FailCause::QueueFull];
+    pub const ALL: [FailCause; 3] = [
+        FailCause::Timeout,
+        FailCause::QueueFull,
+        FailCause::Preempted,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             FailCause::Timeout => "timeout",
             FailCause::QueueFull => "queue_full",
+            FailCause::Preempted => "preempted",
         }
     }
 }
@@ -144,6 +151,10 @@ pub struct Summary {
     pub mean_allocated_gpus: f64,
     pub events: u64,
     pub bad_trace_rows_skipped: u64,
+    pub preemptions: u64,
+    /// GPU-seconds lost to MIG re-layouts and device-plugin restarts.
+    pub reconfig_gpu_seconds: f64,
+    pub reconfigurations: u64,
 }
 
 /// One 30-second row of timeseries.csv. Columns per GPU model and per service are in the

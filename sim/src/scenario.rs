@@ -61,6 +61,8 @@ pub struct Scenario {
     pub perf: PerfConfig,
     #[serde(default)]
     pub costs: Costs,
+    #[serde(default)]
+    pub disruption: DisruptionConfig,
     /// Per-model overrides of the published GPU figures, keyed by model name.
     #[serde(default)]
     pub gpu_models: BTreeMap<String, GpuSpecOverride>,
@@ -98,6 +100,26 @@ impl Default for Costs {
     }
 }
 
+/// What configuration changes cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisruptionConfig {
+    /// A device-plugin config change restarts the plugin (and the MPS server): this long
+    /// before the node's GPUs serve again.
+    pub plugin_restart_s: f64,
+    /// A MIG re-layout (GPU Operator mig-manager: stop clients, reconfigure, restart the plugin).
+    pub mig_reconfigure_s: f64,
+}
+
+impl Default for DisruptionConfig {
+    fn default() -> Self {
+        Self {
+            plugin_restart_s: 30.0,
+            mig_reconfigure_s: 60.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSpecOverride {
@@ -117,6 +139,14 @@ pub struct PoolSpec {
     pub nodes: u32,
     #[serde(default = "one_u8")]
     pub gpus_per_node: u8,
+    /// Pin the pool to one sharing config (seed 003's time-slicing and MIG pools), e.g.
+    /// `sharing = { config = "time_slicing", replicas = 3 }` or `{ config = "mig" }`.
+    #[serde(default)]
+    pub sharing: Option<gpusched_policies::sharing::NodeSharing>,
+    /// Initial MIG layout of every GPU in the pool, by profile name (e.g. seed 003's
+    /// `["3g.40gb", "2g.20gb", "2g.20gb"]` on A100-80GB).
+    #[serde(default)]
+    pub mig_layout: Vec<String>,
 }
 
 fn one_u8() -> u8 {
@@ -202,6 +232,18 @@ pub struct ServiceSpec {
     pub required_gpu_models: Vec<GpuModel>,
     #[serde(default)]
     pub share_pct: Option<u8>,
+    /// Kubernetes namespace (the admission flow leaves exempt namespaces alone).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Opted out of sharing (seed 004's `optimize: "false"`).
+    #[serde(default)]
+    pub opt_out: bool,
+    /// Priority-class value (default from `priority`: high 1000, medium 500, low 100).
+    #[serde(default)]
+    pub priority_class: Option<i32>,
+    /// Sharing mode for this service, overriding `engine.sharing`.
+    #[serde(default)]
+    pub sharing_mode: Option<gpusched_policies::admission::SharingPolicy>,
     #[serde(default = "one_f64")]
     pub traffic_weight: f64,
     #[serde(default)]
@@ -260,6 +302,10 @@ impl ServiceSpec {
             kind: self.kind,
             required_gpu_models: self.required_gpu_models.clone(),
             share_pct: self.share_pct,
+            namespace: self.namespace.clone(),
+            opt_out: self.opt_out,
+            priority_class: self.priority_class,
+            sharing_mode: self.sharing_mode,
         }
     }
 }

@@ -8,8 +8,10 @@ use crate::scenario::LoadedScenario;
 use crate::state::{GpuSim, Replica, ReplicaState, ServiceSim};
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
 use gpusched_policies::autoscale::ServiceSignals;
+use gpusched_policies::decision::Placement;
 use gpusched_policies::decision::{Decision, ScaleDecision};
-use gpusched_policies::view::{AllocationView, NodeView, SharingMode};
+use gpusched_policies::sharing::NodeSharing;
+use gpusched_policies::view::{AllocSlice, AllocationView, MigSlot, NodeView, SharingMode};
 use gpusched_policies::{Engine, GpuModel};
 use hdrhistogram::Histogram;
 use rand::SeedableRng;
@@ -83,6 +85,9 @@ struct Sim<'a> {
     allocated_gpu_sum: f64,
     peak_allocated: u32,
     models: Vec<GpuModel>,
+    preemptions: u64,
+    reconfig_gpu_seconds: f64,
+    reconfigurations: u64,
 }
 
 /// Runs a scenario to its end. `progress` is called at every tick with the fraction done.
@@ -137,9 +142,26 @@ impl<'a> Sim<'a> {
                 let state = s.node_state.iter().find(|n| n.node == name);
                 let background = state.map_or(0.0, |n| n.background_utilisation);
                 node.cordoned = state.is_some_and(|n| n.cordoned);
+                if let Some(d) = pool.sharing {
+                    node.designated = Some(d);
+                    node.sharing = d;
+                }
+                let layout =
+                    gpusched_policies::mig::layout_from_names(&pool.mig_layout, pool.gpu_model)
+                        .unwrap_or_default();
                 node_gpu_base.push(gpus.len() as u32);
                 for g in 0..pool.gpus_per_node {
                     node.gpus[g as usize].utilisation = background;
+                    if !layout.is_empty() {
+                        node.gpus[g as usize].mig = layout
+                            .iter()
+                            .map(|i| MigSlot {
+                                instance: *i,
+                                replica: None,
+                            })
+                            .collect();
+                        node.gpus[g as usize].mode = SharingMode::Mig;
+                    }
                     gpus.push(GpuSim::new(
                         ordinal,
                         g,
@@ -238,6 +260,9 @@ impl<'a> Sim<'a> {
             allocated_gpu_sum: 0.0,
             peak_allocated: 0,
             models,
+            preemptions: 0,
+            reconfig_gpu_seconds: 0.0,
+            reconfigurations: 0,
         })
     }
 
@@ -287,6 +312,8 @@ impl<'a> Sim<'a> {
             state: ReplicaState::Pending,
             loc: None,
             share_pct: 0,
+            slice: AllocSlice::Whole,
+            generation: 0,
             in_flight: 0,
             busy_since: 0,
             win_busy_us: 0,
@@ -296,41 +323,40 @@ impl<'a> Sim<'a> {
         idx
     }
 
-    /// Asks the engine for a node; applies a placement or records why none was possible.
+    /// Asks the engine for a node; applies a placement (after any preemption it asks for) or
+    /// records why none was possible.
     fn try_place(&mut self, t: SimTime, r: u32, warm: bool) {
         let svc = self.replicas[r as usize].service as usize;
         let want = self.sc.scenario.record_matrix;
-        let decision = self
-            .engine
-            .place(&self.nodes, &self.services[svc].workload, r as u64, want);
+        let mut decision =
+            self.engine
+                .place(&self.nodes, &self.services[svc].workload, r as u64, want);
+        if let Decision::Preempt { victims, .. } = &decision {
+            let victims = victims.clone();
+            self.preemptions += 1;
+            self.log(t, decision);
+            for v in victims {
+                self.kill(t, v.replica as u32, FailCause::Preempted, "preempted");
+            }
+            decision = self
+                .engine
+                .place(&self.nodes, &self.services[svc].workload, r as u64, want);
+            if let Decision::Preempt {
+                workload, reason, ..
+            } = decision
+            {
+                // Preempting twice in a row for one replica would loop: wait for the next tick.
+                decision = Decision::Unschedulable {
+                    workload,
+                    replica: r as u64,
+                    reason,
+                    matrix: None,
+                };
+            }
+        }
         match &decision {
             Decision::Place(p) => {
-                let node = &mut self.nodes[p.node_index];
-                let g = &mut node.gpus[p.gpu as usize];
-                g.allocations.push(AllocationView {
-                    workload: p.workload.clone(),
-                    replica: r as u64,
-                    class: p.class,
-                    share_pct: p.share_pct,
-                    memory_gb: self.services[svc].workload.model_memory_gb,
-                });
-                g.memory_allocated_gb += self.services[svc].workload.model_memory_gb;
-                g.share_allocated_pct += p.share_pct as u16;
-                g.mode = p.sharing;
-                let flat = self.node_gpu_base[p.node_index] + p.gpu as u32;
-                let rep = &mut self.replicas[r as usize];
-                rep.loc = Some((p.node_index as u32, p.gpu, flat));
-                rep.share_pct = p.share_pct;
-                rep.last_reason = None;
-                self.placements += 1;
-                if warm {
-                    rep.state = ReplicaState::Ready;
-                } else {
-                    rep.state = ReplicaState::Starting;
-                    let startup = secs(self.services[svc].spec.startup_s);
-                    self.queue
-                        .push(t + startup, Event::ReplicaReady { replica: r });
-                }
+                self.apply_placement(t, r, p, warm);
                 self.log(t, decision);
             }
             Decision::Unschedulable { reason, .. } => {
@@ -342,7 +368,113 @@ impl<'a> Sim<'a> {
                     self.log(t, decision);
                 }
             }
-            _ => unreachable!("place returns Place or Unschedulable"),
+            _ => unreachable!("place returns Place, Preempt or Unschedulable"),
+        }
+    }
+
+    /// Applies a placement: node config, MIG layout, the allocation, and the pod's start-up
+    /// (delayed by a plugin restart or MIG re-layout when one is needed).
+    fn apply_placement(&mut self, t: SimTime, r: u32, p: &Placement, warm: bool) {
+        let svc = self.replicas[r as usize].service as usize;
+        let d = &self.sc.scenario.disruption;
+        let mut delay_s = 0.0;
+        let node = &mut self.nodes[p.node_index];
+        if let Some(c) = &p.node_config {
+            node.sharing = c.to;
+            if !warm && c.from != NodeSharing::Unset {
+                delay_s += d.plugin_restart_s;
+                self.reconfigurations += 1;
+                self.reconfig_gpu_seconds += d.plugin_restart_s * node.gpus.len() as f64;
+            }
+        }
+        let g = &mut node.gpus[p.gpu as usize];
+        if let Some(m) = p.mig.as_ref().filter(|m| m.reconfigure) {
+            g.mig = m
+                .instances
+                .iter()
+                .map(|i| MigSlot {
+                    instance: *i,
+                    replica: None,
+                })
+                .collect();
+            if !warm {
+                delay_s += d.mig_reconfigure_s;
+                self.reconfigurations += 1;
+                self.reconfig_gpu_seconds += d.mig_reconfigure_s;
+            }
+        }
+        if !matches!(p.slice, AllocSlice::Mig { .. }) && g.is_free() {
+            g.mig.clear();
+        }
+        let memory_gb = self.services[svc].workload.model_memory_gb;
+        g.add_allocation(
+            AllocationView {
+                workload: p.workload.clone(),
+                replica: r as u64,
+                class: p.class,
+                share_pct: p.share_pct,
+                memory_gb,
+                slice: p.slice,
+                priority_class: p.priority_class,
+            },
+            p.sharing,
+        );
+        let flat = self.node_gpu_base[p.node_index] + p.gpu as u32;
+        let rep = &mut self.replicas[r as usize];
+        rep.loc = Some((p.node_index as u32, p.gpu, flat));
+        rep.share_pct = p.share_pct;
+        rep.slice = p.slice;
+        rep.last_reason = None;
+        self.placements += 1;
+        if warm && delay_s == 0.0 {
+            rep.state = ReplicaState::Ready;
+        } else {
+            rep.state = ReplicaState::Starting;
+            let startup = secs(self.services[svc].spec.startup_s + delay_s);
+            self.queue
+                .push(t + startup, Event::ReplicaReady { replica: r });
+        }
+    }
+
+    /// The replica's pod dies now (evicted, or its GPU context lost): requests in flight fail
+    /// with `cause`, its GPU slice is freed, and it goes back to pending to be placed again.
+    fn kill(&mut self, t: SimTime, r: u32, cause: FailCause, why: &str) {
+        let perf = &self.sc.scenario.perf;
+        let rep = &mut self.replicas[r as usize];
+        let s = rep.service as usize;
+        if rep.in_flight > 0 {
+            if let Some((node, gpu, flat)) = rep.loc {
+                let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
+                let (units, mig) =
+                    slice_units(rep.slice, rep.share_pct, self.gpus[flat as usize].model);
+                self.gpus[flat as usize].client_change(t, -1, units, mig, mode, perf);
+            }
+            for _ in 0..rep.in_flight {
+                self.services[s].counts.fail(cause);
+                self.win_failed += 1;
+            }
+            rep.in_flight = 0;
+        }
+        rep.generation += 1;
+        if let Some((node, gpu, _)) = rep.loc.take() {
+            self.nodes[node as usize].gpus[gpu as usize].remove_allocation(r as u64);
+            let name = self.nodes[node as usize].name.clone();
+            let workload = self.services[s].spec.name.clone();
+            self.log(
+                t,
+                Decision::Release {
+                    workload,
+                    replica: r as u64,
+                    node: name,
+                    gpu,
+                    reason: why.to_string(),
+                },
+            );
+        }
+        let rep = &mut self.replicas[r as usize];
+        if rep.state != ReplicaState::Gone {
+            rep.state = ReplicaState::Pending;
+            rep.last_reason = None;
         }
     }
 
@@ -400,13 +532,19 @@ impl<'a> Sim<'a> {
         let share = rep.share_pct;
         let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
         let g = &mut self.gpus[flat as usize];
+        let (units, mig_share) = slice_units(rep.slice, share, g.model);
         if k == 1 {
             rep.busy_since = t;
-            g.client_change(t, 1, share, mode, perf);
+            g.client_change(t, 1, units, mig_share, mode, perf);
         }
         let eff = match mode {
             SharingMode::Mps => perf.mps_effective(share, g.busy_share_pct, g.busy_clients),
-            SharingMode::TimeSlicing { .. } => perf.timeslice_effective(g.busy_clients),
+            // Fair share by weight among the busy clients, less the context-switch loss.
+            SharingMode::TimeSlicing { .. } => {
+                perf.timeslice_effective(g.busy_clients) * g.busy_clients as f64 * units as f64
+                    / g.busy_share_pct.max(1) as f64
+            }
+            SharingMode::Mig => mig_share,
             SharingMode::Exclusive | SharingMode::Free => 1.0,
         };
         let speed = self.sc.catalog.spec(g.model).relative_speed;
@@ -431,7 +569,9 @@ impl<'a> Sim<'a> {
         if rep.in_flight == 0 {
             rep.win_busy_us += t - rep.busy_since;
             let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
-            self.gpus[flat as usize].client_change(t, -1, rep.share_pct, mode, perf);
+            let (units, mig) =
+                slice_units(rep.slice, rep.share_pct, self.gpus[flat as usize].model);
+            self.gpus[flat as usize].client_change(t, -1, units, mig, mode, perf);
         }
         let s = rep.service as usize;
         let state = rep.state;
@@ -486,16 +626,7 @@ impl<'a> Sim<'a> {
         let s = rep.service as usize;
         rep.state = ReplicaState::Gone;
         if let Some((node, gpu, _)) = rep.loc.take() {
-            let g = &mut self.nodes[node as usize].gpus[gpu as usize];
-            if let Some(pos) = g.allocations.iter().position(|a| a.replica == r as u64) {
-                let a = g.allocations.remove(pos);
-                g.memory_allocated_gb = (g.memory_allocated_gb - a.memory_gb).max(0.0);
-                g.share_allocated_pct -= a.share_pct as u16;
-            }
-            if g.allocations.is_empty() {
-                g.mode = SharingMode::Free;
-                g.memory_allocated_gb = 0.0;
-            }
+            self.nodes[node as usize].gpus[gpu as usize].remove_allocation(r as u64);
             let name = self.nodes[node as usize].name.clone();
             let workload = self.services[s].spec.name.clone();
             self.log(
@@ -918,6 +1049,9 @@ impl<'a> Sim<'a> {
             },
             events: self.queue.popped(),
             bad_trace_rows_skipped: 0,
+            preemptions: self.preemptions,
+            reconfig_gpu_seconds: self.reconfig_gpu_seconds,
+            reconfigurations: self.reconfigurations,
         };
         let timeseries = Timeseries {
             models: self.models.iter().map(|m| m.as_str().to_string()).collect(),
@@ -958,4 +1092,15 @@ pub fn explain_placement(
     Ok(sim
         .engine
         .place(&sim.nodes, &sim.services[s].workload, replica, true))
+}
+
+/// A replica's weight in its GPU's busy accounting: MPS thread percentage or time-slice weight,
+/// and the throughput share of a MIG instance.
+fn slice_units(slice: AllocSlice, share_pct: u8, model: GpuModel) -> (u32, f64) {
+    match slice {
+        AllocSlice::Mig { instance } => (0, instance.profile.throughput_share(model)),
+        AllocSlice::TimeSlice { weight } => (weight, 0.0),
+        AllocSlice::Mps { pct } => (pct as u32, 0.0),
+        AllocSlice::Whole => (share_pct as u32, 0.0),
+    }
 }

@@ -6,7 +6,7 @@ use crate::metrics::{latency_histogram, RequestCounts};
 use crate::perf::PerfConfig;
 use crate::scenario::ServiceSpec;
 use gpusched_policies::autoscale::Autoscaler;
-use gpusched_policies::view::SharingMode;
+use gpusched_policies::view::{AllocSlice, SharingMode};
 use gpusched_policies::{GpuModel, WorkloadSpec};
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
@@ -22,7 +22,10 @@ pub struct GpuSim {
     /// Load from outside the simulation (another tenant), 0..=1.
     pub background: f64,
     pub busy_clients: u32,
+    /// Sum over busy clients of their MPS thread percentage or time-slice weight.
     pub busy_share_pct: u32,
+    /// Sum over busy MIG instances of their throughput share.
+    pub busy_mig_share: f64,
     pub power_w: f64,
     pub last_t: SimTime,
     pub busy_us: i64,
@@ -51,6 +54,7 @@ impl GpuSim {
             background,
             busy_clients: 0,
             busy_share_pct: 0,
+            busy_mig_share: 0.0,
             power_w: idle_w,
             last_t: 0,
             busy_us: 0,
@@ -81,22 +85,26 @@ impl GpuSim {
         self.last_t = t;
     }
 
-    /// A client became busy (`+1`) or idle (`-1`) at `t`.
+    /// A client became busy (`+1`) or idle (`-1`) at `t`. `units` is its MPS thread percentage
+    /// or time-slice weight, `mig_share` the throughput share of its MIG instance.
     pub fn client_change(
         &mut self,
         t: SimTime,
         delta: i32,
-        share_pct: u8,
+        units: u32,
+        mig_share: f64,
         mode: SharingMode,
         perf: &PerfConfig,
     ) {
         self.integrate(t);
         if delta > 0 {
             self.busy_clients += 1;
-            self.busy_share_pct += share_pct as u32;
+            self.busy_share_pct += units;
+            self.busy_mig_share += mig_share;
         } else {
             self.busy_clients -= 1;
-            self.busy_share_pct -= share_pct as u32;
+            self.busy_share_pct -= units;
+            self.busy_mig_share = (self.busy_mig_share - mig_share).max(0.0);
         }
         let work = match mode {
             SharingMode::Mps => perf.mps_delivered(self.busy_share_pct, self.busy_clients),
@@ -107,6 +115,7 @@ impl GpuSim {
                     perf.timeslice_effective(self.busy_clients) * self.busy_clients as f64
                 }
             }
+            SharingMode::Mig => self.busy_mig_share,
             SharingMode::Exclusive | SharingMode::Free => {
                 if self.busy_clients > 0 {
                     1.0
@@ -143,6 +152,9 @@ pub struct Replica {
     /// (node index, GPU index in node, flat GPU index).
     pub loc: Option<(u32, u8, u32)>,
     pub share_pct: u8,
+    pub slice: AllocSlice,
+    /// Bumped when the replica's pod dies, so completions of its lost requests are ignored.
+    pub generation: u32,
     pub in_flight: u32,
     pub busy_since: SimTime,
     pub win_busy_us: i64,

@@ -47,6 +47,17 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
         .validate()
         .map_err(|e| bad("autoscaler".into(), e))?;
     s.perf.validate().map_err(|e| bad("perf".into(), e))?;
+    for (k, v) in [
+        ("disruption.plugin_restart_s", s.disruption.plugin_restart_s),
+        (
+            "disruption.mig_reconfigure_s",
+            s.disruption.mig_reconfigure_s,
+        ),
+    ] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(bad(k.into(), format!("{v} must be >= 0")));
+        }
+    }
     if !(s.costs.energy_usd_per_kwh >= 0.0) {
         return Err(bad(
             "costs.energy_usd_per_kwh".into(),

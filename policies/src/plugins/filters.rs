@@ -1,10 +1,18 @@
 //! Filter plugins: may this node take the request at all? Each names what failed and what was
 //! found, so `explain` and decisions.jsonl tell an operator why a node was skipped.
 
-use super::fit::{gpu_fits, FitConfig, FitStage};
+use super::fit::{gpu_fits, memory_fits, node_config_fits, FitConfig, FitStage};
+use crate::admission::TimeSlicingConfig;
 use crate::framework::FilterPlugin;
 use crate::view::NodeView;
 use crate::workload::PlacementRequest;
+
+/// What the fit-based filters need: limits and the time-slicing replicas per family.
+#[derive(Debug, Clone, Default)]
+pub struct FitCtx {
+    pub fit: FitConfig,
+    pub ts: TimeSlicingConfig,
+}
 
 /// Cordoned nodes take nothing new (as kube-scheduler's NodeUnschedulable).
 pub struct NodeSchedulable;
@@ -22,7 +30,8 @@ impl FilterPlugin<NodeView, PlacementRequest> for NodeSchedulable {
     }
 }
 
-/// The workload's hard GPU-model constraint (node affinity); the seeds' "capability match".
+/// The workload's hard GPU-model constraint (node affinity), the seeds' "capability match", and
+/// seed 003's rule that MIG workloads never fall back to another GPU family.
 pub struct GpuAffinity;
 
 impl FilterPlugin<NodeView, PlacementRequest> for GpuAffinity {
@@ -30,6 +39,12 @@ impl FilterPlugin<NodeView, PlacementRequest> for GpuAffinity {
         "GpuAffinity"
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
+        if req.hard_family && node.model.family() != req.preferred {
+            return Err(format!(
+                "{} is not the preferred {:?} family and MIG workloads do not fall back",
+                node.model, req.preferred
+            ));
+        }
         if req.required_gpu_models.is_empty() || req.required_gpu_models.contains(&node.model) {
             return Ok(());
         }
@@ -42,15 +57,20 @@ impl FilterPlugin<NodeView, PlacementRequest> for GpuAffinity {
     }
 }
 
-/// The seeds' memory check: some GPU has at least the model's memory free.
-pub struct MemoryFits;
+/// The seeds' memory check: some GPU holds the model under the request's sharing mode (free
+/// memory; total / replicas under the plugin's MPS; a MIG profile large enough).
+pub struct MemoryFits(pub FitCtx);
 
 impl FilterPlugin<NodeView, PlacementRequest> for MemoryFits {
     fn name(&self) -> &'static str {
         "MemoryFits"
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
-        if node.gpus.iter().any(|g| super::fit::memory_fits(g, req)) {
+        if node
+            .gpus
+            .iter()
+            .any(|g| memory_fits(g, node.model, req, &self.0.ts))
+        {
             return Ok(());
         }
         let best = node
@@ -59,14 +79,14 @@ impl FilterPlugin<NodeView, PlacementRequest> for MemoryFits {
             .map(|g| g.memory_free_gb())
             .fold(0.0, f64::max);
         Err(format!(
-            "needs {:.1} GB of GPU memory, most free on one GPU is {:.1} GB",
-            req.memory_gb, best
+            "needs {:.1} GB of GPU memory ({:?}); most free on one GPU is {:.1} GB",
+            req.memory_gb, req.slice, best
         ))
     }
 }
 
 /// The seeds' utilisation check: a GPU with room must be under the threshold (default 90 %).
-pub struct UtilisationBelow(pub FitConfig);
+pub struct UtilisationBelow(pub FitCtx);
 
 impl FilterPlugin<NodeView, PlacementRequest> for UtilisationBelow {
     fn name(&self) -> &'static str {
@@ -76,51 +96,46 @@ impl FilterPlugin<NodeView, PlacementRequest> for UtilisationBelow {
         if node
             .gpus
             .iter()
-            .any(|g| gpu_fits(g, req, &self.0, FitStage::Utilisation))
+            .any(|g| gpu_fits(node, g, req, &self.0.fit, &self.0.ts, FitStage::Utilisation))
         {
             return Ok(());
         }
         Err(format!(
             "every GPU with {:.1} GB free is at or above {:.0} % utilisation",
             req.memory_gb,
-            self.0.max_utilisation * 100.0
+            self.0.fit.max_utilisation * 100.0
         ))
     }
 }
 
-/// The sharing layout can take the request: a free GPU, or an MPS GPU with enough unallocated
-/// active threads and a client slot. Time-sliced and exclusive GPUs take no MPS client.
-pub struct SharingFits(pub FitConfig);
+/// The sharing layout can take the request: the node's device-plugin config allows it (or can
+/// change without disturbing running pods) and a GPU has a slot: free, an MPS partition with
+/// threads and a client slot, a time-sliced replica, or a free MIG instance of the right profile.
+pub struct SharingFits(pub FitCtx);
 
 impl FilterPlugin<NodeView, PlacementRequest> for SharingFits {
     fn name(&self) -> &'static str {
         "SharingFits"
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
+        node_config_fits(node, req, &self.0.ts)?;
         if node
             .gpus
             .iter()
-            .any(|g| gpu_fits(g, req, &self.0, FitStage::Sharing))
+            .any(|g| gpu_fits(node, g, req, &self.0.fit, &self.0.ts, FitStage::Sharing))
         {
             return Ok(());
         }
         let free: Vec<String> = node
             .gpus
             .iter()
-            .map(|g| format!("{}%", g.share_free_pct()))
+            .map(|g| format!("{}%/{} clients", g.share_free_pct(), g.allocations.len()))
             .collect();
-        if req.share_pct >= 100 {
-            Err(format!(
-                "needs a whole free GPU; free shares are [{}]",
-                free.join(", ")
-            ))
-        } else {
-            Err(format!(
-                "needs {} % MPS share (limit {} clients); free shares are [{}]",
-                req.share_pct,
-                self.0.mps_client_limit,
-                free.join(", ")
-            ))
-        }
+        Err(format!(
+            "no GPU has a slot for {:?} (limit {} MPS clients); GPUs: [{}]",
+            req.slice,
+            self.0.fit.mps_client_limit,
+            free.join(", ")
+        ))
     }
 }

@@ -1,6 +1,12 @@
-//! Which GPUs of a node can take a request: the one predicate that the filters, the scores and
-//! the GPU-selection step all share, so they can never disagree about feasibility.
+//! Which GPUs of a node can take a request, and how: the one predicate that the filters, the
+//! scores and the GPU-selection step share, so they can never disagree about feasibility.
+//! It enforces what the real stack allows (DOMAIN.md): one sharing method per node, the plugin's
+//! even MPS split, no MPS on MIG, MPS client limits, MIG layouts changing only on a free GPU.
 
+use crate::admission::TimeSlicingConfig;
+use crate::gpu::{GpuFamily, GpuModel};
+use crate::mig::{homogeneous, profile_for, MigInstance, MigProfile};
+use crate::sharing::{NodeSharing, SliceRequest};
 use crate::view::{GpuView, NodeView, SharingMode};
 use crate::workload::PlacementRequest;
 use serde::{Deserialize, Serialize};
@@ -36,46 +42,177 @@ pub enum FitStage {
     Sharing,
 }
 
-pub fn memory_fits(g: &GpuView, req: &PlacementRequest) -> bool {
-    // A tiny epsilon so a 40 GB model fits a 40 GB GPU despite float rounding.
-    g.memory_free_gb() + 1e-9 >= req.memory_gb
+/// A request resolved against one node: time-slicing replicas by GPU family.
+pub fn resolve(slice: SliceRequest, model: GpuModel, ts: &TimeSlicingConfig) -> SliceRequest {
+    match slice {
+        SliceRequest::TimeSlice {
+            replicas: 0,
+            weight,
+        } => SliceRequest::TimeSlice {
+            replicas: match model.family() {
+                GpuFamily::H100 => ts.h100_replicas,
+                GpuFamily::A100 => ts.a100_replicas,
+            },
+            weight,
+        },
+        other => other,
+    }
+}
+
+/// The MIG profile a request needs on a GPU model.
+pub fn mig_profile(req: &PlacementRequest, model: GpuModel) -> Option<MigProfile> {
+    match req.slice {
+        SliceRequest::Mig { profile: Some(p) } => Some(p),
+        _ => profile_for(req.memory_gb, model),
+    }
+}
+
+/// Does the request's model fit this GPU's memory under the request's sharing mode?
+pub fn memory_fits(
+    g: &GpuView,
+    model: GpuModel,
+    req: &PlacementRequest,
+    ts: &TimeSlicingConfig,
+) -> bool {
+    match resolve(req.slice, model, ts) {
+        // The plugin's MPS pins total / replicas of memory to each client.
+        SliceRequest::MpsUniform { replicas } => {
+            req.memory_gb <= g.memory_total_gb / replicas.max(1) as f64 + 1e-9
+                && g.memory_free_gb() + 1e-9 >= req.memory_gb
+        }
+        SliceRequest::Mig { .. } => {
+            mig_profile(req, model).is_some_and(|p| p.memory_gb(model) + 1e-9 >= req.memory_gb)
+        }
+        // A tiny epsilon so a 40 GB model fits a 40 GB GPU despite float rounding.
+        _ => g.memory_free_gb() + 1e-9 >= req.memory_gb,
+    }
 }
 
 pub fn utilisation_fits(g: &GpuView, cfg: &FitConfig) -> bool {
     g.utilisation < cfg.max_utilisation
 }
 
-/// Can this GPU's sharing layout take the request's share without a reconfiguration that the
-/// stack forbids? Exclusive requests need a free GPU; shared requests need a free GPU or an MPS
-/// GPU with enough unallocated threads and a client slot.
-pub fn sharing_fits(g: &GpuView, req: &PlacementRequest, cfg: &FitConfig) -> bool {
-    if req.share_pct >= 100 {
-        return g.is_free();
-    }
-    match g.mode {
-        SharingMode::Free => true,
-        SharingMode::Mps => {
-            let limit = cfg.mps_client_limit.min(MPS_HARD_CLIENT_LIMIT) as usize;
-            g.share_free_pct() >= req.share_pct as u16 && g.allocations.len() < limit
+/// Can the node run the configuration the request needs? Same config, no config yet, or no GPU
+/// pod on it (a config change restarts the device plugin and would kill running pods).
+pub fn node_config_fits(
+    node: &NodeView,
+    req: &PlacementRequest,
+    ts: &TimeSlicingConfig,
+) -> Result<NodeSharing, String> {
+    let want = resolve(req.slice, node.model, ts).node_sharing();
+    if let Some(d) = node.designated {
+        if std::mem::discriminant(&d) != std::mem::discriminant(&want) {
+            return Err(format!(
+                "pool {} is designated for {}, the request needs {}",
+                node.pool,
+                d.config_key(),
+                want.config_key()
+            ));
         }
-        SharingMode::Exclusive | SharingMode::TimeSlicing { .. } => false,
+    }
+    if node.sharing == want || node.sharing == NodeSharing::Unset || node.is_empty() {
+        Ok(want)
+    } else {
+        Err(format!(
+            "node runs the `{}` sharing config and has GPU pods; switching to `{}` would restart the device plugin under them",
+            node.sharing.config_key(),
+            want.config_key()
+        ))
     }
 }
 
-pub fn gpu_fits(g: &GpuView, req: &PlacementRequest, cfg: &FitConfig, upto: FitStage) -> bool {
-    memory_fits(g, req)
+/// Where on a GPU a request would go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotFit {
+    /// For MIG: the instance, and the new layout when the GPU must be re-laid out first.
+    pub mig: Option<(MigInstance, Option<Vec<MigInstance>>)>,
+}
+
+/// The GPU-level sharing check: a slot for the request on this GPU, if any.
+pub fn slot_fits(
+    g: &GpuView,
+    model: GpuModel,
+    req: &PlacementRequest,
+    cfg: &FitConfig,
+    ts: &TimeSlicingConfig,
+) -> Option<SlotFit> {
+    let clients = g.allocations.len();
+    match resolve(req.slice, model, ts) {
+        SliceRequest::Whole => g.is_free().then_some(SlotFit { mig: None }),
+        SliceRequest::Mps { pct } => {
+            let limit = cfg.mps_client_limit.min(MPS_HARD_CLIENT_LIMIT) as usize;
+            let mode_ok = g.is_free() || g.mode == SharingMode::Mps;
+            (mode_ok && g.share_free_pct() >= pct as u16 && clients < limit)
+                .then_some(SlotFit { mig: None })
+        }
+        SliceRequest::MpsUniform { replicas } => {
+            let mode_ok = g.is_free() || g.mode == SharingMode::Mps;
+            (mode_ok && clients < replicas as usize).then_some(SlotFit { mig: None })
+        }
+        SliceRequest::TimeSlice { replicas, .. } => {
+            let mode_ok = g.is_free() || matches!(g.mode, SharingMode::TimeSlicing { .. });
+            (mode_ok && clients < replicas as usize).then_some(SlotFit { mig: None })
+        }
+        SliceRequest::Mig { .. } => {
+            let p = mig_profile(req, model)?;
+            if let Some(slot) = g
+                .mig
+                .iter()
+                .find(|s| s.replica.is_none() && s.instance.profile == p)
+            {
+                return Some(SlotFit {
+                    mig: Some((slot.instance, None)),
+                });
+            }
+            // A new layout needs the GPU free of processes (drained).
+            if g.is_free() {
+                let layout = homogeneous(p);
+                let first = *layout.first()?;
+                return Some(SlotFit {
+                    mig: Some((first, Some(layout))),
+                });
+            }
+            None
+        }
+    }
+}
+
+pub fn gpu_fits(
+    node: &NodeView,
+    g: &GpuView,
+    req: &PlacementRequest,
+    cfg: &FitConfig,
+    ts: &TimeSlicingConfig,
+    upto: FitStage,
+) -> bool {
+    memory_fits(g, node.model, req, ts)
         && (upto < FitStage::Utilisation || utilisation_fits(g, cfg))
-        && (upto < FitStage::Sharing || sharing_fits(g, req, cfg))
+        && (upto < FitStage::Sharing || slot_fits(g, node.model, req, cfg, ts).is_some())
 }
 
 pub fn fitting_gpus<'a>(
     node: &'a NodeView,
     req: &'a PlacementRequest,
     cfg: &'a FitConfig,
+    ts: &'a TimeSlicingConfig,
 ) -> impl Iterator<Item = &'a GpuView> + 'a {
     node.gpus
         .iter()
-        .filter(move |g| gpu_fits(g, req, cfg, FitStage::Sharing))
+        .filter(move |g| gpu_fits(node, g, req, cfg, ts, FitStage::Sharing))
+}
+
+/// The nominal share (percent of a GPU) a request takes on a node's GPU model.
+pub fn nominal_share(req: &PlacementRequest, model: GpuModel, ts: &TimeSlicingConfig) -> u8 {
+    match resolve(req.slice, model, ts) {
+        SliceRequest::Whole => 100,
+        SliceRequest::Mps { pct } => pct,
+        SliceRequest::MpsUniform { replicas } | SliceRequest::TimeSlice { replicas, .. } => {
+            (100 / replicas.max(1) as u32) as u8
+        }
+        SliceRequest::Mig { .. } => {
+            mig_profile(req, model).map_or(100, |p| ((p.rule().slices as u32 * 100 + 6) / 7) as u8)
+        }
+    }
 }
 
 /// How the GPU inside the chosen node is picked (the FGD simulator's GPU-share step).
@@ -91,25 +228,42 @@ pub enum GpuSelection {
     WorstFit,
 }
 
-/// Picks the GPU for a request on an already chosen node; `None` if nothing fits.
+/// Picks the GPU for a request on an already chosen node; `None` if nothing fits. A MIG request
+/// prefers an existing free instance over re-laying out a free GPU.
 pub fn select_gpu(
     node: &NodeView,
     req: &PlacementRequest,
     cfg: &FitConfig,
+    ts: &TimeSlicingConfig,
     how: GpuSelection,
-) -> Option<u8> {
-    let key = |g: &GpuView| {
-        (
-            g.share_free_pct().saturating_sub(req.share_pct as u16),
-            (g.memory_free_gb() * 1000.0) as i64,
-        )
+) -> Option<(u8, SlotFit)> {
+    let share = nominal_share(req, node.model, ts) as u16;
+    let candidates: Vec<(u8, SlotFit, (bool, u16, i64))> = node
+        .gpus
+        .iter()
+        .filter(|g| gpu_fits(node, g, req, cfg, ts, FitStage::Utilisation))
+        .filter_map(|g| {
+            let fit = slot_fits(g, node.model, req, cfg, ts)?;
+            let reconfig = fit.mig.as_ref().is_some_and(|(_, l)| l.is_some());
+            let key = (
+                reconfig,
+                g.share_free_pct().saturating_sub(share),
+                (g.memory_free_gb() * 1000.0) as i64,
+            );
+            Some((g.index, fit, key))
+        })
+        .collect();
+    let best = match how {
+        GpuSelection::FirstFit => candidates.into_iter().min_by_key(|c| (c.2 .0, c.0)),
+        GpuSelection::BestFit => candidates.into_iter().min_by_key(|c| (c.2, c.0)),
+        GpuSelection::WorstFit => candidates.into_iter().min_by_key(|c| {
+            (
+                c.2 .0,
+                std::cmp::Reverse(c.2 .1),
+                std::cmp::Reverse(c.2 .2),
+                c.0,
+            )
+        }),
     };
-    let fitting = fitting_gpus(node, req, cfg);
-    let chosen = match how {
-        GpuSelection::FirstFit => fitting.min_by_key(|g| g.index),
-        // min_by_key/max_by_key keep the first/last of equals: make both prefer the lowest index.
-        GpuSelection::BestFit => fitting.min_by_key(|g| (key(g), g.index)),
-        GpuSelection::WorstFit => fitting.max_by_key(|g| (key(g), std::cmp::Reverse(g.index))),
-    };
-    chosen.map(|g| g.index)
+    best.map(|(i, f, _)| (i, f))
 }

@@ -1,7 +1,8 @@
 //! The seeds' five score terms. Each plugin documents its raw value and how NormalizeScore maps
 //! it onto 0..=100; the profile's weights (default 0.30/0.25/0.20/0.15/0.10) then add them up.
 
-use super::fit::{fitting_gpus, FitConfig};
+use super::filters::FitCtx;
+use super::fit::{fitting_gpus, nominal_share};
 use crate::framework::{normalize_unit, ScorePlugin};
 use crate::gpu::GpuCatalog;
 use crate::view::{NodeView, SharingMode};
@@ -96,11 +97,12 @@ impl ScorePlugin<NodeView, PlacementRequest> for PowerBonus {
 }
 
 /// Sharing headroom (the seeds' "MPS compatibility: available partition space"). Raw, over the
-/// node's fitting GPUs, the best of: 1 for an MPS GPU whose existing partition has room (joining
-/// it needs no new partition and packs like with like), `free_gpu` (default 0.5) for a free GPU
-/// that would open a new partition. Exclusive requests only fit free GPUs and all score 1.
+/// node's fitting GPUs, the best of: 1 for a GPU whose existing partition has room (an MPS
+/// partition with threads left, a time-sliced GPU with a replica free, a free MIG instance):
+/// joining it needs no new partition and packs like with like; `free_gpu` (default 0.5) for a
+/// free GPU that would open a new one. Exclusive requests only fit free GPUs and all score 1.
 pub struct SharingHeadroom {
-    pub fit: FitConfig,
+    pub ctx: FitCtx,
     pub free_gpu: f64,
 }
 
@@ -112,12 +114,12 @@ impl ScorePlugin<NodeView, PlacementRequest> for SharingHeadroom {
         if req.share_pct >= 100 {
             return 1.0;
         }
-        fitting_gpus(node, req, &self.fit)
+        fitting_gpus(node, req, &self.ctx.fit, &self.ctx.ts)
             .map(|g| {
-                if g.mode == SharingMode::Mps {
-                    1.0
-                } else {
+                if g.is_free() && g.mode != SharingMode::Mig {
                     self.free_gpu
+                } else {
+                    1.0
                 }
             })
             .fold(0.0, f64::max)
@@ -140,6 +142,7 @@ pub enum PackingKind {
 pub struct Packing {
     pub kind: PackingKind,
     pub node_count: u32,
+    pub ctx: FitCtx,
 }
 
 impl ScorePlugin<NodeView, PlacementRequest> for Packing {
@@ -152,8 +155,8 @@ impl ScorePlugin<NodeView, PlacementRequest> for Packing {
     }
     fn score(&mut self, req: &PlacementRequest, node: &NodeView) -> f64 {
         let total = node.gpus.len().max(1) as f64;
-        let free_after =
-            ((node.share_free_gpus() - req.share_pct as f64 / 100.0) / total).clamp(0.0, 1.0);
+        let share = nominal_share(req, node.model, &self.ctx.ts) as f64 / 100.0;
+        let free_after = ((node.share_free_gpus() - share) / total).clamp(0.0, 1.0);
         match self.kind {
             // Least room left is best: fills nodes before opening new ones.
             PackingKind::BestFit => 1.0 - free_after,

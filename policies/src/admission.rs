@@ -1,0 +1,232 @@
+//! The sharing policy: which slice of a GPU each workload gets. One of the fixed modes (to
+//! compare them), the seeds' size classes, or seed 004's admission flow:
+//! training → exclusive; one GPU and < 20 GB → MIG; inference and serving → MPS; development and
+//! batch → time-slicing; pods that opted out and exempt namespaces → exclusive.
+//! Seed 003's fallback rule rides along: MIG workloads never leave their preferred GPU family,
+//! time-sliced ones may fall back to another family's time-sliced pools.
+
+use crate::sharing::{Fairness, SliceRequest};
+use crate::workload::{PlacementRequest, SizeClass, WorkloadKind, WorkloadSpec};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SharingPolicy {
+    /// The seeds' classification: tiny/medium as per-client MPS shares, large whole.
+    #[default]
+    Classes,
+    /// Every replica gets a whole GPU.
+    Exclusive,
+    /// The device plugin's even MPS split: replicas = 100 / the class's share.
+    MpsUniform,
+    /// Per-client MPS limits (uneven splits), as in `classes`.
+    MpsPerClient,
+    /// A MIG instance sized to the model's memory.
+    Mig,
+    /// A time-sliced slot (replicas per GPU family from `time_slicing`).
+    TimeSlicing,
+    /// Seed 004's admission flow.
+    Admission,
+}
+
+impl SharingPolicy {
+    pub const ALL: [SharingPolicy; 7] = [
+        SharingPolicy::Classes,
+        SharingPolicy::Exclusive,
+        SharingPolicy::MpsUniform,
+        SharingPolicy::MpsPerClient,
+        SharingPolicy::Mig,
+        SharingPolicy::TimeSlicing,
+        SharingPolicy::Admission,
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeSlicingConfig {
+    /// Replicas per A100 (seed 003: 3).
+    pub a100_replicas: u8,
+    /// Replicas per H100 (seed 003: 2).
+    pub h100_replicas: u8,
+    pub fairness: Fairness,
+}
+
+impl Default for TimeSlicingConfig {
+    fn default() -> Self {
+        Self {
+            a100_replicas: 3,
+            h100_replicas: 2,
+            fairness: Fairness::RoundRobin,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// One-GPU workloads under this much memory get MIG (seed 004: 20 GB).
+    pub mig_below_gb: f64,
+    pub enable_mig: bool,
+    pub enable_mps: bool,
+    pub enable_time_slicing: bool,
+    /// Namespaces the flow leaves alone (exclusive GPUs).
+    pub exempt_namespaces: Vec<String>,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            mig_below_gb: 20.0,
+            enable_mig: true,
+            enable_mps: true,
+            enable_time_slicing: true,
+            exempt_namespaces: vec!["kube-system".into()],
+        }
+    }
+}
+
+/// Applies the sharing policy to a classified request.
+pub fn apply(
+    policy: SharingPolicy,
+    req: &mut PlacementRequest,
+    w: &WorkloadSpec,
+    adm: &AdmissionConfig,
+) {
+    let policy = w.sharing_mode.unwrap_or(policy);
+    let weight = req.priority_class.max(1) as u32;
+    let large = req.class == SizeClass::Large || req.share_pct >= 100;
+    let (slice, reason) = match policy {
+        SharingPolicy::Classes | SharingPolicy::MpsPerClient => {
+            (req.slice, "size class → MPS share".to_string())
+        }
+        SharingPolicy::Exclusive => (SliceRequest::Whole, "exclusive policy".to_string()),
+        SharingPolicy::MpsUniform if large => {
+            (SliceRequest::Whole, "large model: whole GPU".to_string())
+        }
+        SharingPolicy::MpsUniform => (
+            SliceRequest::MpsUniform {
+                replicas: (100 / req.share_pct.max(1)).max(2),
+            },
+            "device-plugin MPS, even split".to_string(),
+        ),
+        SharingPolicy::Mig => (
+            SliceRequest::Mig { profile: None },
+            "MIG policy".to_string(),
+        ),
+        SharingPolicy::TimeSlicing => (
+            SliceRequest::TimeSlice {
+                replicas: 0,
+                weight,
+            },
+            "time-slicing policy".to_string(),
+        ),
+        SharingPolicy::Admission => admission_flow(req, w, adm, weight),
+    };
+    req.slice = slice;
+    req.share_pct = match slice {
+        SliceRequest::Whole => 100,
+        SliceRequest::MpsUniform { replicas } => (100 / replicas.max(1) as u32) as u8,
+        _ => req.share_pct,
+    };
+    // Seed 003: MIG workloads never fall back to another GPU family.
+    req.hard_family = matches!(slice, SliceRequest::Mig { .. });
+    req.sharing_reason = reason;
+}
+
+fn admission_flow(
+    req: &PlacementRequest,
+    w: &WorkloadSpec,
+    adm: &AdmissionConfig,
+    weight: u32,
+) -> (SliceRequest, String) {
+    if w.opt_out {
+        return (
+            SliceRequest::Whole,
+            "opted out of sharing (optimize: false)".into(),
+        );
+    }
+    if let Some(ns) = w
+        .namespace
+        .as_deref()
+        .filter(|ns| adm.exempt_namespaces.iter().any(|e| e == ns))
+    {
+        return (SliceRequest::Whole, format!("namespace {ns} is exempt"));
+    }
+    if w.kind == WorkloadKind::Training {
+        return (SliceRequest::Whole, "training → exclusive".into());
+    }
+    if adm.enable_mig && req.memory_gb < adm.mig_below_gb {
+        return (
+            SliceRequest::Mig { profile: None },
+            format!(
+                "one GPU and {:.1} GB < {} GB → MIG",
+                req.memory_gb, adm.mig_below_gb
+            ),
+        );
+    }
+    match w.kind {
+        WorkloadKind::Inference | WorkloadKind::Serving if adm.enable_mps => {
+            if req.share_pct >= 100 {
+                (
+                    SliceRequest::Whole,
+                    "inference needing a whole GPU → exclusive".into(),
+                )
+            } else {
+                (
+                    SliceRequest::Mps { pct: req.share_pct },
+                    "inference/serving → MPS".into(),
+                )
+            }
+        }
+        WorkloadKind::Development | WorkloadKind::Batch if adm.enable_time_slicing => (
+            SliceRequest::TimeSlice {
+                replicas: 0,
+                weight,
+            },
+            "development/batch → time-slicing".into(),
+        ),
+        _ => (
+            SliceRequest::Whole,
+            "no sharing mode enabled for this kind → exclusive".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::ClassifyConfig;
+
+    fn decide(w: &WorkloadSpec) -> PlacementRequest {
+        let mut r = ClassifyConfig::default().classify(w);
+        apply(
+            SharingPolicy::Admission,
+            &mut r,
+            w,
+            &AdmissionConfig::default(),
+        );
+        r
+    }
+
+    #[test]
+    fn seed_004_admission_flow() {
+        let mut w = WorkloadSpec::new("t", 30.0);
+        w.kind = WorkloadKind::Training;
+        assert_eq!(decide(&w).slice, SliceRequest::Whole);
+        w.kind = WorkloadKind::Inference;
+        w.model_memory_gb = 8.0;
+        assert!(matches!(decide(&w).slice, SliceRequest::Mig { .. }));
+        assert!(decide(&w).hard_family, "MIG never falls back");
+        w.model_memory_gb = 24.0;
+        w.share_pct = Some(50);
+        assert_eq!(decide(&w).slice, SliceRequest::Mps { pct: 50 });
+        w.kind = WorkloadKind::Development;
+        assert!(matches!(decide(&w).slice, SliceRequest::TimeSlice { .. }));
+        assert!(!decide(&w).hard_family, "time-sliced work may fall back");
+        w.opt_out = true;
+        assert_eq!(decide(&w).slice, SliceRequest::Whole);
+        w.opt_out = false;
+        w.namespace = Some("kube-system".into());
+        assert_eq!(decide(&w).slice, SliceRequest::Whole);
+    }
+}
