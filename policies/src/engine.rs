@@ -254,7 +254,11 @@ impl Engine {
             let mut trial = node.clone();
             let mut victims = Vec::new();
             for (pc, r, gpu, workload) in lower {
-                trial.gpus[gpu as usize].remove_allocation(r);
+                let g = &mut trial.gpus[gpu as usize];
+                let before = g.share_allocated_pct.max(1) as f64;
+                g.remove_allocation(r);
+                // The victim's load leaves with it: scale the measured utilisation down.
+                g.utilisation *= g.share_allocated_pct as f64 / before;
                 victims.push(Victim {
                     workload,
                     replica: r,

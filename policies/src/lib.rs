@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod autoscale;
 pub mod config;
+pub mod consolidation;
 pub mod decision;
 pub mod engine;
 pub mod framework;

@@ -155,6 +155,8 @@ pub struct Summary {
     /// GPU-seconds lost to MIG re-layouts and device-plugin restarts.
     pub reconfig_gpu_seconds: f64,
     pub reconfigurations: u64,
+    /// Seed 004's consolidation report on the cluster as the run ends.
+    pub consolidation: gpusched_policies::consolidation::ConsolidationReport,
 }
 
 /// One 30-second row of timeseries.csv. Columns per GPU model and per service are in the

@@ -259,6 +259,10 @@ pub struct ServiceSpec {
     /// Pod start-up until ready (image pull, model load), s.
     #[serde(default = "thirty")]
     pub startup_s: f64,
+    /// The deployment is created this many seconds into the run (its initial replicas are
+    /// placed then, cold); 0 = already running at the start (warm).
+    #[serde(default)]
+    pub start_at_s: f64,
     #[serde(default = "one_u32")]
     pub initial_replicas: u32,
     #[serde(default = "one_u32")]

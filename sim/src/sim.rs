@@ -50,11 +50,16 @@ enum Event {
     },
     Completion {
         replica: u32,
+        generation: u32,
         arrived: SimTime,
         demand_ms: f64,
     },
     ReplicaReady {
         replica: u32,
+    },
+    /// A deployment is created: its initial replicas are placed now.
+    ServiceStart {
+        service: u32,
     },
     Tick,
 }
@@ -107,10 +112,23 @@ pub fn run(sc: &LoadedScenario, progress: &mut dyn FnMut(f64)) -> Result<RunResu
             } => sim.on_arrival(t, source, service, demand_ms)?,
             Event::Completion {
                 replica,
+                generation,
                 arrived,
                 demand_ms,
-            } => sim.on_completion(t, replica, arrived, demand_ms),
+            } => {
+                // A stale generation means the pod died with the request in flight; the request
+                // was failed then.
+                if sim.replicas[replica as usize].generation == generation {
+                    sim.on_completion(t, replica, arrived, demand_ms)
+                }
+            }
             Event::ReplicaReady { replica } => sim.on_ready(t, replica),
+            Event::ServiceStart { service } => {
+                for _ in 0..sim.services[service as usize].spec.initial_replicas {
+                    let r = sim.new_replica(service);
+                    sim.try_place(t, r, false);
+                }
+            }
             Event::Tick => {
                 sim.on_tick(t);
                 progress(t as f64 / sim.end.max(1) as f64);
@@ -269,6 +287,13 @@ impl<'a> Sim<'a> {
     fn start(&mut self) -> Result<(), SimError> {
         // Initial replicas are warm: the cluster was already serving when the run begins.
         for s in 0..self.services.len() {
+            if self.services[s].spec.start_at_s > 0.0 {
+                self.queue.push(
+                    secs(self.services[s].spec.start_at_s),
+                    Event::ServiceStart { service: s as u32 },
+                );
+                continue;
+            }
             for _ in 0..self.services[s].spec.initial_replicas {
                 let r = self.new_replica(s as u32);
                 self.try_place(0, r, true);
@@ -551,10 +576,12 @@ impl<'a> Sim<'a> {
         let service_us = (demand_ms * 1000.0 / (speed * eff) * perf.batch_factor(k))
             .round()
             .max(1.0) as SimTime;
+        let generation = self.replicas[r as usize].generation;
         self.queue.push(
             t + service_us,
             Event::Completion {
                 replica: r,
+                generation,
                 arrived,
                 demand_ms,
             },
@@ -1052,6 +1079,7 @@ impl<'a> Sim<'a> {
             preemptions: self.preemptions,
             reconfig_gpu_seconds: self.reconfig_gpu_seconds,
             reconfigurations: self.reconfigurations,
+            consolidation: gpusched_policies::consolidation::analyse(&self.nodes, 0.5),
         };
         let timeseries = Timeseries {
             models: self.models.iter().map(|m| m.as_str().to_string()).collect(),
