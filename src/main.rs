@@ -18,6 +18,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Show, for one workload, every node's filter verdict and every score term.
     Explain(cli::explain::ExplainArgs),
+    /// Live mode on a Kubernetes cluster: GPU agent, controller, snapshot.
+    Live(cli::live::LiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -25,5 +27,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(a) => cli::run::execute(&a),
         Command::Explain(a) => cli::explain::execute(&a),
+        Command::Live(a) => cli::live::execute(&a),
     }
 }

@@ -10,6 +10,7 @@ pub mod framework;
 pub mod gpu;
 pub mod mps;
 pub mod plugins;
+pub mod rollout;
 pub mod view;
 pub mod workload;
 

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod explain;
+pub mod live;
 pub mod run;
 
 use std::process::ExitCode;
