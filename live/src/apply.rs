@@ -33,7 +33,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::Patch;
 use kube::core::params::{PatchParams, PostParams};
-use kube::core::subresource::EvictParams;
 use kube::core::{Request as KubeRequest, Resource};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -245,9 +244,22 @@ impl Action {
             Action::Uncordon { node } => nodes()
                 .patch(node, &pp, &merge(json!({"spec": {"unschedulable": null}})))
                 .map_err(err),
-            Action::Evict { namespace, name } => pods(namespace)
-                .evict(name, &EvictParams::default())
-                .map_err(err),
+            // The policy/v1 Eviction object, as `kubectl drain` sends it (kube-core's `evict`
+            // sends a body without apiVersion/kind).
+            Action::Evict { namespace, name } => {
+                let body = json!({
+                    "apiVersion": "policy/v1",
+                    "kind": "Eviction",
+                    "metadata": {"name": name, "namespace": namespace}
+                });
+                let data = serde_json::to_vec(&body).map_err(|e| ApplyError::Request {
+                    what: self.describe(),
+                    message: e.to_string(),
+                })?;
+                pods(namespace)
+                    .create_subresource("eviction", name, &PostParams::default(), data)
+                    .map_err(err)
+            }
             Action::Scale {
                 namespace,
                 deployment,
