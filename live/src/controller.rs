@@ -55,6 +55,8 @@ pub struct Controller<A: Applier> {
     next_replica: u64,
     /// Pods bound but not yet seen bound by the watch, keyed namespace/name.
     assumed: BTreeMap<String, Pod>,
+    /// Replica numbers of pods seen pending, keyed namespace/name.
+    pending_replica: BTreeMap<String, u64>,
     /// Last unschedulable reason per pod (logged once per change, as the simulator does).
     last_reason: BTreeMap<String, String>,
 }
@@ -99,6 +101,7 @@ impl<A: Applier> Controller<A> {
             next_replica: 1,
             assumed: BTreeMap::new(),
             last_reason: BTreeMap::new(),
+            pending_replica: BTreeMap::new(),
         })
     }
 
@@ -127,6 +130,8 @@ impl<A: Applier> Controller<A> {
             }
         }
         self.assumed.retain(|k, _| seen.contains(k));
+        self.pending_replica.retain(|k, _| seen.contains(k));
+        self.last_reason.retain(|k, _| seen.contains(k));
         for p in &effective {
             if let Some(r) = p
                 .metadata
@@ -166,7 +171,13 @@ impl<A: Applier> Controller<A> {
                     continue;
                 }
             };
-            let replica = self.next_replica;
+            // A replica number is given once per pod, when it is first seen pending (as the
+            // simulator numbers a replica when it is created), and kept until it is bound.
+            let next = &mut self.next_replica;
+            let replica = *self.pending_replica.entry(pk.clone()).or_insert_with(|| {
+                *next += 1;
+                *next - 1
+            });
             let decision = self.engine.place(&view.nodes, &spec, replica, false);
             let Decision::Place(p) = &decision else {
                 if let Decision::Unschedulable { reason, .. } = &decision {
@@ -268,7 +279,7 @@ impl<A: Applier> Controller<A> {
             if !ok {
                 continue;
             }
-            self.next_replica += 1;
+            self.pending_replica.remove(&pk);
             self.last_reason.remove(&pk);
             // Assume the binding (kube-scheduler's "assume"): the next placement sees it.
             let mut bound = pod.clone();
