@@ -26,6 +26,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Reproduce the FGD paper's (USENIX ATC '23) openb evaluation and compare it with the paper.
     Fgd(cli::fgd::FgdArgs),
+    /// Live mode on a Kubernetes cluster: GPU agent, controller, snapshot.
+    Live(cli::live::LiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +47,6 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(cli::EXIT_BAD_INPUT)
         }),
+        Command::Live(a) => cli::live::execute(&a),
     }
 }

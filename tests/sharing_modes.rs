@@ -174,7 +174,10 @@ fn the_real_stack_forbids_mixing_methods_and_mps_on_mig() {
     else {
         panic!("must refuse")
     };
-    assert!(reason.contains("designated for mig-mixed"), "{reason}");
+    assert!(
+        reason.contains("designated for gpusched-mig-mixed"),
+        "{reason}"
+    );
 }
 
 #[test]

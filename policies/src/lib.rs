@@ -14,6 +14,7 @@ pub mod mig;
 pub mod mps;
 pub mod openb;
 pub mod plugins;
+pub mod rollout;
 pub mod sharing;
 pub mod view;
 pub mod workload;

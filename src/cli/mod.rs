@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod explain;
 pub mod fgd;
+pub mod live;
 pub mod run;
 
 use std::process::ExitCode;

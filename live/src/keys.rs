@@ -1,0 +1,48 @@
+//! The label and annotation keys live mode reads and writes, in one place so that the view
+//! builder, the applier and the snapshot agree on them.
+
+// Written by NVIDIA's GPU Feature Discovery (GFD) / the GPU Operator; read by gpusched.
+pub const GPU_PRODUCT: &str = "nvidia.com/gpu.product";
+pub const GPU_COUNT: &str = "nvidia.com/gpu.count";
+pub const GPU_MEMORY_MIB: &str = "nvidia.com/gpu.memory";
+pub const GPU_REPLICAS: &str = "nvidia.com/gpu.replicas";
+/// The resource name the device plugin advertises.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+/// The node label the device plugin reads to pick its config entry from the ConfigMap.
+pub const DEVICE_PLUGIN_CONFIG: &str = "nvidia.com/device-plugin.config";
+
+/// Optional node label: the pool a node belongs to (default: its GPU model).
+pub const POOL: &str = "gpusched.io/pool";
+/// Node annotation the agent publishes: a compact JSON [`crate::nvml::NodeSummary`].
+pub const GPU_METRICS: &str = "gpusched.io/gpu-metrics";
+/// Node annotation recording the sharing config in force before gpusched changed it (JSON
+/// [`crate::rollback::RollbackRecord`]), so any replica of the controller can roll back.
+pub const ROLLBACK: &str = "gpusched.io/rollback";
+
+/// The scheduler name pods opt in with (`spec.schedulerName`).
+pub const SCHEDULER_NAME: &str = "gpusched";
+
+// Pod annotations a user sets to describe the workload (inputs to the engine's PreFilter).
+pub const WORKLOAD: &str = "gpusched.io/workload";
+pub const MODEL_MEMORY_GB: &str = "gpusched.io/model-memory-gb";
+pub const PRIORITY: &str = "gpusched.io/priority";
+pub const LATENCY_SLA_MS: &str = "gpusched.io/latency-sla-ms";
+pub const KIND: &str = "gpusched.io/kind";
+pub const REQUIRED_GPU_MODELS: &str = "gpusched.io/required-gpu-models";
+/// Input: override of the class's share. Output (after binding): the share granted.
+pub const SHARE_PCT: &str = "gpusched.io/share-pct";
+/// Optional: mean request time on an exclusive H100, ms (used by `live snapshot`).
+pub const SERVICE_TIME_MS: &str = "gpusched.io/service-time-ms";
+
+// Pod annotations the controller writes when it binds (the cluster view is rebuilt from them).
+pub const GPU_INDEX: &str = "gpusched.io/gpu-index";
+pub const REPLICA: &str = "gpusched.io/replica";
+pub const CLASS: &str = "gpusched.io/class";
+pub const MEMORY_GB: &str = "gpusched.io/memory-gb";
+/// Per-client MPS limits, read by the pod's own env through the downward API
+/// (`valueFrom.fieldRef: metadata.annotations['…']`), resolved by the kubelet at container start.
+pub const MPS_ACTIVE_THREAD_PCT: &str = "gpusched.io/mps-active-thread-percentage";
+pub const MPS_PINNED_MEM_LIMIT: &str = "gpusched.io/mps-pinned-device-mem-limit";
+
+/// The namespace gpusched never reads pods from for scheduling and never writes to.
+pub const KUBE_SYSTEM: &str = "kube-system";

@@ -1,0 +1,26 @@
+//! gpusched live mode: the policy engine driving a real Kubernetes cluster.
+//!
+//! * [`agent`] — per-node GPU readings through NVML ([`nvml`]), as Prometheus metrics and a node
+//!   annotation.
+//! * [`view`] — the engine's cluster view from Nodes and Pods (a pure function).
+//! * [`controller`] — reflectors + [`lease`] election + placement of `schedulerName: gpusched` pods.
+//! * [`apply`] / [`dryrun`] — decisions as exact API requests, sent or printed.
+//! * [`rollback`] — sharing-config rollouts that can always be undone, behind the shared circuit
+//!   breaker.
+//! * [`snapshot`] — the live cluster as a simulator scenario; [`decisions`] — decisions.jsonl in
+//!   the simulator's format.
+
+pub mod agent;
+pub mod apply;
+pub mod cmd;
+pub mod controller;
+pub mod decisions;
+pub mod dryrun;
+pub mod keys;
+pub mod lease;
+pub mod manifests;
+pub mod nvml;
+pub mod rollback;
+pub mod snapshot;
+pub mod testutil;
+pub mod view;

@@ -1,0 +1,292 @@
+//! Sharing changes as reversible rollouts.
+//!
+//! A change of a node's device-plugin config restarts the plugin and the MPS server, so every GPU
+//! pod on the node loses its context (DOMAIN.md). gpusched therefore never flips a label in place:
+//!
+//! 1. record the previous config (label value, ConfigMap entry, cordon state) as the node
+//!    annotation `gpusched.io/rollback` — first, so any controller replica can undo the change;
+//! 2. write the ConfigMap entry (a content-named key; refused if that key holds something else);
+//! 3. cordon; 4. evict the node's GPU pods through the Eviction API (PodDisruptionBudgets are
+//!    honoured: a 429 is retried, then fails the rollout); 5. relabel the node;
+//! 6. wait until the plugin advertises the new capacity; 7. uncordon.
+//!
+//! Any failure rolls back with the recorded values and counts against the shared
+//! [`CircuitBreaker`] (3 failures open it for an hour; the simulator uses the same breaker). A
+//! rollout is refused outright when the node runs GPU pods outside the managed namespaces, since
+//! draining them is not gpusched's to do.
+
+use crate::apply::{Action, Applier, ApplyError, Scope};
+use crate::keys;
+use crate::view::{annotation, pod_gpu_request, pod_is_active};
+use gpusched_policies::rollout::CircuitBreaker;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The config in force before a change: what a rollback restores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub node: String,
+    pub label_before: Option<String>,
+    pub entry_key: Option<String>,
+    pub entry_before: Option<String>,
+    pub cordoned_before: bool,
+    pub t_unix_s: f64,
+}
+
+/// One planned change of a node's sharing config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    pub node: String,
+    /// New value of `nvidia.com/device-plugin.config` (`None`: remove it, the plugin's default).
+    pub label_after: Option<String>,
+    /// ConfigMap entry to write first, when it is not already there.
+    pub write_entry: Option<(String, String)>,
+    pub evict: Vec<(String, String)>,
+    /// `nvidia.com/gpu` capacity the plugin advertises once the new config is in force.
+    pub expected_capacity: u32,
+    pub record: RollbackRecord,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutTiming {
+    pub evict_retries: u32,
+    #[serde(skip)]
+    pub retry_delay: Duration,
+    #[serde(skip)]
+    pub plugin_timeout: Duration,
+    #[serde(skip)]
+    pub poll: Duration,
+}
+
+impl Default for RolloutTiming {
+    fn default() -> Self {
+        Self {
+            evict_retries: 3,
+            retry_delay: Duration::from_secs(10),
+            plugin_timeout: Duration::from_secs(180),
+            poll: Duration::from_secs(5),
+        }
+    }
+}
+
+fn replicas_of_key(key: &str) -> Option<u32> {
+    key.rsplit('-').next()?.parse().ok()
+}
+
+/// Plans the change of `node` to config `key` (with `yaml` as its ConfigMap entry), or says why
+/// it must not happen. `Ok(None)`: the node already runs that config.
+pub fn plan_rollout(
+    node: &Node,
+    cm: Option<&ConfigMap>,
+    key: Option<&str>,
+    yaml: Option<&str>,
+    pods: &[Pod],
+    scope: &Scope,
+    now_unix_s: f64,
+) -> Result<Option<Rollout>, String> {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let label_before = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(keys::DEVICE_PLUGIN_CONFIG))
+        .cloned();
+    let data = cm.and_then(|c| c.data.as_ref());
+    let entry_before = key.and_then(|k| data.and_then(|d| d.get(k)).cloned());
+    let write_entry = match (key, yaml) {
+        (Some(k), Some(y)) => match &entry_before {
+            Some(existing) if existing.trim() == y.trim() => None,
+            Some(_) => return Err(format!("ConfigMap key {k} already holds a different config; gpusched will not overwrite it")),
+            None => Some((k.to_string(), y.to_string())),
+        },
+        _ => None,
+    };
+    if label_before.as_deref() == key && write_entry.is_none() {
+        return Ok(None);
+    }
+    let mut evict = Vec::new();
+    for p in pods {
+        if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(name.as_str())
+            || !pod_is_active(p)
+        {
+            continue;
+        }
+        let uses_gpu = pod_gpu_request(p) > 0 || annotation(&p.metadata, keys::GPU_INDEX).is_some();
+        if !uses_gpu {
+            continue;
+        }
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let pn = p.metadata.name.clone().unwrap_or_default();
+        if !scope.manages(&ns) {
+            return Err(format!("node {name} runs GPU pod {ns}/{pn} outside the managed namespaces; a config change would restart it"));
+        }
+        evict.push((ns, pn));
+    }
+    let gpus = crate::view::gpu_count(node).unwrap_or(1) as u32;
+    let expected_capacity = key.and_then(replicas_of_key).unwrap_or(1) * gpus;
+    Ok(Some(Rollout {
+        node: name.clone(),
+        label_after: key.map(str::to_string),
+        write_entry,
+        evict,
+        expected_capacity,
+        record: RollbackRecord {
+            node: name,
+            label_before,
+            entry_key: key.map(str::to_string),
+            entry_before,
+            cordoned_before: node
+                .spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false),
+            t_unix_s: now_unix_s,
+        },
+    }))
+}
+
+fn label_patch(node: &str, value: Option<String>, record: Option<&RollbackRecord>) -> Action {
+    Action::PatchNodeMeta {
+        node: node.to_string(),
+        labels: [(keys::DEVICE_PLUGIN_CONFIG.to_string(), value)].into(),
+        annotations: record
+            .map(|r| {
+                [(
+                    keys::ROLLBACK.to_string(),
+                    Some(serde_json::to_string(r).unwrap_or_default()),
+                )]
+                .into()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// The actions that undo a rollout whose ConfigMap entry was (`entry_written`) or was not written.
+pub fn rollback_actions(r: &RollbackRecord, scope: &Scope, entry_written: bool) -> Vec<Action> {
+    let mut out = Vec::new();
+    if entry_written {
+        if let Some(k) = &r.entry_key {
+            out.push(Action::SetConfigEntry {
+                namespace: scope.plugin_config.0.clone(),
+                configmap: scope.plugin_config.1.clone(),
+                key: k.clone(),
+                value: r.entry_before.clone(),
+            });
+        }
+    }
+    out.push(label_patch(&r.node, r.label_before.clone(), None));
+    if !r.cordoned_before {
+        out.push(Action::Uncordon {
+            node: r.node.clone(),
+        });
+    }
+    out
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RolloutOutcome {
+    Done,
+    /// The circuit breaker is open: nothing was changed.
+    Deferred {
+        reason: String,
+    },
+    /// The rollout failed and was rolled back (`rollback_errors` lists any step of the rollback
+    /// itself that failed: the node annotation still holds the record for a manual undo).
+    RolledBack {
+        error: String,
+        rollback_errors: Vec<String>,
+    },
+}
+
+/// Runs a rollout through `applier`, rolling back on failure and feeding the breaker.
+pub async fn execute<A: Applier>(
+    applier: &A,
+    scope: &Scope,
+    breaker: &mut CircuitBreaker,
+    r: &Rollout,
+    timing: &RolloutTiming,
+    now_unix_s: f64,
+) -> RolloutOutcome {
+    if !breaker.try_acquire(now_unix_s) {
+        return RolloutOutcome::Deferred {
+            reason: format!(
+                "circuit breaker open ({:?}); sharing changes paused",
+                breaker.state(now_unix_s)
+            ),
+        };
+    }
+    let mut entry_written = false;
+    let result: Result<(), ApplyError> = async {
+        applier
+            .apply(&Action::PatchNodeMeta {
+                node: r.node.clone(),
+                labels: Default::default(),
+                annotations: [(keys::ROLLBACK.to_string(), Some(serde_json::to_string(&r.record).unwrap_or_default()))].into(),
+            })
+            .await?;
+        if let Some((k, y)) = &r.write_entry {
+            applier.apply(&Action::SetConfigEntry { namespace: scope.plugin_config.0.clone(), configmap: scope.plugin_config.1.clone(), key: k.clone(), value: Some(y.clone()) }).await?;
+            entry_written = true;
+        }
+        if !r.record.cordoned_before {
+            applier.apply(&Action::Cordon { node: r.node.clone() }).await?;
+        }
+        for (ns, name) in &r.evict {
+            let a = Action::Evict { namespace: ns.clone(), name: name.clone() };
+            let mut tries = 0;
+            loop {
+                match applier.apply(&a).await {
+                    Ok(()) => break,
+                    Err(ApplyError::EvictionBlocked { .. }) if tries < timing.evict_retries => {
+                        tries += 1;
+                        tokio::time::sleep(timing.retry_delay).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        applier.apply(&label_patch(&r.node, r.label_after.clone(), None)).await?;
+        if !applier.is_dry_run() {
+            let deadline = tokio::time::Instant::now() + timing.plugin_timeout;
+            loop {
+                let cap = applier.gpu_capacity(&r.node).await?;
+                if cap == Some(r.expected_capacity) {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ApplyError::Refused(format!(
+                        "the device plugin on {} advertises {:?} nvidia.com/gpu, expected {} after {:?}",
+                        r.node, cap, r.expected_capacity, timing.plugin_timeout
+                    )));
+                }
+                tokio::time::sleep(timing.poll).await;
+            }
+        }
+        if !r.record.cordoned_before {
+            applier.apply(&Action::Uncordon { node: r.node.clone() }).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            breaker.record_success(now_unix_s);
+            RolloutOutcome::Done
+        }
+        Err(e) => {
+            breaker.record_failure(now_unix_s);
+            let mut rollback_errors = Vec::new();
+            for a in rollback_actions(&r.record, scope, entry_written) {
+                if let Err(re) = applier.apply(&a).await {
+                    rollback_errors.push(re.to_string());
+                }
+            }
+            RolloutOutcome::RolledBack {
+                error: e.to_string(),
+                rollback_errors,
+            }
+        }
+    }
+}

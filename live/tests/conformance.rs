@@ -1,0 +1,416 @@
+//! Conformance: the same cluster built through the simulator's view and through live mode's view
+//! (from Kubernetes objects, through the controller's own reconcile loop in dry-run) gives the
+//! same engine decisions, placement after placement, for every placement policy.
+
+use gpusched_live::apply::placement_annotations;
+use gpusched_live::apply::Scope;
+use gpusched_live::controller::Controller;
+use gpusched_live::dryrun::DryRunApplier;
+use gpusched_live::keys;
+use gpusched_live::testutil::{gpu_node, pending_pod};
+use gpusched_live::view;
+use gpusched_policies::config::PolicyName;
+use gpusched_policies::decision::Decision;
+use gpusched_policies::view::{AllocationView, NodeView};
+use gpusched_policies::{Engine, EngineConfig, GpuModel};
+use gpusched_sim::LoadedScenario;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Pools listed in natural name order, so the simulator's ordinals (pool order) and live mode's
+/// (natural node-name order) coincide. Background load and a cordon exercise the filters.
+const SCENARIO: &str = r#"
+name = "conformance"
+duration_h = 1.0
+[traffic]
+kind = "poisson"
+qps = 1.0
+[[pools]]
+name = "a100"
+gpu_model = "A100-40GB"
+nodes = 5
+[[pools]]
+name = "a100x"
+gpu_model = "A100-80GB"
+nodes = 1
+gpus_per_node = 2
+[[pools]]
+name = "h100"
+gpu_model = "H100-80GB"
+nodes = 3
+[[node_state]]
+node = "a100-2"
+background_utilisation = 0.95
+[[node_state]]
+node = "h100-3"
+cordoned = true
+[[node_state]]
+node = "a100-4"
+background_utilisation = 0.35
+[[services]]
+name = "chat-tiny"
+model_memory_gb = 3.0
+service_time_ms = 15.0
+[[services]]
+name = "code-medium"
+model_memory_gb = 8.0
+latency_sla_ms = 800.0
+service_time_ms = 30.0
+[[services]]
+name = "llm-large"
+model_memory_gb = 40.0
+priority = "high"
+service_time_ms = 60.0
+[[services]]
+name = "odd-share"
+model_memory_gb = 2.0
+share_pct = 20
+service_time_ms = 10.0
+"#;
+
+/// The simulator's view, built the way `Sim::new` builds it (pools → nodes `<pool>-<n>`,
+/// catalog memory, node_state background utilisation and cordons).
+fn sim_nodes(sc: &LoadedScenario) -> Vec<NodeView> {
+    let s = &sc.scenario;
+    let mut nodes = Vec::new();
+    for pool in &s.pools {
+        let spec = sc.catalog.spec(pool.gpu_model);
+        for i in 1..=pool.nodes {
+            let name = format!("{}-{}", pool.name, i);
+            let ordinal = nodes.len() as u32;
+            let mut node = NodeView::new(
+                name.clone(),
+                ordinal,
+                pool.name.clone(),
+                pool.gpu_model,
+                pool.gpus_per_node,
+                spec.memory_gb,
+            );
+            let state = s.node_state.iter().find(|n| n.node == name);
+            node.cordoned = state.is_some_and(|n| n.cordoned);
+            for g in &mut node.gpus {
+                g.utilisation = state.map_or(0.0, |n| n.background_utilisation);
+            }
+            nodes.push(node);
+        }
+    }
+    nodes
+}
+
+/// The same cluster as Kubernetes objects: GFD labels, the agent's metrics annotation, cordons.
+fn k8s_nodes(sc: &LoadedScenario, now: f64) -> Vec<Node> {
+    let s = &sc.scenario;
+    let mut out = Vec::new();
+    for pool in &s.pools {
+        let product = match pool.gpu_model {
+            GpuModel::H100_80GB => "NVIDIA-H100-80GB-HBM3",
+            GpuModel::A100_40GB => "NVIDIA-A100-SXM4-40GB",
+            GpuModel::A100_80GB => "NVIDIA-A100-SXM4-80GB",
+        };
+        for i in 1..=pool.nodes {
+            let name = format!("{}-{}", pool.name, i);
+            let mut n = gpu_node(&name, product, pool.gpus_per_node);
+            n.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert(keys::POOL.into(), pool.name.clone());
+            let state = s.node_state.iter().find(|x| x.node == name);
+            if let Some(st) = state {
+                n.spec.as_mut().unwrap().unschedulable = Some(st.cordoned);
+                let gpus: Vec<_> = (0..pool.gpus_per_node)
+                    .map(|g| serde_json::json!({"i": g, "util": st.background_utilisation, "mem_used_mib": 0, "mem_total_mib": 40960}))
+                    .collect();
+                let summary = serde_json::json!({"t": now - 10.0, "gpus": gpus});
+                n.metadata.annotations =
+                    Some([(keys::GPU_METRICS.to_string(), summary.to_string())].into());
+            }
+            out.push(n);
+        }
+    }
+    out
+}
+
+fn pending_pods(sc: &LoadedScenario, order: &[usize]) -> Vec<Pod> {
+    order
+        .iter()
+        .enumerate()
+        .map(|(i, &svc)| {
+            let s = &sc.scenario.services[svc];
+            let mut p = pending_pod("ml", &format!("{}-{i:03}", s.name), s.model_memory_gb);
+            p.metadata.creation_timestamp = Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_600_000_000 + i as i64).unwrap(),
+            ));
+            let a = p.metadata.annotations.as_mut().unwrap();
+            a.insert(keys::WORKLOAD.into(), s.name.clone());
+            a.insert(
+                keys::PRIORITY.into(),
+                serde_json::to_value(s.priority)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .into(),
+            );
+            if let Some(l) = s.latency_sla_ms {
+                a.insert(keys::LATENCY_SLA_MS.into(), l.to_string());
+            }
+            if let Some(sh) = s.share_pct {
+                a.insert(keys::SHARE_PCT.into(), sh.to_string());
+            }
+            p
+        })
+        .collect()
+}
+
+/// The simulator's side: Engine::place on the simulator's view, applied as `Sim::try_place` does.
+/// Returns the decisions and the view before each one.
+fn sim_run(
+    sc: &LoadedScenario,
+    cfg: &EngineConfig,
+    order: &[usize],
+) -> (Vec<Decision>, Vec<Vec<NodeView>>) {
+    let mut nodes = sim_nodes(sc);
+    let mut engine = Engine::new(cfg.clone(), sc.catalog.clone(), nodes.len() as u32).unwrap();
+    let mut decisions = Vec::new();
+    let mut views = Vec::new();
+    for (i, &svc) in order.iter().enumerate() {
+        let w = sc.scenario.services[svc].workload();
+        let replica = i as u64 + 1;
+        views.push(nodes.clone());
+        let d = engine.place(&nodes, &w, replica, false);
+        if let Decision::Place(p) = &d {
+            // What the simulator's apply_placement does.
+            if let Some(c) = &p.node_config {
+                nodes[p.node_index].sharing = c.to;
+            }
+            let g = &mut nodes[p.node_index].gpus[p.gpu as usize];
+            g.add_allocation(
+                AllocationView {
+                    workload: p.workload.clone(),
+                    replica,
+                    class: p.class,
+                    share_pct: p.share_pct,
+                    memory_gb: w.model_memory_gb,
+                    slice: p.slice,
+                    priority_class: p.priority_class,
+                },
+                p.sharing,
+            );
+        }
+        decisions.push(d);
+    }
+    (decisions, views)
+}
+
+const NOW: f64 = 1_700_000_000.0;
+
+/// Live side, step by step: before every placement the view is rebuilt from Kubernetes objects
+/// alone (nodes + pods carrying the annotations the applier writes when it binds), the pod's
+/// workload is read from its annotations, and the engine decides from that view.
+fn run_policy(policy: PolicyName) {
+    let sc = gpusched_sim::scenario::load_str(SCENARIO, "<conformance>", ".".into(), &[]).unwrap();
+    let cfg = EngineConfig {
+        policy,
+        ..Default::default()
+    };
+    // Services interleaved, enough to fill the cluster and overflow it.
+    let order: Vec<usize> = (0..40).map(|i| [0, 1, 0, 2, 3, 1, 0][i % 7]).collect();
+    let (sim_decisions, sim_views) = sim_run(&sc, &cfg, &order);
+    let placed = sim_decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Place(_)))
+        .count();
+    assert!(
+        placed > 5 && placed < order.len(),
+        "the sequence should fill the cluster and overflow it ({placed} placed)"
+    );
+
+    let mut k8s = k8s_nodes(&sc, NOW);
+    let mut engine = Engine::new(cfg, sc.catalog.clone(), k8s.len() as u32).unwrap();
+    let mut pods: Vec<Pod> = Vec::new();
+    for (i, pending) in pending_pods(&sc, &order).into_iter().enumerate() {
+        let view = view::build_view(
+            &k8s,
+            &pods,
+            &view::ViewOptions {
+                catalog: sc.catalog.clone(),
+                ..Default::default()
+            },
+            NOW,
+        );
+        assert!(view.notes.is_empty(), "{:?}", view.notes);
+        assert_eq!(
+            view.nodes, sim_views[i],
+            "{policy:?}: views differ before decision {i}"
+        );
+        let w = view::workload_from_pod(&pending).unwrap();
+        let d = engine.place(&view.nodes, &w, i as u64 + 1, false);
+        assert_eq!(d, sim_decisions[i], "{policy:?}: decision {i} differs");
+        if let Decision::Place(p) = &d {
+            let gpu_mem = sc.catalog.spec(view.nodes[p.node_index].model).memory_gb;
+            let mut bound = pending.clone();
+            for (k, v) in placement_annotations(p, w.model_memory_gb, gpu_mem) {
+                bound
+                    .metadata
+                    .annotations
+                    .as_mut()
+                    .unwrap()
+                    .insert(k, v.unwrap());
+            }
+            bound.spec.as_mut().unwrap().node_name = Some(p.node.clone());
+            pods.push(bound);
+            // The controller relabels a node whose config the placement sets.
+            if let Some(c) = &p.node_config {
+                let node = k8s
+                    .iter_mut()
+                    .find(|n| n.metadata.name.as_deref() == Some(p.node.as_str()))
+                    .unwrap();
+                node.metadata
+                    .labels
+                    .get_or_insert_default()
+                    .insert(keys::DEVICE_PLUGIN_CONFIG.into(), c.label.clone());
+            }
+        }
+    }
+}
+
+/// The controller's own loop (dry run) over sequences whose sharing layouts never change a
+/// node's config once set: only 25 % clients (uniform MPS, `gpusched-mps-4` everywhere), or only
+/// exclusive large models. (Mixing them on a multi-GPU node makes the controller relabel a node
+/// that runs an exclusive pod, which evicts it — a real disruption the simulator's engine view
+/// does not show; `controller_evicts_on_a_config_flip` covers it.) So no rollout evicts anything and the controller must reproduce the simulator exactly, including
+/// its assume-after-bind bookkeeping.
+fn run_controller(policy: PolicyName, order: &[usize]) {
+    let sc = gpusched_sim::scenario::load_str(SCENARIO, "<conformance>", ".".into(), &[]).unwrap();
+    let cfg = EngineConfig {
+        policy,
+        ..Default::default()
+    };
+    let (sim_decisions, _) = sim_run(&sc, &cfg, order);
+    let k8s = k8s_nodes(&sc, NOW);
+    let scope = Scope::new(
+        ["ml".to_string()],
+        "nvidia-device-plugin",
+        "device-plugin-config",
+    )
+    .unwrap();
+    let applier = DryRunApplier::new(scope.clone(), Box::new(std::io::sink()));
+    let mut ctl = Controller::new(
+        cfg,
+        sc.catalog.clone(),
+        k8s.len() as u32,
+        scope,
+        applier,
+        None,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(ctl.reconcile(&k8s, &pending_pods(&sc, order), None, NOW));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report
+        .rollouts
+        .iter()
+        .all(|(_, o)| *o == gpusched_live::rollback::RolloutOutcome::Done));
+    for (i, (l, s)) in report.decisions.iter().zip(&sim_decisions).enumerate() {
+        assert_eq!(l, s, "{policy:?}: decision {i} differs");
+    }
+    assert_eq!(report.decisions.len(), sim_decisions.len(), "{policy:?}");
+    let placed = sim_decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Place(_)))
+        .count();
+    let printed = ctl.applier.printed.lock().unwrap();
+    assert_eq!(
+        printed.iter().filter(|t| t.contains("/binding")).count(),
+        placed
+    );
+    assert!(!printed.iter().any(|t| t.contains("/eviction")));
+}
+
+#[test]
+fn controller_reproduces_the_simulator_without_config_flips() {
+    let tiny = vec![0; 40];
+    let large = vec![2; 12];
+    for p in PolicyName::ALL {
+        run_controller(p, &tiny);
+        run_controller(p, &large);
+    }
+}
+
+#[test]
+fn seeds_policy_decides_identically_in_sim_and_live() {
+    run_policy(PolicyName::Seeds);
+}
+
+#[test]
+fn packing_policies_decide_identically_in_sim_and_live() {
+    for p in [
+        PolicyName::BestFit,
+        PolicyName::FirstFit,
+        PolicyName::WorstFit,
+    ] {
+        run_policy(p);
+    }
+}
+
+/// A 50 % client cannot join a node whose GPU runs the plugin's uniform 25 % MPS: its split
+/// needs per-client limits, and switching the node's config would restart the plugin under the
+/// running client. The controller leaves the pod pending and touches nothing.
+#[test]
+fn controller_never_flips_a_busy_nodes_config_when_placing() {
+    let sc = gpusched_sim::scenario::load_str(SCENARIO, "<conformance>", ".".into(), &[]).unwrap();
+    let mut k8s = k8s_nodes(&sc, NOW);
+    k8s.retain(|n| n.metadata.name.as_deref() == Some("a100-1"));
+    let running = gpusched_live::testutil::gpusched_pod(
+        "ml",
+        "chat-tiny-old",
+        "chat-tiny",
+        "a100-1",
+        0,
+        1,
+        25,
+        3.0,
+        "tiny",
+    );
+    k8s[0]
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert(keys::DEVICE_PLUGIN_CONFIG.into(), "gpusched-mps-4".into());
+    let pods = vec![running, pending_pods(&sc, &[1]).remove(0)];
+    let scope = Scope::new(
+        ["ml".to_string()],
+        "nvidia-device-plugin",
+        "device-plugin-config",
+    )
+    .unwrap();
+    let applier = DryRunApplier::new(scope.clone(), Box::new(std::io::sink()));
+    let mut ctl = Controller::new(
+        EngineConfig::default(),
+        sc.catalog.clone(),
+        1,
+        scope,
+        applier,
+        None,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(ctl.reconcile(&k8s, &pods, None, NOW));
+    // The engine never flips the config of a node with GPU pods as a side effect of placing one
+    // (the simulator does not either): changing it is a planned rollout, not a placement. The
+    // pod stays pending, nothing is evicted and nothing is sent.
+    assert!(report.rollouts.is_empty(), "{:?}", report.rollouts);
+    let printed = ctl.applier.printed.lock().unwrap();
+    assert!(
+        printed.iter().all(|t| !t.contains("/eviction")),
+        "no eviction: {printed:?}"
+    );
+    assert!(printed.iter().all(|t| !t.contains("/binding")), "not bound");
+}
