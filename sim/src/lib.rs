@@ -4,6 +4,7 @@
 //! energy, cost).
 
 pub mod events;
+pub mod experiment;
 pub mod metrics;
 pub mod perf;
 pub mod scenario;

@@ -918,6 +918,7 @@ impl<'a> Sim<'a> {
             },
             events: self.queue.popped(),
             bad_trace_rows_skipped: 0,
+            latency_cdf_ms: crate::metrics::latency_cdf_ms(&self.all_hist),
         };
         let timeseries = Timeseries {
             models: self.models.iter().map(|m| m.as_str().to_string()).collect(),
