@@ -24,6 +24,8 @@ enum Command {
     Explain(cli::explain::ExplainArgs),
     /// Measure speed: events and simulated requests per second (use a release build).
     Bench(cli::bench::BenchArgs),
+    /// Compare policies or configurations over scenarios and seeds (means, 95 % CIs, CI gate).
+    Compare(cli::compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +34,6 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::execute(&a),
         Command::Explain(a) => cli::explain::execute(&a),
         Command::Bench(a) => cli::bench::execute(&a),
+        Command::Compare(a) => cli::compare::execute(&a),
     }
 }

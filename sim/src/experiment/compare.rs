@@ -36,8 +36,8 @@ impl Variant {
         })
     }
 
-    /// `--variant name:key=value,key=value`. A piece without `=` continues the previous value,
-    /// so list values survive: `v:engine.filters=[A,B]`.
+    /// `--variant name:key=value,key=value`. Commas inside brackets, braces or quotes belong
+    /// to the value, so lists and inline tables survive: `hpa:autoscaler={kind="hpa",target=4}`.
     pub fn parse(arg: &str) -> Result<Variant, ExperimentError> {
         let bad = |why: &str| {
             ExperimentError::BadInput(format!(
@@ -54,19 +54,26 @@ impl Variant {
             return Err(bad("the name must be letters, digits, - _ or ."));
         }
         let mut sets: Vec<String> = Vec::new();
-        for piece in rest.split(',') {
-            match sets.last_mut() {
-                Some(last) if !piece.contains('=') => {
-                    last.push(',');
-                    last.push_str(piece);
+        let (mut depth, mut quote, mut cur) = (0i32, None::<char>, String::new());
+        for c in rest.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '[' | '{') => depth += 1,
+                (None, ']' | '}') => depth -= 1,
+                (None, ',') if depth == 0 => {
+                    sets.push(std::mem::take(&mut cur));
+                    continue;
                 }
-                _ => {
-                    if !piece.contains('=') {
-                        return Err(bad(&format!("`{piece}` is not key=value")));
-                    }
-                    sets.push(piece.trim().to_string());
-                }
+                _ => {}
             }
+            cur.push(c);
+        }
+        sets.push(cur);
+        let sets: Vec<String> = sets.into_iter().map(|s| s.trim().to_string()).collect();
+        if let Some(p) = sets.iter().find(|p| !p.contains('=')) {
+            return Err(bad(&format!("`{p}` is not key=value")));
         }
         Ok(Variant {
             name: name.to_string(),
@@ -310,11 +317,17 @@ mod tests {
 
     #[test]
     fn variants_parse_with_lists() {
-        let v = Variant::parse("hpa:autoscaler.kind=hpa,engine.filters=[A,B],seed=3").unwrap();
+        let v =
+            Variant::parse(r#"hpa:autoscaler={kind="hpa",target=4},engine.filters=[A,B],seed=3"#)
+                .unwrap();
         assert_eq!(v.name, "hpa");
         assert_eq!(
             v.sets,
-            vec!["autoscaler.kind=hpa", "engine.filters=[A,B]", "seed=3"]
+            vec![
+                r#"autoscaler={kind="hpa",target=4}"#,
+                "engine.filters=[A,B]",
+                "seed=3"
+            ]
         );
         assert!(Variant::parse("nocolon").is_err());
         assert!(Variant::parse("x:novalue").is_err());
