@@ -26,6 +26,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Compare policies or configurations over scenarios and seeds (means, 95 % CIs, CI gate).
     Compare(cli::compare::CompareArgs),
+    /// Capacity planning: the cheapest fleet meeting the SLOs per traffic growth (shardable).
+    Sweep(cli::sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +37,6 @@ fn main() -> ExitCode {
         Command::Explain(a) => cli::explain::execute(&a),
         Command::Bench(a) => cli::bench::execute(&a),
         Command::Compare(a) => cli::compare::execute(&a),
+        Command::Sweep(a) => cli::sweep::execute(&a),
     }
 }

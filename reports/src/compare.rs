@@ -254,21 +254,30 @@ fn draw_pareto<DB: DrawingBackend>(
         .map(|row| (row.usd_per_hour(), row.p99_ms()))
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
-    let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+    // p99 spans milliseconds to queue timeouts: a log axis keeps both ends readable.
+    let (mut x0, mut x1, mut y0, mut y1) =
+        (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, 0.0f64);
     for &(x, y) in &pts {
         x0 = x0.min(x);
         x1 = x1.max(x);
+        y0 = y0.min(y);
         y1 = y1.max(y);
     }
     if let Some(m) = r.slo.max_p99_ms {
+        y0 = y0.min(m);
         y1 = y1.max(m);
     }
+    let y0 = if y0.is_finite() && y0 > 0.0 {
+        y0 * 0.7
+    } else {
+        1.0
+    };
     if !(x1 > x0) {
         x0 -= 1.0;
         x1 += 1.0;
     }
     let pad = (x1 - x0) * 0.05;
-    let y1 = if y1 > 0.0 { y1 * 1.08 } else { 1.0 };
+    let y1 = if y1 > y0 { y1 * 1.5 } else { y0 * 10.0 };
     let mut chart = ChartBuilder::on(root)
         .caption(
             format!("Sweep {}: cost against p99 latency", r.name),
@@ -277,12 +286,12 @@ fn draw_pareto<DB: DrawingBackend>(
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..y1)
+        .build_cartesian_2d((x0 - pad)..(x1 + pad), (y0..y1).log_scale())
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
         .x_desc("fleet cost incl. energy ($/hour)")
-        .y_desc("p99 latency (ms)")
+        .y_desc("p99 latency (ms, log scale)")
         .label_style((FONT, 12))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod compare;
 pub mod explain;
 pub mod run;
+pub mod sweep;
 
 use std::process::ExitCode;
 

@@ -377,6 +377,8 @@ pub struct SweepPart {
     pub fingerprint: String,
     pub shard: Shard,
     pub points_total: usize,
+    /// The SLOs the shard was run with (a merge uses them unless told otherwise).
+    pub slo: Slo,
     pub rows: Vec<Row>,
 }
 
@@ -390,7 +392,7 @@ impl SweepPart {
 }
 
 /// Joins shard parts; every shard of one sweep must be there exactly once.
-pub fn merge(parts: &[SweepPart]) -> Result<(String, String, Vec<Row>), ExperimentError> {
+pub fn merge(parts: &[SweepPart]) -> Result<(String, String, Slo, Vec<Row>), ExperimentError> {
     let bad = |m: String| ExperimentError::BadInput(format!("sweep merge: {m}"));
     let first = parts
         .first()
@@ -439,7 +441,12 @@ pub fn merge(parts: &[SweepPart]) -> Result<(String, String, Vec<Row>), Experime
             first.points_total
         )));
     }
-    Ok((first.name.clone(), first.fingerprint.clone(), rows))
+    Ok((
+        first.name.clone(),
+        first.fingerprint.clone(),
+        first.slo.clone(),
+        rows,
+    ))
 }
 
 /// The cheapest SLO-meeting fleet at one growth level.
@@ -449,9 +456,9 @@ pub struct Recommendation {
     /// The recommended point's index, or None when no fleet met the SLOs.
     pub point: Option<usize>,
     pub fleet: BTreeMap<String, String>,
-    pub usd_per_hour: f64,
-    pub p99_ms: f64,
-    pub failed_pct: f64,
+    pub usd_per_hour: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub failed_pct: Option<f64>,
     pub feasible_points: usize,
     /// Points on the cost–p99 Pareto front at this growth (cheaper or faster than all others).
     pub pareto: Vec<usize>,
@@ -505,9 +512,9 @@ pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> Sw
                 growth: g,
                 point: best.map(|r| r.point.index),
                 fleet: best.map(|r| r.point.fleet.clone()).unwrap_or_default(),
-                usd_per_hour: best.map_or(f64::NAN, |r| r.usd_per_hour()),
-                p99_ms: best.map_or(f64::NAN, |r| r.p99_ms()),
-                failed_pct: best.map_or(f64::NAN, |r| r.failed_pct()),
+                usd_per_hour: best.map(|r| r.usd_per_hour()),
+                p99_ms: best.map(|r| r.p99_ms()),
+                failed_pct: best.map(|r| r.failed_pct()),
                 feasible_points: feasible.len(),
                 pareto,
             }
@@ -584,13 +591,14 @@ impl SweepResult {
             } else {
                 "**none meets the SLOs**".into()
             };
+            let f = |v: Option<f64>, d: usize| v.map_or("–".into(), |v| format!("{v:.d$}"));
             out.push_str(&format!(
-                "| ×{} | {} | {:.2} | {:.1} | {:.3} | {} |\n",
+                "| ×{} | {} | {} | {} | {} | {} |\n",
                 rec.growth,
                 fleet,
-                rec.usd_per_hour,
-                rec.p99_ms,
-                rec.failed_pct,
+                f(rec.usd_per_hour, 2),
+                f(rec.p99_ms, 1),
+                f(rec.failed_pct, 3),
                 rec.feasible_points
             ));
         }
@@ -703,6 +711,7 @@ mod tests {
             fingerprint: "f".into(),
             shard: Shard { index: i, count: 2 },
             points_total: 0,
+            slo: Slo::default(),
             rows: vec![],
         };
         let e = merge(&[part(0)]).unwrap_err().to_string();
