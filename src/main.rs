@@ -28,6 +28,8 @@ enum Command {
     Compare(cli::compare::CompareArgs),
     /// Capacity planning: the cheapest fleet meeting the SLOs per traffic growth (shardable).
     Sweep(cli::sweep::SweepArgs),
+    /// Search the seeds' scoring weights on training scenarios; report on held-out ones.
+    Tune(cli::tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +40,6 @@ fn main() -> ExitCode {
         Command::Bench(a) => cli::bench::execute(&a),
         Command::Compare(a) => cli::compare::execute(&a),
         Command::Sweep(a) => cli::sweep::execute(&a),
+        Command::Tune(a) => cli::tune::execute(&a),
     }
 }

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod explain;
 pub mod run;
 pub mod sweep;
+pub mod tune;
 
 use std::process::ExitCode;
 
