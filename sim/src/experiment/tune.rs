@@ -5,7 +5,7 @@
 //! that is piecewise constant in the weights (a placement changes only when the argmax over
 //! nodes flips), so gradient and simplex methods (argmin's Nelder–Mead, BFGS …) stall on its
 //! plateaus, and only the weights' ratios matter (the search lives on a simplex). A seeded
-//! random search — uniform draws on the simplex, then multiplicative perturbations of the best
+//! random search — sparse Dirichlet draws on the simplex, then multiplicative perturbations of the best
 //! with a shrinking step — needs none of that, and evaluates a fixed batch of candidates in
 //! parallel. Training runs share seeds across candidates (common random numbers), so
 //! differences come from the weights, not from the traffic.
@@ -15,7 +15,7 @@ use super::runner::{run_jobs, Job, RunRecord, ScenarioRef};
 use super::stats::Estimate;
 use super::ExperimentError;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, Exp1, StandardNormal};
+use rand_distr::{Distribution, Gamma, StandardNormal};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -236,16 +236,28 @@ pub fn tune(
     progress(1, total);
     let explore = cfg.budget / 2;
     let mut sigma = 0.6;
+    let mut vertex = 0;
     while trials.len() < total {
         let n = BATCH.min(total - trials.len());
         let best = best_of(&trials).weights;
         let cands: Vec<[f64; 5]> = (0..n)
             .map(|_| {
                 let mut w = [0.0; 5];
-                if trials.len() <= explore {
-                    // Uniform on the simplex: normalised unit exponentials (Dirichlet(1,…,1)).
+                if vertex < 5 && vertex < explore {
+                    // First the simplex's corners (one term alone): in the seeds' scenarios the
+                    // objective's plateaus end only where a term dominates outright.
+                    w[vertex] = 1.0;
+                    vertex += 1;
+                } else if trials.len() <= explore {
+                    // Sparse Dirichlet(0.3,…): most mass near the simplex's faces and corners,
+                    // where one or two terms dominate — the objective is flat in the interior
+                    // (the default scenario's placements only change once a term dominates).
+                    let g = Gamma::new(0.3, 1.0).expect("valid Gamma parameters");
                     for x in &mut w {
-                        *x = Exp1.sample(&mut rng);
+                        *x = g.sample(&mut rng);
+                    }
+                    if w.iter().sum::<f64>() <= 0.0 {
+                        w = DEFAULT_WEIGHTS;
                     }
                 } else {
                     for (x, b) in w.iter_mut().zip(best) {
