@@ -28,6 +28,12 @@ enum Command {
     Fgd(cli::fgd::FgdArgs),
     /// Live mode on a Kubernetes cluster: GPU agent, controller, snapshot.
     Live(cli::live::LiveArgs),
+    /// Compare policies or configurations over scenarios and seeds (means, 95 % CIs, CI gate).
+    Compare(cli::compare::CompareArgs),
+    /// Capacity planning: the cheapest fleet meeting the SLOs per traffic growth (shardable).
+    Sweep(cli::sweep::SweepArgs),
+    /// Search the seeds' scoring weights on training scenarios; report on held-out ones.
+    Tune(cli::tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +54,8 @@ fn main() -> ExitCode {
             ExitCode::from(cli::EXIT_BAD_INPUT)
         }),
         Command::Live(a) => cli::live::execute(&a),
+        Command::Compare(a) => cli::compare::execute(&a),
+        Command::Sweep(a) => cli::sweep::execute(&a),
+        Command::Tune(a) => cli::tune::execute(&a),
     }
 }

@@ -1,6 +1,7 @@
 //! Reports and plots from gpusched runs.
 
 pub mod charts;
+pub mod compare;
 pub mod fgd;
 pub mod font;
 pub mod run_report;

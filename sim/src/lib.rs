@@ -4,6 +4,7 @@
 //! energy, cost).
 
 pub mod events;
+pub mod experiment;
 pub mod explain;
 pub mod metrics;
 pub mod openb;

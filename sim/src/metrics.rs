@@ -18,6 +18,21 @@ pub fn percentile_ms(h: &Histogram<u64>, q: f64) -> f64 {
 }
 
 /// Why a request failed.
+/// The quantiles at which [`Summary::latency_cdf_ms`] samples the run's latency distribution:
+/// fixed points so that runs (and seeds) line up point by point and a CDF can be averaged.
+pub const CDF_QUANTILES: [f64; 21] = [
+    0.01, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.75, 0.80, 0.85, 0.90, 0.925, 0.95,
+    0.965, 0.975, 0.98, 0.99, 0.995, 0.999,
+];
+
+/// The latency (ms) at each of [`CDF_QUANTILES`]; empty when nothing was served.
+pub fn latency_cdf_ms(h: &Histogram<u64>) -> Vec<f64> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    CDF_QUANTILES.iter().map(|&q| percentile_ms(h, q)).collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailCause {
@@ -157,6 +172,8 @@ pub struct Summary {
     pub reconfigurations: u64,
     /// Seed 004's consolidation report on the cluster as the run ends.
     pub consolidation: gpusched_policies::consolidation::ConsolidationReport,
+    /// Latency (ms) at each of [`CDF_QUANTILES`], all services together (for CDF plots).
+    pub latency_cdf_ms: Vec<f64>,
 }
 
 /// One 30-second row of timeseries.csv. Columns per GPU model and per service are in the

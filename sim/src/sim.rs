@@ -1080,6 +1080,7 @@ impl<'a> Sim<'a> {
             reconfig_gpu_seconds: self.reconfig_gpu_seconds,
             reconfigurations: self.reconfigurations,
             consolidation: gpusched_policies::consolidation::analyse(&self.nodes, 0.5),
+            latency_cdf_ms: crate::metrics::latency_cdf_ms(&self.all_hist),
         };
         let timeseries = Timeseries {
             models: self.models.iter().map(|m| m.as_str().to_string()).collect(),

@@ -1,10 +1,13 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod compare;
 pub mod explain;
 pub mod fgd;
 pub mod live;
 pub mod run;
+pub mod sweep;
+pub mod tune;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,46 @@
+//! Experiments over many runs: policy comparison with confidence intervals and a CI gate
+//! (`compare`), capacity-planning sweeps with sharding and merging (`sweep`), and weight search
+//! (`tune`). Everything here is a pure function of run summaries except [`runner`], which runs
+//! the simulations in parallel; outputs are deterministic (ordered maps, runs in job order).
+
+pub mod compare;
+pub mod gate;
+pub mod k8s;
+pub mod metric;
+pub mod runner;
+pub mod stats;
+pub mod sweep;
+pub mod tune;
+
+pub use metric::{MetricDef, METRICS};
+pub use runner::{Job, RunRecord, ScenarioRef};
+pub use stats::Estimate;
+
+/// What can go wrong in an experiment. `BadInput` problems are the user's (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error(transparent)]
+    Scenario(#[from] crate::ScenarioError),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{scenario} / {variant} / seed {seed}: {source}")]
+    Run {
+        scenario: String,
+        variant: String,
+        seed: u64,
+        source: crate::SimError,
+    },
+}
+
+impl ExperimentError {
+    /// Whether the error is in the user's input (a scenario, a spec, a flag) rather than a run.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(
+            self,
+            ExperimentError::Run {
+                source: crate::SimError::Trace(_),
+                ..
+            }
+        )
+    }
+}

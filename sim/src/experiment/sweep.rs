@@ -1,0 +1,763 @@
+//! Capacity-planning sweeps: fleet shapes (any scenario keys: node counts, GPUs per node,
+//! sharing, policy) × traffic growth, each point run over a few seeds; the answer is, per growth
+//! level, the cheapest fleet ($/hour including energy) whose mean p99 and failure rate meet the
+//! SLOs. Points are numbered once from the spec, so a sweep splits into shards (`index mod N`)
+//! and merges back into exactly the result of one machine.
+
+use super::runner::{Job, RunRecord, ScenarioRef};
+use super::stats::Estimate;
+use super::ExperimentError;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A sweep spec file (TOML), e.g. scenarios/sweep-fleet.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The base scenario, relative to the spec's folder; the built-in default when absent.
+    #[serde(default)]
+    pub scenario: Option<PathBuf>,
+    /// Overrides applied to every point (e.g. a shorter duration).
+    #[serde(default)]
+    pub sets: Vec<String>,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub search: Search,
+    /// Traffic multipliers: every fleet is run at each of them.
+    #[serde(default = "default_growth")]
+    pub growth: Vec<f64>,
+    /// The scenario key the growth multiplier sets.
+    #[serde(default = "default_growth_key")]
+    pub growth_key: String,
+    pub axes: Vec<Axis>,
+    #[serde(default)]
+    pub slo: Slo,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![1, 2]
+}
+fn default_growth() -> Vec<f64> {
+    vec![1.0]
+}
+fn default_growth_key() -> String {
+    "traffic.scale".into()
+}
+
+/// Grid: every combination of axis levels. Random: `samples` distinct combinations drawn with
+/// a seeded generator (the same every time and on every shard).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Search {
+    #[default]
+    Grid,
+    Random {
+        samples: usize,
+        seed: u64,
+    },
+}
+
+/// One dimension of the fleet. Either `keys` + `values` (every key set to the value) or
+/// `options`: named levels, each a list of `key=value` overrides (e.g. a sharing mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Axis {
+    pub name: String,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub values: Vec<toml::Value>,
+    #[serde(default)]
+    pub options: BTreeMap<String, Vec<String>>,
+}
+
+/// The service-level objectives a recommended fleet must meet (on the mean over seeds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    pub max_p99_ms: Option<f64>,
+    pub max_failed_pct: Option<f64>,
+}
+
+impl Slo {
+    pub fn met(&self, p99_ms: f64, failed_pct: f64) -> bool {
+        self.max_p99_ms.is_none_or(|m| p99_ms <= m)
+            && self.max_failed_pct.is_none_or(|m| failed_pct <= m)
+    }
+}
+
+/// A level of an axis: its label and its overrides.
+#[derive(Debug, Clone, PartialEq)]
+struct Level {
+    label: String,
+    sets: Vec<String>,
+}
+
+impl Axis {
+    fn levels(&self) -> Result<Vec<Level>, ExperimentError> {
+        let bad = |why: String| ExperimentError::BadInput(format!("axis `{}`: {why}", self.name));
+        match (self.values.is_empty(), self.options.is_empty()) {
+            (false, true) => {
+                if self.keys.is_empty() {
+                    return Err(bad(
+                        "`values` needs `keys` (the scenario keys they set)".into()
+                    ));
+                }
+                Ok(self
+                    .values
+                    .iter()
+                    .map(|v| {
+                        let text = match v {
+                            toml::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        Level {
+                            sets: self.keys.iter().map(|k| format!("{k}={text}")).collect(),
+                            label: text,
+                        }
+                    })
+                    .collect())
+            }
+            (true, false) => Ok(self
+                .options
+                .iter()
+                .map(|(label, sets)| Level {
+                    label: label.clone(),
+                    sets: sets.clone(),
+                })
+                .collect()),
+            _ => Err(bad("give either `keys` and `values`, or `options`".into())),
+        }
+    }
+}
+
+/// One point of the sweep: a fleet at a growth level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    pub index: usize,
+    /// Axis name → level label.
+    pub fleet: BTreeMap<String, String>,
+    pub growth: f64,
+    pub sets: Vec<String>,
+}
+
+/// A loaded spec: where its scenario is, its points, and a fingerprint shards must share.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub spec: SweepSpec,
+    pub scenario: ScenarioRef,
+    pub points: Vec<Point>,
+    pub fingerprint: String,
+}
+
+impl Sweep {
+    pub fn load(path: &Path) -> Result<Sweep, ExperimentError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ExperimentError::BadInput(format!(
+                "{}: cannot read the sweep spec: {e}",
+                path.display()
+            ))
+        })?;
+        let spec: SweepSpec = toml::from_str(&text).map_err(|e| {
+            ExperimentError::BadInput(format!("{}: {}", path.display(), e.to_string().trim_end()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Sweep::from_spec(spec, base)
+    }
+
+    pub fn from_spec(spec: SweepSpec, base_dir: &Path) -> Result<Sweep, ExperimentError> {
+        if spec.seeds.is_empty() {
+            return Err(ExperimentError::BadInput("sweep: `seeds` is empty".into()));
+        }
+        if spec.growth.is_empty() || spec.growth.iter().any(|g| !(*g > 0.0) || !g.is_finite()) {
+            return Err(ExperimentError::BadInput(
+                "sweep: `growth` must list positive multipliers".into(),
+            ));
+        }
+        let scenario = match &spec.scenario {
+            None => ScenarioRef::Default,
+            Some(p) if p.is_absolute() => ScenarioRef::File(p.clone()),
+            Some(p) => ScenarioRef::File(base_dir.join(p)),
+        };
+        let levels: Vec<Vec<Level>> = spec
+            .axes
+            .iter()
+            .map(Axis::levels)
+            .collect::<Result<_, _>>()?;
+        if levels.iter().any(Vec::is_empty) {
+            return Err(ExperimentError::BadInput(
+                "sweep: an axis has no levels".into(),
+            ));
+        }
+        let combos = fleets(&levels, &spec.search)?;
+        let mut points = Vec::new();
+        for combo in &combos {
+            for &g in &spec.growth {
+                let mut sets = spec.sets.clone();
+                let mut fleet = BTreeMap::new();
+                for (ai, (axis, &li)) in spec.axes.iter().zip(combo).enumerate() {
+                    let level = &levels[ai][li];
+                    fleet.insert(axis.name.clone(), level.label.clone());
+                    sets.extend(level.sets.iter().cloned());
+                }
+                sets.push(format!("{}={g}", spec.growth_key));
+                points.push(Point {
+                    index: points.len(),
+                    fleet,
+                    growth: g,
+                    sets,
+                });
+            }
+        }
+        let fingerprint = fingerprint(&spec, &scenario, &points);
+        Ok(Sweep {
+            spec,
+            scenario,
+            points,
+            fingerprint,
+        })
+    }
+
+    /// The points of shard `i` of `n`: every n-th, starting at i.
+    pub fn shard(&self, shard: Shard) -> Vec<&Point> {
+        self.points
+            .iter()
+            .filter(|p| p.index % shard.count == shard.index)
+            .collect()
+    }
+
+    /// The jobs for some points: each point over every seed.
+    pub fn jobs(&self, points: &[&Point]) -> Vec<Job> {
+        points
+            .iter()
+            .flat_map(|p| {
+                self.spec.seeds.iter().map(move |&seed| Job {
+                    scenario: self.scenario.clone(),
+                    scenario_label: self.spec.name.clone(),
+                    variant: format!("point-{}", p.index),
+                    sets: p.sets.clone(),
+                    seed,
+                })
+            })
+            .collect()
+    }
+
+    /// Rows from the runs of some points (runs in `jobs` order).
+    pub fn rows(&self, points: &[&Point], runs: &[RunRecord]) -> Vec<Row> {
+        points
+            .iter()
+            .map(|p| {
+                let name = format!("point-{}", p.index);
+                let mine: Vec<&RunRecord> = runs.iter().filter(|r| r.variant == name).collect();
+                let mut metrics = BTreeMap::new();
+                for m in super::metric::METRICS {
+                    let xs: Vec<f64> = mine
+                        .iter()
+                        .filter_map(|r| r.metrics.get(m.name).copied())
+                        .collect();
+                    if let Some(e) = Estimate::from_values(&xs) {
+                        metrics.insert(m.name.to_string(), e);
+                    }
+                }
+                Row {
+                    point: (*p).clone(),
+                    metrics,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The fleet combinations (one level index per axis), in a fixed order.
+fn fleets(levels: &[Vec<Level>], search: &Search) -> Result<Vec<Vec<usize>>, ExperimentError> {
+    let total: usize = levels.iter().map(Vec::len).product();
+    let decode = |mut k: usize| -> Vec<usize> {
+        // Last axis fastest, like nested loops written in axis order.
+        let mut idx = vec![0; levels.len()];
+        for (i, l) in levels.iter().enumerate().rev() {
+            idx[i] = k % l.len();
+            k /= l.len();
+        }
+        idx
+    };
+    match search {
+        Search::Grid => Ok((0..total).map(decode).collect()),
+        Search::Random { samples, seed } => {
+            if *samples == 0 {
+                return Err(ExperimentError::BadInput(
+                    "sweep: random search needs samples ≥ 1".into(),
+                ));
+            }
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
+            let want = (*samples).min(total);
+            let mut picked: Vec<usize> = Vec::with_capacity(want);
+            while picked.len() < want {
+                let k = rng.random_range(0..total);
+                if !picked.contains(&k) {
+                    picked.push(k);
+                }
+            }
+            Ok(picked.into_iter().map(decode).collect())
+        }
+    }
+}
+
+/// FNV-1a over the canonical JSON of what determines the results: shards from different specs
+/// refuse to merge.
+fn fingerprint(spec: &SweepSpec, scenario: &ScenarioRef, points: &[Point]) -> String {
+    let canon = serde_json::to_string(&(&spec.seeds, scenario, points)).unwrap_or_default();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in canon.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// `--shard i/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected i/N, e.g. 0/4"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: `{i}` is not a shard index"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: `{n}` is not a shard count"))?;
+        if count == 0 || index >= count {
+            return Err(format!("`{s}`: need 0 ≤ i < N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// One point's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub point: Point,
+    pub metrics: BTreeMap<String, Estimate>,
+}
+
+impl Row {
+    fn mean(&self, m: &str) -> f64 {
+        self.metrics.get(m).map_or(f64::NAN, |e| e.mean)
+    }
+    pub fn usd_per_hour(&self) -> f64 {
+        self.mean("usd_per_hour")
+    }
+    pub fn p99_ms(&self) -> f64 {
+        self.mean("p99_ms")
+    }
+    pub fn failed_pct(&self) -> f64 {
+        self.mean("failed_pct")
+    }
+}
+
+/// What one shard writes: its rows and enough to check that the parts belong together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPart {
+    pub name: String,
+    pub fingerprint: String,
+    pub shard: Shard,
+    pub points_total: usize,
+    /// The SLOs the shard was run with (a merge uses them unless told otherwise).
+    pub slo: Slo,
+    pub rows: Vec<Row>,
+}
+
+impl SweepPart {
+    pub fn file_name(&self) -> String {
+        format!(
+            "sweep-part-{}-of-{}.json",
+            self.shard.index, self.shard.count
+        )
+    }
+}
+
+/// Joins shard parts; every shard of one sweep must be there exactly once.
+pub fn merge(parts: &[SweepPart]) -> Result<(String, String, Slo, Vec<Row>), ExperimentError> {
+    let bad = |m: String| ExperimentError::BadInput(format!("sweep merge: {m}"));
+    let first = parts
+        .first()
+        .ok_or_else(|| bad("no sweep-part-*.json files found".into()))?;
+    let count = first.shard.count;
+    let mut seen = vec![false; count];
+    for p in parts {
+        if p.fingerprint != first.fingerprint || p.name != first.name {
+            return Err(bad(format!(
+                "{} comes from another sweep (spec fingerprint {} vs {})",
+                p.file_name(),
+                p.fingerprint,
+                first.fingerprint
+            )));
+        }
+        if p.shard.count != count {
+            return Err(bad(format!(
+                "{} is one of {} shards, others of {count}",
+                p.file_name(),
+                p.shard.count
+            )));
+        }
+        if std::mem::replace(&mut seen[p.shard.index], true) {
+            return Err(bad(format!(
+                "shard {}/{count} appears twice",
+                p.shard.index
+            )));
+        }
+    }
+    let missing: Vec<String> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !**s)
+        .map(|(i, _)| format!("{i}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(bad(format!("missing shard(s) {}", missing.join(", "))));
+    }
+    let mut rows: Vec<Row> = parts.iter().flat_map(|p| p.rows.iter().cloned()).collect();
+    rows.sort_by_key(|r| r.point.index);
+    if rows.len() != first.points_total || rows.iter().enumerate().any(|(i, r)| r.point.index != i)
+    {
+        return Err(bad(format!(
+            "the parts hold {} of {} points",
+            rows.len(),
+            first.points_total
+        )));
+    }
+    Ok((
+        first.name.clone(),
+        first.fingerprint.clone(),
+        first.slo.clone(),
+        rows,
+    ))
+}
+
+/// The cheapest SLO-meeting fleet at one growth level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    pub growth: f64,
+    /// The recommended point's index, or None when no fleet met the SLOs.
+    pub point: Option<usize>,
+    pub fleet: BTreeMap<String, String>,
+    pub usd_per_hour: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub failed_pct: Option<f64>,
+    pub feasible_points: usize,
+    /// Points on the cost–p99 Pareto front at this growth (cheaper or faster than all others).
+    pub pareto: Vec<usize>,
+}
+
+/// The whole sweep's answer; serialised as sweep.json (identical from one machine or merged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepResult {
+    pub name: String,
+    pub fingerprint: String,
+    pub slo: Slo,
+    pub rows: Vec<Row>,
+    pub recommendations: Vec<Recommendation>,
+}
+
+/// Recommends, per growth level (in first-seen order), the cheapest fleet meeting `slo`; ties go
+/// to the lower p99, then the lower index.
+pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> SweepResult {
+    let mut growths: Vec<f64> = Vec::new();
+    for r in &rows {
+        if !growths.contains(&r.point.growth) {
+            growths.push(r.point.growth);
+        }
+    }
+    let recommendations = growths
+        .iter()
+        .map(|&g| {
+            let at: Vec<&Row> = rows.iter().filter(|r| r.point.growth == g).collect();
+            let feasible: Vec<&&Row> = at
+                .iter()
+                .filter(|r| slo.met(r.p99_ms(), r.failed_pct()))
+                .collect();
+            let best = feasible.iter().min_by(|a, b| {
+                a.usd_per_hour()
+                    .total_cmp(&b.usd_per_hour())
+                    .then(a.p99_ms().total_cmp(&b.p99_ms()))
+                    .then(a.point.index.cmp(&b.point.index))
+            });
+            let pareto = at
+                .iter()
+                .filter(|r| {
+                    !at.iter().any(|o| {
+                        o.usd_per_hour() <= r.usd_per_hour()
+                            && o.p99_ms() <= r.p99_ms()
+                            && (o.usd_per_hour() < r.usd_per_hour() || o.p99_ms() < r.p99_ms())
+                    })
+                })
+                .map(|r| r.point.index)
+                .collect();
+            Recommendation {
+                growth: g,
+                point: best.map(|r| r.point.index),
+                fleet: best.map(|r| r.point.fleet.clone()).unwrap_or_default(),
+                usd_per_hour: best.map(|r| r.usd_per_hour()),
+                p99_ms: best.map(|r| r.p99_ms()),
+                failed_pct: best.map(|r| r.failed_pct()),
+                feasible_points: feasible.len(),
+                pareto,
+            }
+        })
+        .collect();
+    SweepResult {
+        name: name.to_string(),
+        fingerprint: fingerprint.to_string(),
+        slo: slo.clone(),
+        rows,
+        recommendations,
+    }
+}
+
+impl SweepResult {
+    fn axes(&self) -> Vec<String> {
+        self.rows
+            .first()
+            .map(|r| r.point.fleet.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// One line per point: the fleet, growth, the headline metrics and whether it meets the SLOs.
+    pub fn to_csv(&self) -> String {
+        let axes = self.axes();
+        let mut out = format!(
+            "point,{},growth,usd_per_hour,usd_per_hour_ci95,p99_ms,p99_ms_ci95,failed_pct,slo_attainment,energy_kwh,mean_allocated_gpus,meets_slo\n",
+            axes.join(",")
+        );
+        for r in &self.rows {
+            let m = |k: &str| r.metrics.get(k).copied();
+            let mean = |k: &str| m(k).map_or(f64::NAN, |e| e.mean);
+            let ci = |k: &str| m(k).map_or(f64::NAN, |e| e.ci95);
+            let fleet: Vec<String> = axes
+                .iter()
+                .map(|a| r.point.fleet.get(a).cloned().unwrap_or_default())
+                .collect();
+            out.push_str(&format!(
+                "{},{},{},{:.4},{:.4},{:.3},{:.3},{:.4},{:.4},{:.4},{:.3},{}\n",
+                r.point.index,
+                fleet.join(","),
+                r.point.growth,
+                mean("usd_per_hour"),
+                ci("usd_per_hour"),
+                mean("p99_ms"),
+                ci("p99_ms"),
+                mean("failed_pct"),
+                mean("slo_attainment"),
+                mean("energy_kwh"),
+                mean("mean_allocated_gpus"),
+                self.slo.met(r.p99_ms(), r.failed_pct())
+            ));
+        }
+        out
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let axes = self.axes();
+        let slo = format!(
+            "p99 ≤ {} ms, failures ≤ {} %",
+            self.slo.max_p99_ms.map_or("∞".into(), |v| v.to_string()),
+            self.slo
+                .max_failed_pct
+                .map_or("∞".into(), |v| v.to_string())
+        );
+        let mut out = format!("# Sweep `{}`\n\nSLOs (mean over seeds): {slo}.\n\n## Recommended fleets\n\n| growth | fleet | $/hour | p99 (ms) | failed % | feasible points |\n|---:|---|---:|---:|---:|---:|\n", self.name);
+        for rec in &self.recommendations {
+            let fleet = if rec.point.is_some() {
+                rec.fleet
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                "**none meets the SLOs**".into()
+            };
+            let f = |v: Option<f64>, d: usize| v.map_or("–".into(), |v| format!("{v:.d$}"));
+            out.push_str(&format!(
+                "| ×{} | {} | {} | {} | {} | {} |\n",
+                rec.growth,
+                fleet,
+                f(rec.usd_per_hour, 2),
+                f(rec.p99_ms, 1),
+                f(rec.failed_pct, 3),
+                rec.feasible_points
+            ));
+        }
+        out.push_str(&format!(
+            "\n## All points\n\n| point | {} | growth | $/hour | p99 (ms) | failed % | SLO att. % | meets SLOs |\n|---:|{}---:|---:|---:|---:|---:|---|\n",
+            axes.join(" | "),
+            "---|".repeat(axes.len())
+        ));
+        for r in &self.rows {
+            let fleet: Vec<String> = axes
+                .iter()
+                .map(|a| r.point.fleet.get(a).cloned().unwrap_or_default())
+                .collect();
+            let slo_att = r.metrics.get("slo_attainment").map_or(f64::NAN, |e| e.mean);
+            out.push_str(&format!(
+                "| {} | {} | ×{} | {:.2} | {:.1} | {:.3} | {:.2} | {} |\n",
+                r.point.index,
+                fleet.join(" | "),
+                r.point.growth,
+                r.usd_per_hour(),
+                r.p99_ms(),
+                r.failed_pct(),
+                slo_att,
+                if self.slo.met(r.p99_ms(), r.failed_pct()) {
+                    "yes"
+                } else {
+                    "no"
+                }
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(search: Search) -> SweepSpec {
+        toml::from_str::<SweepSpec>(
+            r#"
+            name = "t"
+            growth = [1.0, 2.0]
+            [[axes]]
+            name = "h100"
+            keys = ["pools.0.nodes"]
+            values = [1, 2, 3]
+            [[axes]]
+            name = "sharing"
+            options = { mps = ["a=1"], exclusive = ["a=2"] }
+            "#,
+        )
+        .map(|mut s| {
+            s.search = search;
+            s
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn grid_numbers_points_in_axis_order() {
+        let s = Sweep::from_spec(spec(Search::Grid), Path::new("")).unwrap();
+        assert_eq!(s.points.len(), 3 * 2 * 2);
+        let p = &s.points[3];
+        assert_eq!(p.fleet["h100"], "1");
+        assert_eq!(p.fleet["sharing"], "mps");
+        assert_eq!(p.growth, 2.0);
+        assert_eq!(p.sets, vec!["pools.0.nodes=1", "a=1", "traffic.scale=2"]);
+        let shards: Vec<usize> = (0..3)
+            .map(|i| s.shard(Shard { index: i, count: 3 }).len())
+            .collect();
+        assert_eq!(shards, vec![4, 4, 4]);
+    }
+
+    #[test]
+    fn random_search_is_seeded_and_distinct() {
+        let a = Sweep::from_spec(
+            spec(Search::Random {
+                samples: 4,
+                seed: 9,
+            }),
+            Path::new(""),
+        )
+        .unwrap();
+        let b = Sweep::from_spec(
+            spec(Search::Random {
+                samples: 4,
+                seed: 9,
+            }),
+            Path::new(""),
+        )
+        .unwrap();
+        assert_eq!(a.points, b.points);
+        assert_eq!(a.points.len(), 8);
+        let mut fleets: Vec<_> = a.points.iter().map(|p| p.fleet.clone()).collect();
+        fleets.dedup();
+        assert_eq!(fleets.len(), 4);
+    }
+
+    #[test]
+    fn shard_parse_and_merge_checks() {
+        assert_eq!(
+            "1/4".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 4 }
+        );
+        assert!("4/4".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+        let part = |i| SweepPart {
+            name: "t".into(),
+            fingerprint: "f".into(),
+            shard: Shard { index: i, count: 2 },
+            points_total: 0,
+            slo: Slo::default(),
+            rows: vec![],
+        };
+        let e = merge(&[part(0)]).unwrap_err().to_string();
+        assert!(e.contains("missing shard(s) 1/2"), "{e}");
+        assert!(merge(&[part(0), part(0)]).is_err());
+    }
+
+    #[test]
+    fn recommends_cheapest_feasible() {
+        let row = |index, usd: f64, p99: f64| Row {
+            point: Point {
+                index,
+                fleet: BTreeMap::new(),
+                growth: 1.0,
+                sets: vec![],
+            },
+            metrics: [
+                (
+                    "usd_per_hour".to_string(),
+                    Estimate::from_values(&[usd]).unwrap(),
+                ),
+                ("p99_ms".to_string(), Estimate::from_values(&[p99]).unwrap()),
+                (
+                    "failed_pct".to_string(),
+                    Estimate::from_values(&[0.0]).unwrap(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let slo = Slo {
+            max_p99_ms: Some(500.0),
+            max_failed_pct: Some(1.0),
+        };
+        let r = recommend(
+            "t",
+            "f",
+            &slo,
+            vec![
+                row(0, 10.0, 900.0),
+                row(1, 20.0, 400.0),
+                row(2, 30.0, 300.0),
+                row(3, 40.0, 450.0),
+            ],
+        );
+        assert_eq!(r.recommendations[0].point, Some(1));
+        assert_eq!(r.recommendations[0].pareto, vec![0, 1, 2]);
+    }
+}

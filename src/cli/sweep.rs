@@ -1,0 +1,261 @@
+//! `gpusched sweep SPEC`: capacity planning — the cheapest fleet meeting the SLOs at each traffic
+//! growth level. `--shard i/N` runs one part (for many machines), `gpusched sweep merge DIR…`
+//! joins the parts into what one machine would have written, and `--emit-k8s-job` writes the
+//! Kubernetes Indexed Job that runs the parts on a cluster.
+
+use super::bad_input;
+use gpusched_sim::experiment::k8s::{dns_label, job_manifest, JobParams, MOUNT};
+use gpusched_sim::experiment::runner::run_jobs;
+use gpusched_sim::experiment::sweep::{merge, recommend, Shard, Slo, Sweep, SweepPart};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    pub cmd: Option<SweepCmd>,
+    /// The sweep spec (TOML), e.g. scenarios/sweep-fleet.toml.
+    #[arg(required = true)]
+    pub spec: Option<PathBuf>,
+    /// p99 SLO in ms (overrides the spec's `slo.max_p99_ms`).
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+    /// Failed-request SLO in % of arrivals (overrides the spec's `slo.max_failed_pct`).
+    #[arg(long)]
+    pub max_failed_pct: Option<f64>,
+    /// Run only part i of N (points i, i+N, …); writes sweep-part-i-of-N.json.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<Shard>,
+    /// Output folder (default: out/sweep/<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Write a Kubernetes Indexed Job (JSON) that runs the sweep in --shards parts, and exit.
+    #[arg(long, value_name = "FILE")]
+    pub emit_k8s_job: Option<PathBuf>,
+    /// Parts of the Job (completions).
+    #[arg(long, default_value_t = 4)]
+    pub shards: usize,
+    /// Pods running at once (default: all).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    #[arg(long, default_value = "ghcr.io/gpusched/gpusched:latest")]
+    pub image: String,
+    /// PersistentVolumeClaim the parts are written to.
+    #[arg(long, default_value = "gpusched-results")]
+    pub pvc: String,
+}
+
+#[derive(clap::Subcommand)]
+pub enum SweepCmd {
+    /// Join sweep-part-*.json files from shard runs into the full result.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MergeArgs {
+    /// Folders holding sweep-part-*.json files.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Output folder (default: the first folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+    #[arg(long)]
+    pub max_failed_pct: Option<f64>,
+    #[arg(long)]
+    pub no_plots: bool,
+}
+
+fn slo_with(base: &Slo, p99: Option<f64>, failed: Option<f64>) -> Slo {
+    Slo {
+        max_p99_ms: p99.or(base.max_p99_ms),
+        max_failed_pct: failed.or(base.max_failed_pct),
+    }
+}
+
+pub fn execute(a: &SweepArgs) -> ExitCode {
+    if let Some(SweepCmd::Merge(m)) = &a.cmd {
+        return execute_merge(m);
+    }
+    let Some(spec_path) = &a.spec else {
+        return bad_input("give a sweep spec, e.g. scenarios/sweep-fleet.toml");
+    };
+    let sweep = match Sweep::load(spec_path) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    let slo = slo_with(&sweep.spec.slo, a.max_p99_ms, a.max_failed_pct);
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/sweep").join(&sweep.spec.name));
+
+    if let Some(file) = &a.emit_k8s_job {
+        if a.shards == 0 {
+            return bad_input("--shards must be at least 1");
+        }
+        let mut extra = Vec::new();
+        if let Some(v) = a.max_p99_ms {
+            extra.extend(["--max-p99-ms".to_string(), v.to_string()]);
+        }
+        if let Some(v) = a.max_failed_pct {
+            extra.extend(["--max-failed-pct".to_string(), v.to_string()]);
+        }
+        let params = JobParams {
+            name: sweep.spec.name.clone(),
+            image: a.image.clone(),
+            spec_path: spec_path.display().to_string(),
+            shards: a.shards,
+            parallelism: a.parallelism.unwrap_or(a.shards),
+            pvc: a.pvc.clone(),
+            extra_args: extra,
+        };
+        let text = serde_json::to_string_pretty(&job_manifest(&params)).unwrap_or_default() + "\n";
+        if let Err(e) = std::fs::write(file, text) {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+        println!(
+            "wrote {} ({} points in {} shards). Then: kubectl apply -f {}; when it completes, \
+             gpusched sweep merge {MOUNT}/{} (on the volume)",
+            file.display(),
+            sweep.points.len(),
+            a.shards,
+            file.display(),
+            dns_label(&sweep.spec.name)
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    // Validate every point's scenario before running any.
+    let shard = a.shard.unwrap_or(Shard { index: 0, count: 1 });
+    let points = sweep.shard(shard);
+    let jobs = sweep.jobs(&points);
+    if let Err(e) = gpusched_sim::experiment::runner::prepare(&jobs) {
+        return bad_input(e);
+    }
+    let started = Instant::now();
+    let bar = ProgressBar::new(jobs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} sweep [{bar:40}] {pos}/{len} runs ({elapsed})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let runs = match run_jobs(&jobs, &|n| bar.set_position(n as u64)) {
+        Ok(r) => r,
+        Err(e) => {
+            bar.finish_and_clear();
+            eprintln!("error: {e}");
+            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+        }
+    };
+    bar.finish_and_clear();
+    let rows = sweep.rows(&points, &runs);
+    eprintln!(
+        "{} points × {} seeds in {:.1} s",
+        points.len(),
+        sweep.spec.seeds.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if a.shard.is_some() {
+        let part = SweepPart {
+            name: sweep.spec.name.clone(),
+            fingerprint: sweep.fingerprint.clone(),
+            shard,
+            points_total: sweep.points.len(),
+            slo,
+            rows,
+        };
+        let path = out.join(part.file_name());
+        let written = std::fs::create_dir_all(&out).and_then(|_| {
+            std::fs::write(
+                &path,
+                serde_json::to_string_pretty(&part).unwrap_or_default() + "\n",
+            )
+        });
+        return match written {
+            Ok(()) => {
+                println!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                ExitCode::from(1)
+            }
+        };
+    }
+    let result = recommend(&sweep.spec.name, &sweep.fingerprint, &slo, rows);
+    finish(&out, &result, !a.no_plots)
+}
+
+fn finish(
+    out: &Path,
+    result: &gpusched_sim::experiment::sweep::SweepResult,
+    plots: bool,
+) -> ExitCode {
+    match gpusched_reports::compare::write_sweep(out, result, plots) {
+        Ok(files) => {
+            for r in &result.recommendations {
+                match r.point {
+                    Some(i) => println!(
+                        "traffic ×{}: cheapest fleet meeting the SLOs is point {i}: {} — ${:.2}/h, p99 {:.1} ms, failed {:.3} %",
+                        r.growth,
+                        r.fleet.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+                        r.usd_per_hour.unwrap_or(f64::NAN),
+                        r.p99_ms.unwrap_or(f64::NAN),
+                        r.failed_pct.unwrap_or(f64::NAN)
+                    ),
+                    None => println!("traffic ×{}: no fleet in the sweep meets the SLOs", r.growth),
+                }
+            }
+            println!("wrote {} files to {}", files.len(), out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: writing the sweep: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute_merge(m: &MergeArgs) -> ExitCode {
+    let mut parts = Vec::new();
+    for dir in &m.dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return bad_input(format!("{}: {e}", dir.display())),
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("sweep-part-") && n.ends_with(".json"))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let part: Result<SweepPart, String> = std::fs::read_to_string(&f)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+            match part {
+                Ok(p) => parts.push(p),
+                Err(e) => return bad_input(format!("{}: {e}", f.display())),
+            }
+        }
+    }
+    let (name, fingerprint, slo, rows) = match merge(&parts) {
+        Ok(x) => x,
+        Err(e) => return bad_input(e),
+    };
+    let slo = slo_with(&slo, m.max_p99_ms, m.max_failed_pct);
+    let result = recommend(&name, &fingerprint, &slo, rows);
+    let out = m.out.clone().unwrap_or_else(|| m.dirs[0].clone());
+    finish(&out, &result, !m.no_plots)
+}

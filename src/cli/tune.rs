@@ -1,0 +1,136 @@
+//! `gpusched tune`: searches the seeds' scoring weights (`engine.weights.*`) on training
+//! scenarios and seeds and reports tuned against default weights on held-out seeds and
+//! scenarios. The search itself is in `gpusched_sim::experiment::tune` (why a seeded random
+//! search rather than an optimisation crate is explained there).
+
+use super::bad_input;
+use gpusched_sim::experiment::metric;
+use gpusched_sim::experiment::runner::ScenarioRef;
+use gpusched_sim::experiment::tune::{tune, Objective, TuneConfig, TuneScenario};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct TuneArgs {
+    /// Training scenario (repeatable); the built-in default when none is given.
+    #[arg(long = "train", value_name = "SCENARIO")]
+    pub train: Vec<PathBuf>,
+    /// Held-out scenario, never seen by the search (repeatable).
+    #[arg(long = "holdout", value_name = "SCENARIO")]
+    pub holdout: Vec<PathBuf>,
+    /// Training seeds: 1 … N.
+    #[arg(long, default_value_t = 3)]
+    pub train_seeds: u64,
+    /// Held-out seeds: 1001 … 1000+N (disjoint from the training seeds).
+    #[arg(long, default_value_t = 5)]
+    pub holdout_seeds: u64,
+    /// The metric to optimise (maximised when higher is better, e.g. slo_attainment).
+    #[arg(long, default_value = "slo_attainment")]
+    pub objective: String,
+    /// Constraint: mean p99 per scenario at most this (ms).
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+    /// Constraint: failed requests at most this (% of arrivals).
+    #[arg(long)]
+    pub max_failed_pct: Option<f64>,
+    /// Candidate weight vectors to evaluate besides the defaults.
+    #[arg(long, default_value_t = 24)]
+    pub budget: usize,
+    /// Seed of the search itself.
+    #[arg(long, default_value_t = 1)]
+    pub search_seed: u64,
+    /// Override for every run, e.g. --set duration_h=6.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    #[arg(long, default_value = "out/tune")]
+    pub out: PathBuf,
+}
+
+fn scenarios(paths: &[PathBuf], sets: &[String]) -> Result<Vec<TuneScenario>, String> {
+    let mut out: Vec<TuneScenario> = Vec::new();
+    for p in paths {
+        let r = ScenarioRef::File(p.clone());
+        let sc = r.load(sets).map_err(|e| e.to_string())?;
+        let mut label = sc.scenario.name.clone();
+        if out.iter().any(|o| o.label == label) {
+            label = format!("{label}-{}", out.len() + 1);
+        }
+        out.push(TuneScenario { scenario: r, label });
+    }
+    Ok(out)
+}
+
+pub fn execute(a: &TuneArgs) -> ExitCode {
+    let Some(m) = metric::find(&a.objective) else {
+        return bad_input(format!(
+            "--objective {}: unknown metric; known metrics are {}",
+            a.objective,
+            metric::known()
+        ));
+    };
+    if a.train_seeds == 0 || a.holdout_seeds == 0 {
+        return bad_input("--train-seeds and --holdout-seeds must be at least 1");
+    }
+    let mut train = match scenarios(&a.train, &a.sets) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    if train.is_empty() {
+        if let Err(e) = ScenarioRef::Default.load(&a.sets) {
+            return bad_input(e);
+        }
+        train.push(TuneScenario {
+            scenario: ScenarioRef::Default,
+            label: "default".into(),
+        });
+    }
+    let mut holdout = match scenarios(&a.holdout, &a.sets) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    for h in &mut holdout {
+        if train.iter().any(|t| t.label == h.label) {
+            h.label = format!("{} (held out)", h.label);
+        }
+    }
+    let cfg = TuneConfig {
+        train,
+        train_seeds: (1..=a.train_seeds).collect(),
+        holdout,
+        holdout_seeds: (1001..=1000 + a.holdout_seeds).collect(),
+        sets: a.sets.clone(),
+        objective: Objective {
+            metric: m,
+            max_p99_ms: a.max_p99_ms,
+            max_failed_pct: a.max_failed_pct,
+        },
+        budget: a.budget,
+        search_seed: a.search_seed,
+    };
+    let started = std::time::Instant::now();
+    let report = match tune(&cfg, &|done, total| {
+        eprintln!("tune: {done}/{total} candidates evaluated")
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+        }
+    };
+    let md = report.to_markdown();
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+    let written = std::fs::create_dir_all(&a.out)
+        .and_then(|_| std::fs::write(a.out.join("tune.md"), &md))
+        .and_then(|_| std::fs::write(a.out.join("tune.json"), json));
+    if let Err(e) = written {
+        eprintln!("error: {}: {e}", a.out.display());
+        return ExitCode::from(1);
+    }
+    print!("{md}");
+    eprintln!(
+        "tuned in {:.1} s; wrote tune.md and tune.json to {}",
+        started.elapsed().as_secs_f64(),
+        a.out.display()
+    );
+    ExitCode::SUCCESS
+}
