@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod csv_io;
+pub mod dynamic;
 pub mod error;
 pub mod metrics;
 pub mod protocol;
