@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod explain;
 pub mod fgd;
+pub mod openb_replay;
 pub mod run;
 
 use std::process::ExitCode;

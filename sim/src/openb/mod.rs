@@ -8,6 +8,7 @@ pub mod dynamic;
 pub mod error;
 pub mod metrics;
 pub mod protocol;
+pub mod replay;
 pub mod runner;
 pub mod tables;
 
