@@ -8,10 +8,19 @@ use gpusched_sim::openb::dynamic::ReplayResult;
 use gpusched_sim::openb::replay::ReplayOutcome;
 use std::path::Path;
 
-/// Seed mean of one bucket measure, per policy, as (bucket midpoint in hours, value).
+/// Seconds per unit of the time axis: hours for long replays, seconds for short ones.
+fn time_unit(o: &ReplayOutcome) -> (f64, &'static str) {
+    if o.summary.horizon_s > 7200.0 {
+        (3600.0, "simulated time (h)")
+    } else {
+        (1.0, "simulated time (s)")
+    }
+}
+
+/// Seed mean of one bucket measure, per policy, as (bucket midpoint, value).
 fn lines(o: &ReplayOutcome, f: fn(&ReplayResult, usize) -> f64) -> Vec<Series> {
     let n = o.summary.config.buckets;
-    let width_h = o.summary.horizon_s.max(1.0) / n as f64 / 3600.0;
+    let width_h = o.summary.horizon_s.max(1.0) / n as f64 / time_unit(o).0;
     o.summary
         .policies
         .iter()
@@ -37,7 +46,7 @@ fn lines(o: &ReplayOutcome, f: fn(&ReplayResult, usize) -> f64) -> Vec<Series> {
 
 /// Writes `allocation.{svg,png}` and `waiting.{svg,png}` into `dir`; returns the SVG names.
 pub fn write_plots(dir: &Path, o: &ReplayOutcome) -> Result<Vec<String>, String> {
-    let x = "simulated time (h)".to_string();
+    let x = time_unit(o).1.to_string();
     panels_to_files(
         dir,
         "allocation",

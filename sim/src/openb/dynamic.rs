@@ -24,8 +24,9 @@
 //! Time is integer microseconds ([`crate::events`]); `speedup` divides the gaps between
 //! arrivals while every pod keeps its trace lifetime (`deletion − creation`), so the offered
 //! load grows by that factor. (The trace itself loads the 6,212-GPU cluster to ~1 %: at most
-//! 56 pods run at once in `default`.) Means are time-weighted over the arrival period, from the
-//! first to the last arrival, and so are the timeseries buckets.
+//! 56 pods run at once in `default`.) Means are time-weighted over the measured period, from
+//! the first arrival to the last plus `tail_s`, and so are the timeseries buckets; the replay
+//! itself runs on until no event is left.
 
 use super::csv_io::TimedPod;
 use super::error::{OpenbError, Result};
@@ -54,8 +55,11 @@ pub struct ReplayConfig {
     pub retry_delay_s: f64,
     /// Full scheduling cycles per retry round; 0 = no cap.
     pub retry_cap: usize,
-    /// Time buckets of the timeseries over the arrival period.
+    /// Time buckets of the timeseries over the measured period.
     pub buckets: usize,
+    /// The measured period runs this long past the last arrival (simulated seconds), so that
+    /// the pods still pending then, and how soon they get placed, are seen.
+    pub tail_s: f64,
 }
 
 impl Default for ReplayConfig {
@@ -67,6 +71,7 @@ impl Default for ReplayConfig {
             retry_delay_s: 0.0,
             retry_cap: 0,
             buckets: 100,
+            tail_s: 0.0,
         }
     }
 }
@@ -83,6 +88,12 @@ impl ReplayConfig {
             return Err(OpenbError::Invalid(format!(
                 "retry_delay_s must be >= 0, got {}",
                 self.retry_delay_s
+            )));
+        }
+        if !(self.tail_s.is_finite() && self.tail_s >= 0.0) {
+            return Err(OpenbError::Invalid(format!(
+                "tail_s must be >= 0, got {}",
+                self.tail_s
             )));
         }
         if self.buckets == 0 {
@@ -106,7 +117,7 @@ pub struct ReplayTrace {
     pub workload: Workload,
     pub arrival: Vec<SimTime>,
     pub end: Vec<Option<SimTime>>,
-    /// Last arrival: the end of the measured period.
+    /// End of the measured period: the last arrival plus `tail_s`.
     pub horizon: SimTime,
 }
 
@@ -135,7 +146,7 @@ impl ReplayTrace {
             .zip(&arrival)
             .map(|(p, &a)| p.deletion_s.map(|d| a + us((d - p.creation_s) as f64)))
             .collect();
-        let horizon = arrival.iter().copied().max().unwrap_or(0);
+        let horizon = arrival.iter().copied().max().unwrap_or(0) + us(cfg.tail_s);
         let workload = Workload::new(
             name,
             pods.into_iter().map(|p| p.pod).collect(),
@@ -186,7 +197,7 @@ pub struct ReplayResult {
     pub retry_cycles: u64,
     pub events: u64,
     pub horizon_s: f64,
-    /// Time-weighted over the arrival period.
+    /// Time-weighted over the measured period.
     pub mean_alloc_pct: f64,
     pub mean_frag_pct: f64,
     pub mean_pending: f64,
@@ -213,7 +224,7 @@ enum Ev {
     Retry,
 }
 
-/// Integrates piecewise-constant cluster measures over time into buckets of the arrival period.
+/// Integrates piecewise-constant cluster measures over time into buckets of the measured period.
 struct Integrator {
     horizon: f64,
     width: f64,
@@ -234,7 +245,7 @@ impl Integrator {
         }
     }
 
-    /// Adds the constant values over `[t0, t1)`, clipped to the arrival period.
+    /// Adds the constant values over `[t0, t1)`, clipped to the measured period.
     fn add(&mut self, t0: SimTime, t1: SimTime, alloc: f64, frag: f64, pending: usize) {
         let (a, b) = (t0 as f64, (t1 as f64).min(self.horizon));
         if b <= a {
@@ -608,6 +619,12 @@ mod tests {
         assert_eq!(t.arrival, vec![0, 20 * US_PER_S]);
         assert_eq!(t.end, vec![Some(60 * US_PER_S), None]);
         assert_eq!(t.horizon, 20 * US_PER_S);
+        let tail = ReplayConfig {
+            tail_s: 5.0,
+            ..cfg.clone()
+        };
+        let t = ReplayTrace::new("t", vec![tp("a", 1, 500, 100, None)], &tail).unwrap();
+        assert_eq!(t.horizon, 5 * US_PER_S);
         let bad = ReplayConfig {
             window_start_s: Some(1000),
             ..Default::default()
