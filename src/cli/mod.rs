@@ -5,6 +5,7 @@ pub mod compare;
 pub mod explain;
 pub mod fgd;
 pub mod live;
+pub mod openb_replay;
 pub mod run;
 pub mod sweep;
 pub mod tune;

@@ -25,6 +25,12 @@ pub struct RunArgs {
 }
 
 pub fn execute(a: &RunArgs) -> ExitCode {
+    // An `[openb_replay]` scenario is its own kind: the openb pod list replayed over time.
+    if let Some(p) = a.scenario.as_deref() {
+        if gpusched_sim::openb::replay::is_replay_scenario(p) {
+            return super::openb_replay::execute(a, p);
+        }
+    }
     let sc = match load_scenario(a.scenario.as_deref(), a.seed, &a.sets) {
         Ok(s) => s,
         Err(e) => return bad_input(e),

@@ -308,6 +308,55 @@ impl OpenbNode {
         self.version += 1;
         Ok(())
     }
+
+    /// Takes `pod` off this node: the exact inverse of [`OpenbNode::bind`] with the same `gpus`,
+    /// so that a dynamic replay can release a departing pod. Every resource returns to what it
+    /// was before the bind; `version` is bumped again (never rolled back), because caches keyed
+    /// on it must see the node as changed: an intervening bind may have cached a score at the
+    /// version a rollback would revisit. Refuses, without changing anything, a release that
+    /// would overflow a capacity or a count (a pod that was not bound here).
+    pub fn unbind(&mut self, pod: &OpenbPod, gpus: GpuMask) -> Result<(), String> {
+        let over = |left: u64, add: u64, cap: u64| left.checked_add(add).is_none_or(|v| v > cap);
+        if over(self.cpu_left, pod.cpu_milli, self.cpu_capacity)
+            || over(self.memory_left, pod.memory_mib, self.memory_capacity)
+            || self.pods == 0
+        {
+            return Err(format!("{}: {} is not bound here", self.name, pod.name));
+        }
+        let tag = pod.affinity_tag().map(|t| t.min(MAX_GPUS));
+        if tag.is_some_and(|t| self.affinity[t] == 0) {
+            return Err(format!("{}: {} is not bound here", self.name, pod.name));
+        }
+        if pod.wants_gpu() {
+            if gpus.count_ones() != pod.num_gpu as u32 || (gpus as u32) >> self.num_gpus != 0 {
+                return Err(format!(
+                    "{}: GPU pick {gpus:#010b} does not match {}",
+                    self.name, pod.name
+                ));
+            }
+            if (0..self.num_gpus as usize)
+                .any(|i| gpus & (1 << i) != 0 && self.gpu_left[i] as u32 + pod.gpu_milli > MILLI)
+            {
+                return Err(format!(
+                    "{}: releasing {} would overfill a GPU",
+                    self.name, pod.name
+                ));
+            }
+            for i in 0..self.num_gpus as usize {
+                if gpus & (1 << i) != 0 {
+                    self.gpu_left[i] += pod.gpu_milli as u16;
+                }
+            }
+        }
+        self.cpu_left += pod.cpu_milli;
+        self.memory_left += pod.memory_mib;
+        self.pods -= 1;
+        if let Some(t) = tag {
+            self.affinity[t] -= 1;
+        }
+        self.version += 1;
+        Ok(())
+    }
 }
 
 impl crate::framework::NamedNode for OpenbNode {
@@ -359,5 +408,52 @@ mod tests {
         assert_eq!(n.gpu_used_milli(), 300);
         let big = OpenbPod::new("b", 0, 0, 1, 800, GpuSpec::Any, "");
         assert!(n.bind(&big, 0b10).is_err());
+    }
+
+    /// Everything but the version, which only ever grows.
+    fn state(n: &OpenbNode) -> OpenbNode {
+        OpenbNode {
+            version: 0,
+            ..n.clone()
+        }
+    }
+
+    #[test]
+    fn unbind_exactly_undoes_bind_and_bumps_the_version() {
+        let mut n = OpenbNode::new("n", 32000, 64000, 4, Some(0));
+        let share = OpenbPod::new("s", 3000, 500, 1, 300, GpuSpec::Any, "");
+        let whole = OpenbPod::new("w", 8000, 2000, 2, 1000, GpuSpec::Any, "");
+        let cpu = OpenbPod::new("c", 1000, 100, 0, 0, GpuSpec::Any, "");
+        n.bind(&share, 0b0001).unwrap();
+        let before = state(&n);
+        let v0 = n.version;
+        for (p, mask) in [(&whole, 0b0110), (&cpu, 0), (&share, 0b0001)] {
+            n.bind(p, mask).unwrap();
+            assert_ne!(state(&n), before);
+            n.unbind(p, mask).unwrap();
+            assert_eq!(state(&n), before, "{}", p.name);
+        }
+        assert_eq!(n.version, v0 + 6, "every bind and unbind is a change");
+        // Out of order: bind two, release the first, then the second.
+        n.bind(&whole, 0b0110).unwrap();
+        n.bind(&cpu, 0).unwrap();
+        n.unbind(&whole, 0b0110).unwrap();
+        n.unbind(&cpu, 0).unwrap();
+        assert_eq!(state(&n), before);
+    }
+
+    #[test]
+    fn unbind_refuses_what_was_not_bound() {
+        let mut n = OpenbNode::new("n", 8000, 1000, 2, Some(0));
+        let p = OpenbPod::new("p", 2000, 100, 1, 300, GpuSpec::Any, "");
+        assert!(n.unbind(&p, 0b01).is_err(), "nothing bound");
+        n.bind(&p, 0b01).unwrap();
+        let before = n.clone();
+        assert!(n.unbind(&p, 0b11).is_err(), "wrong GPU count");
+        let whole = OpenbPod::new("w", 0, 0, 1, 1000, GpuSpec::Any, "");
+        assert!(n.unbind(&whole, 0b01).is_err(), "would overfill GPU 0");
+        assert_eq!(n, before, "refusals change nothing");
+        n.unbind(&p, 0b01).unwrap();
+        assert_eq!(n.gpus(), &[1000, 1000]);
     }
 }

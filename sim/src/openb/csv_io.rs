@@ -28,6 +28,30 @@ struct PodRow {
     gpu_spec: String,
 }
 
+/// A pod row with the trace times the dynamic replay needs.
+#[derive(Debug, Deserialize)]
+struct TimedPodRow {
+    // Spelled out rather than `#[serde(flatten)]`: csv cannot type flattened fields.
+    name: String,
+    cpu_milli: u64,
+    memory_mib: u64,
+    num_gpu: u8,
+    gpu_milli: u32,
+    #[serde(default)]
+    gpu_spec: String,
+    creation_time: Option<u64>,
+    deletion_time: Option<u64>,
+}
+
+/// A pod with its trace times, in integer seconds from the trace start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedPod {
+    pub pod: OpenbPod,
+    pub creation_s: u64,
+    /// `None`: the pod was never deleted in the trace, so it stays to the end of a replay.
+    pub deletion_s: Option<u64>,
+}
+
 fn open(path: &Path) -> Result<csv::Reader<std::fs::File>> {
     let file = std::fs::File::open(path).map_err(|source| OpenbError::Io {
         path: path.into(),
@@ -147,6 +171,71 @@ pub fn read_pods(path: &Path, models: &GpuModels) -> Result<Vec<OpenbPod>> {
     Ok(pods)
 }
 
+/// Columns a pod list must have to be replayed over time.
+pub const TIME_COLUMNS: [&str; 2] = ["creation_time", "deletion_time"];
+
+/// Reads a pod list with its creation and deletion times for the dynamic replay. A list
+/// without those columns (the `multigpu*` lists have only five) is refused with an error that
+/// names the file and the missing column; a row without a creation time, or deleted before it
+/// was created, names its line.
+pub fn read_timed_pods(path: &Path, models: &GpuModels) -> Result<Vec<TimedPod>> {
+    let headers = open(path)?
+        .headers()
+        .map_err(|e| row_error(path, &csv::StringRecord::new(), e))?
+        .clone();
+    for column in TIME_COLUMNS {
+        if !headers.iter().any(|h| h == column) {
+            return Err(OpenbError::MissingColumn {
+                path: path.into(),
+                column: column.into(),
+                why: "this pod list has no arrival/departure times, so it cannot be replayed \
+                      dynamically (the multigpu* lists carry only name, cpu_milli, memory_mib, \
+                      num_gpu, gpu_milli); use it with the static `gpusched fgd run` instead"
+                    .into(),
+            });
+        }
+    }
+    let mut pods = Vec::new();
+    for (line, r) in rows::<TimedPodRow>(path)? {
+        let field_err = |field: &str, message: &str| OpenbError::Field {
+            path: path.into(),
+            line,
+            field: field.into(),
+            message: message.into(),
+        };
+        let creation_s = r
+            .creation_time
+            .ok_or_else(|| field_err("creation_time", "empty; a replayed pod needs one"))?;
+        if r.deletion_time.is_some_and(|d| d < creation_s) {
+            return Err(field_err("deletion_time", "before creation_time"));
+        }
+        let deletion_s = r.deletion_time;
+        let p = r;
+        let label: Vec<&str> = p.gpu_spec.split('|').filter(|s| !s.is_empty()).collect();
+        let spec = models.parse_spec(&p.gpu_spec);
+        pods.push(TimedPod {
+            pod: OpenbPod::new(
+                p.name,
+                p.cpu_milli,
+                p.memory_mib,
+                p.num_gpu,
+                p.gpu_milli,
+                spec,
+                label.join("|"),
+            ),
+            creation_s,
+            deletion_s,
+        });
+    }
+    if pods.is_empty() {
+        return Err(OpenbError::Data {
+            path: path.into(),
+            message: "no pods".into(),
+        });
+    }
+    Ok(pods)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +281,43 @@ mod tests {
         .unwrap();
         assert_eq!(full[0].spec_label, "T4|P100");
         assert!(full[0].spec.allows(Some(0)));
+    }
+
+    #[test]
+    fn timed_pods_need_their_time_columns() {
+        let models = GpuModels::default();
+        let five = tmp(
+            "t5.csv",
+            "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,100,1,2,1000\n",
+        );
+        let err = read_timed_pods(&five, &models).unwrap_err().to_string();
+        assert!(
+            err.contains("t5.csv") && err.contains("`creation_time`"),
+            "{err}"
+        );
+        let head = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n";
+        let ok = tmp(
+            "t11.csv",
+            &format!("{head}p0,100,1,1,500,,LS,Running,5,9,5\np1,100,1,0,0,,LS,Pending,7,,\n"),
+        );
+        let pods = read_timed_pods(&ok, &models).unwrap();
+        assert_eq!((pods[0].creation_s, pods[0].deletion_s), (5, Some(9)));
+        assert_eq!((pods[1].creation_s, pods[1].deletion_s), (7, None));
+        let back = tmp(
+            "tb.csv",
+            &format!("{head}p0,100,1,1,500,,LS,Running,5,9,5\np1,100,1,1,500,,LS,Running,9,3,9\n"),
+        );
+        let err = read_timed_pods(&back, &models).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("deletion_time"),
+            "{err}"
+        );
+        let no_start = tmp("tn.csv", &format!("{head}p0,100,1,1,500,,LS,Running,,9,\n"));
+        let err = read_timed_pods(&no_start, &models).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("creation_time"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub enum OpenbError {
         field: String,
         message: String,
     },
+    #[error("{path}: no column `{column}`: {why}")]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        why: String,
+    },
     #[error("{path}: {message}")]
     Data { path: PathBuf, message: String },
     #[error("{0}")]

@@ -4,9 +4,11 @@
 
 pub mod compare;
 pub mod csv_io;
+pub mod dynamic;
 pub mod error;
 pub mod metrics;
 pub mod protocol;
+pub mod replay;
 pub mod runner;
 pub mod tables;
 
