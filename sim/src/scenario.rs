@@ -18,11 +18,18 @@ pub const DEFAULT_SCENARIO_NAME: &str = "<built-in default scenario>";
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{path}: cannot read the scenario: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: {key}: {problem}")]
-    Invalid { path: String, key: String, problem: String },
+    Invalid {
+        path: String,
+        key: String,
+        problem: String,
+    },
     #[error("--set {arg}: {problem}")]
     Override { arg: String, problem: String },
 }
@@ -64,6 +71,10 @@ pub struct Scenario {
     pub services: Vec<ServiceSpec>,
     #[serde(default)]
     pub node_state: Vec<NodeStateSpec>,
+    /// Skip malformed trace rows (counted in summary.json) instead of failing the run; applies
+    /// to every trace in the scenario (`gpusched run --skip-bad-rows`).
+    #[serde(default)]
+    pub skip_bad_rows: bool,
 }
 
 fn default_seed() -> u64 {
@@ -85,7 +96,9 @@ pub struct Costs {
 impl Default for Costs {
     fn default() -> Self {
         // US commercial average electricity price, 2024 (EIA), rounded.
-        Self { energy_usd_per_kwh: 0.13 }
+        Self {
+            energy_usd_per_kwh: 0.13,
+        }
     }
 }
 
@@ -128,14 +141,22 @@ pub enum TrafficSpec {
         scale: f64,
     },
     /// `count` requests all arriving at `at_s` (a batch job's input).
-    Batch { count: u64, #[serde(default)] at_s: f64 },
-    /// Replay of a CSV trace: one row per request with an `arrival_s` column (seconds) and
-    /// optionally `service` (a service name) and `demand_ms` (ms on an exclusive H100).
-    Trace {
-        path: PathBuf,
-        #[serde(default = "one_f64")]
-        time_scale: f64,
+    Batch {
+        count: u64,
+        #[serde(default)]
+        at_s: f64,
     },
+    /// Replay of a trace file in any supported format (see `crate::trace`), with a time
+    /// window, time- and rate-scaling and a mapping of rows to services.
+    Trace(crate::trace::pipeline::TraceSpec),
+    /// Markov-modulated Poisson bursts.
+    Mmpp(crate::trace::synth::MmppSpec),
+    /// A linear ramp of the rate.
+    Ramp(crate::trace::synth::RampSpec),
+    /// Traffic fitted to a real trace (rate per bin, token distribution).
+    Fit(crate::trace::synth::FitSpec),
+    /// ServeGen per-client rates and token PMFs as a generator.
+    Servegen(crate::trace::servegen::ServeGenSpec),
 }
 
 fn one_f64() -> f64 {
@@ -146,10 +167,30 @@ fn one_f64() -> f64 {
 /// near 300 QPS mid-morning and in the evening. About 13.7 million requests a day.
 pub fn seeds_diurnal() -> Vec<(f64, f64)> {
     vec![
-        (0.0, 120.0), (1.0, 70.0), (2.0, 30.0), (3.0, 22.0), (4.0, 30.0), (5.0, 60.0),
-        (6.0, 120.0), (7.0, 200.0), (8.0, 260.0), (9.0, 295.0), (10.0, 300.0), (11.0, 260.0),
-        (12.0, 180.0), (13.0, 100.0), (14.0, 55.0), (15.0, 45.0), (16.0, 60.0), (17.0, 120.0),
-        (18.0, 200.0), (19.0, 260.0), (20.0, 295.0), (21.0, 300.0), (22.0, 250.0), (23.0, 180.0),
+        (0.0, 120.0),
+        (1.0, 70.0),
+        (2.0, 30.0),
+        (3.0, 22.0),
+        (4.0, 30.0),
+        (5.0, 60.0),
+        (6.0, 120.0),
+        (7.0, 200.0),
+        (8.0, 260.0),
+        (9.0, 295.0),
+        (10.0, 300.0),
+        (11.0, 260.0),
+        (12.0, 180.0),
+        (13.0, 100.0),
+        (14.0, 55.0),
+        (15.0, 45.0),
+        (16.0, 60.0),
+        (17.0, 120.0),
+        (18.0, 200.0),
+        (19.0, 260.0),
+        (20.0, 295.0),
+        (21.0, 300.0),
+        (22.0, 250.0),
+        (23.0, 180.0),
         (24.0, 120.0),
     ]
 }
@@ -175,6 +216,10 @@ pub struct ServiceSpec {
     pub traffic: Option<TrafficSpec>,
     /// Mean time one request takes on an exclusive H100, ms.
     pub service_time_ms: f64,
+    /// Parameters of the served model, billions, for requests that carry tokens (default:
+    /// `model_memory_gb / perf.tokens.bytes_per_param`).
+    #[serde(default)]
+    pub model_params_b: Option<f64>,
     /// Coefficient of variation of the service demand (Gamma distributed; 0 = constant).
     #[serde(default = "half")]
     pub service_time_cv: f64,
@@ -255,10 +300,17 @@ pub struct LoadedScenario {
 
 impl LoadedScenario {
     pub fn duration_s(&self) -> f64 {
-        self.scenario.duration_s.or(self.scenario.duration_h.map(|h| h * 3600.0)).unwrap_or(0.0)
+        self.scenario
+            .duration_s
+            .or(self.scenario.duration_h.map(|h| h * 3600.0))
+            .unwrap_or(0.0)
     }
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 }
 
@@ -269,18 +321,34 @@ pub fn gpu_model_from_name(name: &str) -> Option<GpuModel> {
 /// Loads a scenario file, applying `--set key=value` overrides.
 pub fn load_file(path: &Path, overrides: &[String]) -> Result<LoadedScenario, ScenarioError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io { path: shown.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        path: shown.clone(),
+        source,
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     load_str(&text, &shown, base, overrides)
 }
 
 /// The built-in default scenario.
 pub fn load_default(overrides: &[String]) -> Result<LoadedScenario, ScenarioError> {
-    load_str(DEFAULT_SCENARIO, DEFAULT_SCENARIO_NAME, PathBuf::from("."), overrides)
+    load_str(
+        DEFAULT_SCENARIO,
+        DEFAULT_SCENARIO_NAME,
+        PathBuf::from("."),
+        overrides,
+    )
 }
 
-pub fn load_str(text: &str, source: &str, base_dir: PathBuf, overrides: &[String]) -> Result<LoadedScenario, ScenarioError> {
-    let parse_err = |e: toml::de::Error| ScenarioError::Parse { path: source.to_string(), message: e.to_string().trim_end().to_string() };
+pub fn load_str(
+    text: &str,
+    source: &str,
+    base_dir: PathBuf,
+    overrides: &[String],
+) -> Result<LoadedScenario, ScenarioError> {
+    let parse_err = |e: toml::de::Error| ScenarioError::Parse {
+        path: source.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    };
     // Deserialising straight from the text keeps line and column numbers in the errors.
     let mut scenario: Scenario = toml::from_str(text).map_err(parse_err)?;
     if !overrides.is_empty() {
@@ -288,10 +356,12 @@ pub fn load_str(text: &str, source: &str, base_dir: PathBuf, overrides: &[String
         for arg in overrides {
             apply_override(&mut table, arg)?;
         }
-        scenario = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ScenarioError::Override {
-            arg: overrides.join(" "),
-            problem: e.to_string().trim_end().to_string(),
-        })?;
+        scenario = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ScenarioError::Override {
+                arg: overrides.join(" "),
+                problem: e.to_string().trim_end().to_string(),
+            })?;
     }
     let mut catalog = GpuCatalog::default();
     for (name, o) in &scenario.gpu_models {
@@ -309,20 +379,34 @@ pub fn load_str(text: &str, source: &str, base_dir: PathBuf, overrides: &[String
         s.price_per_hour = o.price_per_hour.unwrap_or(s.price_per_hour);
         catalog.set(model, s);
     }
-    let loaded = LoadedScenario { scenario, source: source.to_string(), base_dir, catalog };
+    let loaded = LoadedScenario {
+        scenario,
+        source: source.to_string(),
+        base_dir,
+        catalog,
+    };
     crate::validate::validate(&loaded)?;
     Ok(loaded)
 }
 
 pub fn known_models() -> String {
-    GpuModel::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+    GpuModel::ALL
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Applies `a.b.c=value` (or `services.0.concurrency=8`) to a TOML table. The value is parsed
 /// as TOML (number, bool, string, array) and falls back to a bare string.
 pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ScenarioError> {
-    let err = |problem: String| ScenarioError::Override { arg: arg.to_string(), problem };
-    let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected key=value, e.g. engine.policy=best_fit".into()))?;
+    let err = |problem: String| ScenarioError::Override {
+        arg: arg.to_string(),
+        problem,
+    };
+    let (key, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected key=value, e.g. engine.policy=best_fit".into()))?;
     let key = key.trim();
     if key.is_empty() {
         return Err(err("the key is empty".into()));
@@ -340,7 +424,12 @@ pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), Scenario
     result
 }
 
-fn set_path(cur: &mut toml::Value, parts: &[&str], i: usize, value: toml::Value) -> Result<(), String> {
+fn set_path(
+    cur: &mut toml::Value,
+    parts: &[&str],
+    i: usize,
+    value: toml::Value,
+) -> Result<(), String> {
     let part = parts[i];
     let last = i + 1 == parts.len();
     let here = || parts[..i].join(".");
@@ -350,13 +439,22 @@ fn set_path(cur: &mut toml::Value, parts: &[&str], i: usize, value: toml::Value)
                 t.insert(part.to_string(), value);
                 return Ok(());
             }
-            let next = t.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let next = t
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             set_path(next, parts, i + 1, value)
         }
         toml::Value::Array(a) => {
-            let idx: usize = part.parse().map_err(|_| format!("`{part}` must be an index into the list `{}`", here()))?;
+            let idx: usize = part
+                .parse()
+                .map_err(|_| format!("`{part}` must be an index into the list `{}`", here()))?;
             let len = a.len();
-            let slot = a.get_mut(idx).ok_or_else(|| format!("index {idx} is past the end of `{}` ({len} entries)", here()))?;
+            let slot = a.get_mut(idx).ok_or_else(|| {
+                format!(
+                    "index {idx} is past the end of `{}` ({len} entries)",
+                    here()
+                )
+            })?;
             if last {
                 *slot = value;
                 return Ok(());

@@ -4,6 +4,7 @@
 
 use crate::events::{secs, to_secs, EventQueue, SimTime};
 use crate::metrics::*;
+use crate::perf::Demand;
 use crate::scenario::LoadedScenario;
 use crate::state::{GpuSim, Replica, ReplicaState, ServiceSim};
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
@@ -41,9 +42,19 @@ pub struct RunResult {
 
 #[derive(Debug, Clone, Copy)]
 enum Event {
-    Arrival { source: u32, service: u32, demand_ms: f64 },
-    Completion { replica: u32, arrived: SimTime, demand_ms: f64 },
-    ReplicaReady { replica: u32 },
+    Arrival {
+        source: u32,
+        service: u32,
+        demand: Demand,
+    },
+    Completion {
+        replica: u32,
+        arrived: SimTime,
+        demand: Demand,
+    },
+    ReplicaReady {
+        replica: u32,
+    },
     Tick,
 }
 
@@ -85,8 +96,16 @@ pub fn run(sc: &LoadedScenario, progress: &mut dyn FnMut(f64)) -> Result<RunResu
         }
         let (t, ev) = sim.queue.pop().expect("peeked");
         match ev {
-            Event::Arrival { source, service, demand_ms } => sim.on_arrival(t, source, service, demand_ms)?,
-            Event::Completion { replica, arrived, demand_ms } => sim.on_completion(t, replica, arrived, demand_ms),
+            Event::Arrival {
+                source,
+                service,
+                demand,
+            } => sim.on_arrival(t, source, service, demand)?,
+            Event::Completion {
+                replica,
+                arrived,
+                demand,
+            } => sim.on_completion(t, replica, arrived, demand),
             Event::ReplicaReady { replica } => sim.on_ready(t, replica),
             Event::Tick => {
                 sim.on_tick(t);
@@ -108,27 +127,49 @@ impl<'a> Sim<'a> {
             for i in 1..=pool.nodes {
                 let name = format!("{}-{}", pool.name, i);
                 let ordinal = nodes.len() as u32;
-                let mut node = NodeView::new(name.clone(), ordinal, pool.name.clone(), pool.gpu_model, pool.gpus_per_node, spec.memory_gb);
+                let mut node = NodeView::new(
+                    name.clone(),
+                    ordinal,
+                    pool.name.clone(),
+                    pool.gpu_model,
+                    pool.gpus_per_node,
+                    spec.memory_gb,
+                );
                 let state = s.node_state.iter().find(|n| n.node == name);
                 let background = state.map_or(0.0, |n| n.background_utilisation);
                 node.cordoned = state.is_some_and(|n| n.cordoned);
                 node_gpu_base.push(gpus.len() as u32);
                 for g in 0..pool.gpus_per_node {
                     node.gpus[g as usize].utilisation = background;
-                    gpus.push(GpuSim::new(ordinal, g, pool.gpu_model, spec.idle_w, spec.tdp_w, background, &s.perf));
+                    gpus.push(GpuSim::new(
+                        ordinal,
+                        g,
+                        pool.gpu_model,
+                        spec.idle_w,
+                        spec.tdp_w,
+                        background,
+                        &s.perf,
+                    ));
                 }
                 nodes.push(node);
             }
         }
         let engine = Engine::new(s.engine.clone(), sc.catalog.clone(), nodes.len() as u32)?;
-        let services: Vec<ServiceSim> = s.services.iter().map(|spec| ServiceSim::new(spec.clone(), s.autoscaler.build())).collect();
+        let services: Vec<ServiceSim> = s
+            .services
+            .iter()
+            .map(|spec| ServiceSim::new(spec.clone(), s.autoscaler.build()))
+            .collect();
         let demand = s
             .services
             .iter()
             .map(|x| {
                 let cv = x.service_time_cv;
                 // Gamma with mean m and coefficient of variation cv: shape 1/cv², scale m·cv².
-                (cv > 0.0).then(|| Gamma::new(1.0 / (cv * cv), x.service_time_ms * cv * cv).expect("validated parameters"))
+                (cv > 0.0).then(|| {
+                    Gamma::new(1.0 / (cv * cv), x.service_time_ms * cv * cv)
+                        .expect("validated parameters")
+                })
             })
             .collect();
         let end = secs(sc.duration_s());
@@ -136,15 +177,38 @@ impl<'a> Sim<'a> {
         let mut sources = Vec::new();
         let resolve = |p: &std::path::Path| sc.resolve(p);
         if let Some(t) = &s.traffic {
-            let weighted: Vec<(usize, f64)> =
-                s.services.iter().enumerate().filter(|(_, x)| x.traffic.is_none()).map(|(i, x)| (i, x.traffic_weight)).collect();
+            let weighted: Vec<(usize, f64)> = s
+                .services
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.traffic.is_none())
+                .map(|(i, x)| (i, x.traffic_weight))
+                .collect();
             if !weighted.is_empty() {
-                sources.push(ArrivalSource::new(t, Target::Mix(ServiceMix::new(&weighted)), s.seed, 0, to_secs(end), resolve, &names)?);
+                sources.push(ArrivalSource::new(
+                    t,
+                    Target::Mix(ServiceMix::new(&weighted)),
+                    s.seed,
+                    0,
+                    to_secs(end),
+                    resolve,
+                    &names,
+                    s.skip_bad_rows,
+                )?);
             }
         }
         for (i, x) in s.services.iter().enumerate() {
             if let Some(t) = &x.traffic {
-                sources.push(ArrivalSource::new(t, Target::One(i), s.seed, 1 + i as u64, to_secs(end), resolve, &names)?);
+                sources.push(ArrivalSource::new(
+                    t,
+                    Target::One(i),
+                    s.seed,
+                    1 + i as u64,
+                    to_secs(end),
+                    resolve,
+                    &names,
+                    s.skip_bad_rows,
+                )?);
             }
         }
         let mut demand_rng = ChaCha8Rng::seed_from_u64(s.seed);
@@ -199,14 +263,27 @@ impl<'a> Sim<'a> {
 
     fn pull_arrival(&mut self, source: u32) -> Result<(), SimError> {
         if let Some(a) = self.sources[source as usize].next()? {
-            let demand_ms = a.demand_ms.unwrap_or(f64::NAN);
-            self.queue.push(a.t, Event::Arrival { source, service: a.service as u32, demand_ms });
+            let demand = Demand {
+                ms: a.demand_ms.unwrap_or(f64::NAN),
+                tokens: a.tokens,
+            };
+            self.queue.push(
+                a.t,
+                Event::Arrival {
+                    source,
+                    service: a.service as u32,
+                    demand,
+                },
+            );
         }
         Ok(())
     }
 
     fn log(&mut self, t: SimTime, decision: Decision) {
-        self.decisions.push(DecisionRecord { t_s: to_secs(t), decision });
+        self.decisions.push(DecisionRecord {
+            t_s: to_secs(t),
+            decision,
+        });
     }
 
     fn new_replica(&mut self, service: u32) -> u32 {
@@ -229,7 +306,9 @@ impl<'a> Sim<'a> {
     fn try_place(&mut self, t: SimTime, r: u32, warm: bool) {
         let svc = self.replicas[r as usize].service as usize;
         let want = self.sc.scenario.record_matrix;
-        let decision = self.engine.place(&self.nodes, &self.services[svc].workload, r as u64, want);
+        let decision = self
+            .engine
+            .place(&self.nodes, &self.services[svc].workload, r as u64, want);
         match &decision {
             Decision::Place(p) => {
                 let node = &mut self.nodes[p.node_index];
@@ -255,7 +334,8 @@ impl<'a> Sim<'a> {
                 } else {
                     rep.state = ReplicaState::Starting;
                     let startup = secs(self.services[svc].spec.startup_s);
-                    self.queue.push(t + startup, Event::ReplicaReady { replica: r });
+                    self.queue
+                        .push(t + startup, Event::ReplicaReady { replica: r });
                 }
                 self.log(t, decision);
             }
@@ -272,19 +352,32 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn sample_demand(&mut self, svc: usize, given: f64) -> f64 {
-        if given.is_finite() {
+    fn sample_demand(&mut self, svc: usize, given: Demand) -> Demand {
+        if given.is_known() {
             return given;
         }
-        match &self.demand[svc] {
+        Demand::ms(match &self.demand[svc] {
             Some(g) => g.sample(&mut self.demand_rng).max(1e-3),
             None => self.services[svc].spec.service_time_ms,
-        }
+        })
     }
 
-    fn on_arrival(&mut self, t: SimTime, source: u32, service: u32, demand_ms: f64) -> Result<(), SimError> {
+    /// Billions of parameters of a service's model, for the token model.
+    fn params_b(&self, svc: usize) -> f64 {
+        let spec = &self.services[svc].spec;
+        spec.model_params_b
+            .unwrap_or(spec.model_memory_gb / self.sc.scenario.perf.tokens.bytes_per_param)
+    }
+
+    fn on_arrival(
+        &mut self,
+        t: SimTime,
+        source: u32,
+        service: u32,
+        demand: Demand,
+    ) -> Result<(), SimError> {
         let s = service as usize;
-        let demand = self.sample_demand(s, demand_ms);
+        let demand = self.sample_demand(s, demand);
         let svc = &mut self.services[s];
         svc.counts.arrived += 1;
         svc.win_arrivals += 1;
@@ -293,7 +386,10 @@ impl<'a> Sim<'a> {
         let mut best: Option<(u32, u32)> = None;
         for &r in &svc.replicas {
             let rep = &self.replicas[r as usize];
-            if rep.state == ReplicaState::Ready && rep.in_flight < concurrency && best.is_none_or(|(_, f)| rep.in_flight < f) {
+            if rep.state == ReplicaState::Ready
+                && rep.in_flight < concurrency
+                && best.is_none_or(|(_, f)| rep.in_flight < f)
+            {
                 best = Some((r, rep.in_flight));
             }
         }
@@ -308,7 +404,8 @@ impl<'a> Sim<'a> {
         self.pull_arrival(source)
     }
 
-    fn start_request(&mut self, t: SimTime, r: u32, arrived: SimTime, demand_ms: f64) {
+    fn start_request(&mut self, t: SimTime, r: u32, arrived: SimTime, demand: Demand) {
+        let params_b = self.params_b(self.replicas[r as usize].service as usize);
         let perf = &self.sc.scenario.perf;
         let rep = &mut self.replicas[r as usize];
         let (node, gpu, flat) = rep.loc.expect("a ready replica is placed");
@@ -326,12 +423,21 @@ impl<'a> Sim<'a> {
             SharingMode::TimeSlicing { .. } => perf.timeslice_effective(g.busy_clients),
             SharingMode::Exclusive | SharingMode::Free => 1.0,
         };
-        let speed = self.sc.catalog.spec(g.model).relative_speed;
-        let service_us = (demand_ms * 1000.0 / (speed * eff) * perf.batch_factor(k)).round().max(1.0) as SimTime;
-        self.queue.push(t + service_us, Event::Completion { replica: r, arrived, demand_ms });
+        let exclusive_ms = perf.exclusive_ms(&demand, self.sc.catalog.spec(g.model), params_b);
+        let service_us = (exclusive_ms * 1000.0 / eff * perf.batch_factor(k))
+            .round()
+            .max(1.0) as SimTime;
+        self.queue.push(
+            t + service_us,
+            Event::Completion {
+                replica: r,
+                arrived,
+                demand,
+            },
+        );
     }
 
-    fn on_completion(&mut self, t: SimTime, r: u32, arrived: SimTime, demand_ms: f64) {
+    fn on_completion(&mut self, t: SimTime, r: u32, arrived: SimTime, demand: Demand) {
         let perf = &self.sc.scenario.perf;
         let rep = &mut self.replicas[r as usize];
         rep.in_flight -= 1;
@@ -344,10 +450,16 @@ impl<'a> Sim<'a> {
         let s = rep.service as usize;
         let state = rep.state;
         let latency = (t - arrived).max(1) as u64;
+        // Reference work: the request's time on an exclusive H100.
+        let ref_ms = perf.exclusive_ms(
+            &demand,
+            self.sc.catalog.spec(GpuModel::H100_80GB),
+            self.params_b(s),
+        );
         let svc = &mut self.services[s];
         svc.counts.served += 1;
         svc.win_served += 1;
-        svc.win_ref_work_ms += demand_ms;
+        svc.win_ref_work_ms += ref_ms;
         if svc.sla_us.is_none_or(|sla| latency as i64 <= sla) {
             svc.counts.served_within_sla += 1;
         }
@@ -356,7 +468,9 @@ impl<'a> Sim<'a> {
         let _ = self.all_hist.record(latency);
         match state {
             ReplicaState::Ready => self.pull_queued(t, r),
-            ReplicaState::Draining if self.replicas[r as usize].in_flight == 0 => self.release(t, r, "scale-down drained"),
+            ReplicaState::Draining if self.replicas[r as usize].in_flight == 0 => {
+                self.release(t, r, "scale-down drained")
+            }
             _ => {}
         }
     }
@@ -367,7 +481,9 @@ impl<'a> Sim<'a> {
         let concurrency = self.services[s].spec.concurrency;
         while self.replicas[r as usize].in_flight < concurrency {
             let svc = &mut self.services[s];
-            let Some((arrived, demand)) = svc.queue.pop_front() else { break };
+            let Some((arrived, demand)) = svc.queue.pop_front() else {
+                break;
+            };
             if t - arrived > svc.timeout_us {
                 svc.counts.fail(FailCause::Timeout);
                 self.win_failed += 1;
@@ -402,7 +518,16 @@ impl<'a> Sim<'a> {
             }
             let name = self.nodes[node as usize].name.clone();
             let workload = self.services[s].spec.name.clone();
-            self.log(t, Decision::Release { workload, replica: r as u64, node: name, gpu, reason: why.to_string() });
+            self.log(
+                t,
+                Decision::Release {
+                    workload,
+                    replica: r as u64,
+                    node: name,
+                    gpu,
+                    reason: why.to_string(),
+                },
+            );
         }
         self.services[s].replicas.retain(|&x| x != r);
     }
@@ -425,7 +550,9 @@ impl<'a> Sim<'a> {
         }
         // Replica busy time up to now.
         for rep in &mut self.replicas {
-            if rep.in_flight > 0 && matches!(rep.state, ReplicaState::Ready | ReplicaState::Draining) {
+            if rep.in_flight > 0
+                && matches!(rep.state, ReplicaState::Ready | ReplicaState::Draining)
+            {
                 rep.win_busy_us += t - rep.busy_since;
                 rep.busy_since = t;
             }
@@ -435,8 +562,9 @@ impl<'a> Sim<'a> {
         self.rows.push(row);
         self.autoscale(t, signals);
         // Retry pending replicas in creation order.
-        let pending: Vec<u32> =
-            (0..self.replicas.len() as u32).filter(|&r| self.replicas[r as usize].state == ReplicaState::Pending).collect();
+        let pending: Vec<u32> = (0..self.replicas.len() as u32)
+            .filter(|&r| self.replicas[r as usize].state == ReplicaState::Pending)
+            .collect();
         for r in pending {
             self.try_place(t, r, false);
         }
@@ -471,7 +599,8 @@ impl<'a> Sim<'a> {
             power[m] += g.win_energy_j / window_s;
             count[m] += 1;
             // The view's utilisation is what NVML would report for the last window.
-            self.nodes[g.node as usize].gpus[g.gpu as usize].utilisation = busy.max(g.background).min(1.0);
+            self.nodes[g.node as usize].gpus[g.gpu as usize].utilisation =
+                busy.max(g.background).min(1.0);
         }
         for (u, c) in util.iter_mut().zip(&count) {
             *u /= (*c).max(1) as f64;
@@ -496,7 +625,11 @@ impl<'a> Sim<'a> {
             p95_ms: percentile_ms(&self.win_hist, 0.95),
             p99_ms: percentile_ms(&self.win_hist, 0.99),
             allocated_gpus: allocated,
-            fragmentation: if free_all > 0.0 { free_partial / free_all } else { 0.0 },
+            fragmentation: if free_all > 0.0 {
+                free_partial / free_all
+            } else {
+                0.0
+            },
             power_w_total: power.iter().sum(),
             util_by_model: util,
             power_w_by_model: power,
@@ -523,7 +656,11 @@ impl<'a> Sim<'a> {
             row.replicas += n;
             svc.replicas_min = svc.replicas_min.min(n);
             svc.replicas_max = svc.replicas_max.max(n);
-            let placed = svc.replicas.iter().filter(|&&r| self.replicas[r as usize].loc.is_some()).count();
+            let placed = svc
+                .replicas
+                .iter()
+                .filter(|&&r| self.replicas[r as usize].loc.is_some())
+                .count();
             svc.replica_seconds += placed as f64 * window_s;
             row.replicas_by_service.push(n);
             row.qps_by_service.push(svc.win_arrivals as f64 / window_s);
@@ -555,8 +692,16 @@ impl<'a> Sim<'a> {
                     if let Some((node, gpu, flat)) = rep.loc {
                         let g = &self.nodes[node as usize].gpus[gpu as usize];
                         let total = g.share_allocated_pct.max(1) as f64;
-                        energy_j += self.gpus[flat as usize].win_energy_j * rep.share_pct as f64 / total;
-                        gpu_usd += rep.share_pct as f64 / 100.0 * self.sc.catalog.spec(self.gpus[flat as usize].model).price_per_hour * window_s / 3600.0;
+                        energy_j +=
+                            self.gpus[flat as usize].win_energy_j * rep.share_pct as f64 / total;
+                        gpu_usd += rep.share_pct as f64 / 100.0
+                            * self
+                                .sc
+                                .catalog
+                                .spec(self.gpus[flat as usize].model)
+                                .price_per_hour
+                            * window_s
+                            / 3600.0;
                     }
                 }
                 let cost = gpu_usd + energy_j / 3.6e6 * kwh_price;
@@ -569,7 +714,11 @@ impl<'a> Sim<'a> {
                     queue_len: svc.queue.len() as u64,
                     in_flight,
                     efficiency_tops_per_w: if watts > 0.0 { tops / watts } else { 0.0 },
-                    cost_per_inference: if svc.win_served > 0 { cost / svc.win_served as f64 } else { f64::INFINITY },
+                    cost_per_inference: if svc.win_served > 0 {
+                        cost / svc.win_served as f64
+                    } else {
+                        f64::INFINITY
+                    },
                     utilisation: if ready > 0 { busy / ready as f64 } else { 0.0 },
                 }
             })
@@ -578,8 +727,13 @@ impl<'a> Sim<'a> {
 
     fn autoscale(&mut self, t: SimTime, signals: Vec<ServiceSignals>) {
         for (s, sig) in signals.into_iter().enumerate() {
-            let (min, max) = (self.services[s].spec.min_replicas, self.services[s].spec.max_replicas);
-            let Some(scaler) = self.services[s].autoscaler.as_mut() else { continue };
+            let (min, max) = (
+                self.services[s].spec.min_replicas,
+                self.services[s].spec.max_replicas,
+            );
+            let Some(scaler) = self.services[s].autoscaler.as_mut() else {
+                continue;
+            };
             let rec = scaler.recommend(&sig, min, max);
             let name = scaler.name();
             if rec.desired == sig.replicas {
@@ -593,7 +747,16 @@ impl<'a> Sim<'a> {
                 svc.scale_downs += 1;
             }
             let service = svc.spec.name.clone();
-            self.log(t, Decision::Scale(ScaleDecision { service, autoscaler: name, from: sig.replicas, to: rec.desired, reason: rec.reason }));
+            self.log(
+                t,
+                Decision::Scale(ScaleDecision {
+                    service,
+                    autoscaler: name,
+                    from: sig.replicas,
+                    to: rec.desired,
+                    reason: rec.reason,
+                }),
+            );
             if rec.desired > sig.replicas {
                 for _ in sig.replicas..rec.desired {
                     let r = self.new_replica(s as u32);
@@ -607,9 +770,18 @@ impl<'a> Sim<'a> {
 
     /// Removes `n` replicas: pending first, then starting, then the newest ready ones (drained).
     fn scale_down(&mut self, t: SimTime, s: usize, mut n: u32) {
-        for wanted in [ReplicaState::Pending, ReplicaState::Starting, ReplicaState::Ready] {
-            let victims: Vec<u32> =
-                self.services[s].replicas.iter().rev().copied().filter(|&r| self.replicas[r as usize].state == wanted).collect();
+        for wanted in [
+            ReplicaState::Pending,
+            ReplicaState::Starting,
+            ReplicaState::Ready,
+        ] {
+            let victims: Vec<u32> = self.services[s]
+                .replicas
+                .iter()
+                .rev()
+                .copied()
+                .filter(|&r| self.replicas[r as usize].state == wanted)
+                .collect();
             for r in victims {
                 if n == 0 {
                     return;
@@ -644,7 +816,11 @@ impl<'a> Sim<'a> {
         let mut services = Vec::new();
         for svc in &mut self.services {
             svc.counts.queued_at_end = svc.queue.len() as u64;
-            svc.counts.in_service_at_end = svc.replicas.iter().map(|&r| self.replicas[r as usize].in_flight as u64).sum();
+            svc.counts.in_service_at_end = svc
+                .replicas
+                .iter()
+                .map(|&r| self.replicas[r as usize].in_flight as u64)
+                .sum();
             let c = &svc.counts;
             total.arrived += c.arrived;
             total.served += c.served;
@@ -661,8 +837,16 @@ impl<'a> Sim<'a> {
                 requests: c.clone(),
                 latency: LatencySummary::from_histogram(&svc.hist),
                 latency_sla_ms: svc.spec.latency_sla_ms,
-                slo_attainment: if finished > 0 { c.served_within_sla as f64 / finished as f64 } else { 1.0 },
-                replicas_min: if svc.replicas_min == u32::MAX { 0 } else { svc.replicas_min },
+                slo_attainment: if finished > 0 {
+                    c.served_within_sla as f64 / finished as f64
+                } else {
+                    1.0
+                },
+                replicas_min: if svc.replicas_min == u32::MAX {
+                    0
+                } else {
+                    svc.replicas_min
+                },
                 replicas_max: svc.replicas_max,
                 replica_hours: svc.replica_seconds / 3600.0,
                 scale_ups: svc.scale_ups,
@@ -688,7 +872,11 @@ impl<'a> Sim<'a> {
         for e in by_model.values_mut() {
             let t = e.busy_seconds + e.idle_seconds;
             e.utilisation = if t > 0.0 { e.busy_seconds / t } else { 0.0 };
-            e.mean_power_w = if dur_s > 0.0 { e.energy_kwh * 3.6e6 / dur_s } else { 0.0 };
+            e.mean_power_w = if dur_s > 0.0 {
+                e.energy_kwh * 3.6e6 / dur_s
+            } else {
+                0.0
+            };
         }
         let energy_usd = energy * s.costs.energy_usd_per_kwh;
         let total_usd = gpu_usd + energy_usd;
@@ -698,10 +886,19 @@ impl<'a> Sim<'a> {
             scenario: s.name.clone(),
             seed: s.seed,
             policy: self.engine.profile_name().to_string(),
-            autoscaler: self.services.first().and_then(|x| x.autoscaler.as_ref()).map_or("none", |a| a.name()).to_string(),
+            autoscaler: self
+                .services
+                .first()
+                .and_then(|x| x.autoscaler.as_ref())
+                .map_or("none", |a| a.name())
+                .to_string(),
             duration_s: dur_s,
             latency: LatencySummary::from_histogram(&self.all_hist),
-            slo_attainment: if finished > 0 { total.served_within_sla as f64 / finished as f64 } else { 1.0 },
+            slo_attainment: if finished > 0 {
+                total.served_within_sla as f64 / finished as f64
+            } else {
+                1.0
+            },
             requests: total.clone(),
             services,
             gpu_models: by_model,
@@ -710,19 +907,35 @@ impl<'a> Sim<'a> {
             busy_seconds_total: busy,
             idle_seconds_total: idle,
             energy_kwh: energy,
-            mean_power_w: if dur_s > 0.0 { energy * 3.6e6 / dur_s } else { 0.0 },
+            mean_power_w: if dur_s > 0.0 {
+                energy * 3.6e6 / dur_s
+            } else {
+                0.0
+            },
             cost: CostSummary {
                 gpu_usd,
                 energy_usd,
                 total_usd,
-                usd_per_1k_inferences: if total.served > 0 { total_usd / total.served as f64 * 1000.0 } else { 0.0 },
-                usd_per_gpu_hour_effective: if gpus_total > 0 && dur_s > 0.0 { total_usd / (gpus_total as f64 * dur_s / 3600.0) } else { 0.0 },
+                usd_per_1k_inferences: if total.served > 0 {
+                    total_usd / total.served as f64 * 1000.0
+                } else {
+                    0.0
+                },
+                usd_per_gpu_hour_effective: if gpus_total > 0 && dur_s > 0.0 {
+                    total_usd / (gpus_total as f64 * dur_s / 3600.0)
+                } else {
+                    0.0
+                },
             },
             placements: self.placements,
             unschedulable: self.unschedulable,
             scale_events: self.scale_events,
             peak_allocated_gpus: self.peak_allocated,
-            mean_allocated_gpus: if self.rows.is_empty() { 0.0 } else { self.allocated_gpu_sum / self.rows.len() as f64 },
+            mean_allocated_gpus: if self.rows.is_empty() {
+                0.0
+            } else {
+                self.allocated_gpu_sum / self.rows.len() as f64
+            },
             events: self.queue.popped(),
             bad_trace_rows_skipped: 0,
         };
@@ -732,14 +945,21 @@ impl<'a> Sim<'a> {
             window_s: to_secs(self.tick),
             rows: self.rows,
         };
-        RunResult { summary, timeseries, decisions: self.decisions }
+        RunResult {
+            summary,
+            timeseries,
+            decisions: self.decisions,
+        }
     }
 }
 
-
 /// For `explain`: builds the scenario's cluster, optionally places the initial replicas, then
 /// returns the engine's decision (with its full matrix) for one more replica of `service`.
-pub fn explain_placement(sc: &LoadedScenario, service: &str, after_initial: bool) -> Result<Decision, SimError> {
+pub fn explain_placement(
+    sc: &LoadedScenario,
+    service: &str,
+    after_initial: bool,
+) -> Result<Decision, SimError> {
     let mut sim = Sim::new(sc)?;
     if after_initial {
         for s in 0..sim.services.len() {
@@ -749,7 +969,13 @@ pub fn explain_placement(sc: &LoadedScenario, service: &str, after_initial: bool
             }
         }
     }
-    let s = sim.services.iter().position(|x| x.spec.name == service).unwrap_or(0);
+    let s = sim
+        .services
+        .iter()
+        .position(|x| x.spec.name == service)
+        .unwrap_or(0);
     let replica = sim.replicas.len() as u64;
-    Ok(sim.engine.place(&sim.nodes, &sim.services[s].workload, replica, true))
+    Ok(sim
+        .engine
+        .place(&sim.nodes, &sim.services[s].workload, replica, true))
 }

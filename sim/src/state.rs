@@ -33,7 +33,15 @@ pub struct GpuSim {
 }
 
 impl GpuSim {
-    pub fn new(node: u32, gpu: u8, model: GpuModel, idle_w: f64, tdp_w: f64, background: f64, perf: &PerfConfig) -> Self {
+    pub fn new(
+        node: u32,
+        gpu: u8,
+        model: GpuModel,
+        idle_w: f64,
+        tdp_w: f64,
+        background: f64,
+        perf: &PerfConfig,
+    ) -> Self {
         let mut g = Self {
             node,
             gpu,
@@ -74,7 +82,14 @@ impl GpuSim {
     }
 
     /// A client became busy (`+1`) or idle (`-1`) at `t`.
-    pub fn client_change(&mut self, t: SimTime, delta: i32, share_pct: u8, mode: SharingMode, perf: &PerfConfig) {
+    pub fn client_change(
+        &mut self,
+        t: SimTime,
+        delta: i32,
+        share_pct: u8,
+        mode: SharingMode,
+        perf: &PerfConfig,
+    ) {
         self.integrate(t);
         if delta > 0 {
             self.busy_clients += 1;
@@ -86,10 +101,18 @@ impl GpuSim {
         let work = match mode {
             SharingMode::Mps => perf.mps_delivered(self.busy_share_pct, self.busy_clients),
             SharingMode::TimeSlicing { .. } => {
-                if self.busy_clients == 0 { 0.0 } else { perf.timeslice_effective(self.busy_clients) * self.busy_clients as f64 }
+                if self.busy_clients == 0 {
+                    0.0
+                } else {
+                    perf.timeslice_effective(self.busy_clients) * self.busy_clients as f64
+                }
             }
             SharingMode::Exclusive | SharingMode::Free => {
-                if self.busy_clients > 0 { 1.0 } else { 0.0 }
+                if self.busy_clients > 0 {
+                    1.0
+                } else {
+                    0.0
+                }
             }
         };
         self.power_w = perf.power_w(self.idle_w, self.tdp_w, (work + self.background).min(1.0));
@@ -130,7 +153,7 @@ pub struct Replica {
 pub struct ServiceSim {
     pub spec: ServiceSpec,
     pub workload: WorkloadSpec,
-    pub queue: VecDeque<(SimTime, f64)>,
+    pub queue: VecDeque<(SimTime, crate::perf::Demand)>,
     /// Indices of replicas that are not Gone.
     pub replicas: Vec<u32>,
     pub autoscaler: Option<Box<dyn Autoscaler>>,

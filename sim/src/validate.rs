@@ -6,58 +6,129 @@ use std::collections::BTreeSet;
 
 pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
     let s = &l.scenario;
-    let bad = |key: String, problem: String| ScenarioError::Invalid { path: l.source.clone(), key, problem };
+    let bad = |key: String, problem: String| ScenarioError::Invalid {
+        path: l.source.clone(),
+        key,
+        problem,
+    };
 
     let duration = l.duration_s();
     match (s.duration_s, s.duration_h) {
-        (None, None) => return Err(bad("duration_h".into(), "missing: give duration_h (hours) or duration_s (seconds)".into())),
-        (Some(_), Some(_)) => return Err(bad("duration_s".into(), "give duration_h or duration_s, not both".into())),
+        (None, None) => {
+            return Err(bad(
+                "duration_h".into(),
+                "missing: give duration_h (hours) or duration_s (seconds)".into(),
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "duration_s".into(),
+                "give duration_h or duration_s, not both".into(),
+            ))
+        }
         _ => {}
     }
     if !(duration > 0.0 && duration.is_finite()) {
-        return Err(bad("duration".into(), format!("{duration} s must be a positive number")));
+        return Err(bad(
+            "duration".into(),
+            format!("{duration} s must be a positive number"),
+        ));
     }
     if !(s.tick_s > 0.0) {
-        return Err(bad("tick_s".into(), format!("{} must be positive", s.tick_s)));
+        return Err(bad(
+            "tick_s".into(),
+            format!("{} must be positive", s.tick_s),
+        ));
     }
-    s.engine.validate().map_err(|e| bad("engine".into(), e.to_string()))?;
-    s.autoscaler.validate().map_err(|e| bad("autoscaler".into(), e))?;
+    s.engine
+        .validate()
+        .map_err(|e| bad("engine".into(), e.to_string()))?;
+    s.autoscaler
+        .validate()
+        .map_err(|e| bad("autoscaler".into(), e))?;
     s.perf.validate().map_err(|e| bad("perf".into(), e))?;
     if !(s.costs.energy_usd_per_kwh >= 0.0) {
-        return Err(bad("costs.energy_usd_per_kwh".into(), "must be >= 0".into()));
+        return Err(bad(
+            "costs.energy_usd_per_kwh".into(),
+            "must be >= 0".into(),
+        ));
     }
 
     if s.pools.is_empty() {
-        return Err(bad("pools".into(), "the cluster needs at least one [[pools]] entry".into()));
+        return Err(bad(
+            "pools".into(),
+            "the cluster needs at least one [[pools]] entry".into(),
+        ));
     }
     let mut pool_names = BTreeSet::new();
     for (i, p) in s.pools.iter().enumerate() {
         if !pool_names.insert(p.name.as_str()) {
-            return Err(bad(format!("pools[{i}].name"), format!("`{}` is used by two pools", p.name)));
+            return Err(bad(
+                format!("pools[{i}].name"),
+                format!("`{}` is used by two pools", p.name),
+            ));
         }
         if p.gpus_per_node == 0 {
-            return Err(bad(format!("pools[{i}].gpus_per_node"), "must be at least 1".into()));
+            return Err(bad(
+                format!("pools[{i}].gpus_per_node"),
+                "must be at least 1".into(),
+            ));
         }
     }
-    if s.pools.iter().map(|p| p.nodes as u64 * p.gpus_per_node as u64).sum::<u64>() == 0 {
-        return Err(bad("pools".into(), "the cluster has no GPUs (every pool has nodes = 0)".into()));
+    if s.pools
+        .iter()
+        .map(|p| p.nodes as u64 * p.gpus_per_node as u64)
+        .sum::<u64>()
+        == 0
+    {
+        return Err(bad(
+            "pools".into(),
+            "the cluster has no GPUs (every pool has nodes = 0)".into(),
+        ));
     }
-    let node_names: BTreeSet<String> =
-        s.pools.iter().flat_map(|p| (1..=p.nodes).map(move |i| format!("{}-{}", p.name, i))).collect();
+    let node_names: BTreeSet<String> = s
+        .pools
+        .iter()
+        .flat_map(|p| (1..=p.nodes).map(move |i| format!("{}-{}", p.name, i)))
+        .collect();
     for (i, n) in s.node_state.iter().enumerate() {
         if !node_names.contains(&n.node) {
-            return Err(bad(format!("node_state[{i}].node"), format!("no node named `{}`; nodes are named <pool>-<n>, e.g. `{}`", n.node, node_names.iter().next().cloned().unwrap_or_default())));
+            return Err(bad(
+                format!("node_state[{i}].node"),
+                format!(
+                    "no node named `{}`; nodes are named <pool>-<n>, e.g. `{}`",
+                    n.node,
+                    node_names.iter().next().cloned().unwrap_or_default()
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&n.background_utilisation) {
-            return Err(bad(format!("node_state[{i}].background_utilisation"), format!("{} must be within 0..=1", n.background_utilisation)));
+            return Err(bad(
+                format!("node_state[{i}].background_utilisation"),
+                format!("{} must be within 0..=1", n.background_utilisation),
+            ));
         }
     }
 
     if s.services.is_empty() {
-        return Err(bad("services".into(), "at least one [[services]] entry is needed".into()));
+        return Err(bad(
+            "services".into(),
+            "at least one [[services]] entry is needed".into(),
+        ));
     }
-    let models: BTreeSet<_> = s.pools.iter().filter(|p| p.nodes > 0).map(|p| p.gpu_model).collect();
-    let largest = models.iter().map(|m| (l.catalog.spec(*m).memory_gb, *m)).fold((0.0, None), |a, (gb, m)| if gb > a.0 { (gb, Some(m)) } else { a });
+    let models: BTreeSet<_> = s
+        .pools
+        .iter()
+        .filter(|p| p.nodes > 0)
+        .map(|p| p.gpu_model)
+        .collect();
+    let largest = models
+        .iter()
+        .map(|m| (l.catalog.spec(*m).memory_gb, *m))
+        .fold(
+            (0.0, None),
+            |a, (gb, m)| if gb > a.0 { (gb, Some(m)) } else { a },
+        );
     let mut names = BTreeSet::new();
     for (i, svc) in s.services.iter().enumerate() {
         let key = |k: &str| format!("services[{i}].{k} (service `{}`)", svc.name);
@@ -65,7 +136,10 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
             return Err(bad(key("name"), "two services have this name".into()));
         }
         if !(svc.model_memory_gb > 0.0 && svc.model_memory_gb.is_finite()) {
-            return Err(bad(key("model_memory_gb"), format!("{} must be a positive number of GB", svc.model_memory_gb)));
+            return Err(bad(
+                key("model_memory_gb"),
+                format!("{} must be a positive number of GB", svc.model_memory_gb),
+            ));
         }
         let candidates: Vec<_> = models
             .iter()
@@ -74,9 +148,19 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
         if candidates.is_empty() {
             let req: Vec<_> = svc.required_gpu_models.iter().map(|m| m.as_str()).collect();
             let have: Vec<_> = models.iter().map(|m| m.as_str()).collect();
-            return Err(bad(key("required_gpu_models"), format!("requires [{}] but the cluster has only [{}]", req.join(", "), have.join(", "))));
+            return Err(bad(
+                key("required_gpu_models"),
+                format!(
+                    "requires [{}] but the cluster has only [{}]",
+                    req.join(", "),
+                    have.join(", ")
+                ),
+            ));
         }
-        if !candidates.iter().any(|m| l.catalog.spec(**m).memory_gb + 1e-9 >= svc.model_memory_gb) {
+        if !candidates
+            .iter()
+            .any(|m| l.catalog.spec(**m).memory_gb + 1e-9 >= svc.model_memory_gb)
+        {
             return Err(bad(
                 key("model_memory_gb"),
                 format!(
@@ -93,45 +177,87 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
             }
         }
         if !(svc.service_time_ms > 0.0 && svc.service_time_ms.is_finite()) {
-            return Err(bad(key("service_time_ms"), format!("{} must be a positive number", svc.service_time_ms)));
+            return Err(bad(
+                key("service_time_ms"),
+                format!("{} must be a positive number", svc.service_time_ms),
+            ));
+        }
+        if let Some(p) = svc.model_params_b {
+            if !(p > 0.0 && p.is_finite()) {
+                return Err(bad(
+                    key("model_params_b"),
+                    format!("{p} must be a positive number of billions"),
+                ));
+            }
         }
         if !(svc.service_time_cv >= 0.0 && svc.service_time_cv <= 10.0) {
-            return Err(bad(key("service_time_cv"), format!("{} must be within 0..=10", svc.service_time_cv)));
+            return Err(bad(
+                key("service_time_cv"),
+                format!("{} must be within 0..=10", svc.service_time_cv),
+            ));
         }
         if svc.concurrency == 0 {
             return Err(bad(key("concurrency"), "must be at least 1".into()));
         }
         if !(svc.min_replicas <= svc.initial_replicas && svc.initial_replicas <= svc.max_replicas) {
-            return Err(bad(key("initial_replicas"), format!("need min_replicas ({}) <= initial_replicas ({}) <= max_replicas ({})", svc.min_replicas, svc.initial_replicas, svc.max_replicas)));
+            return Err(bad(
+                key("initial_replicas"),
+                format!(
+                    "need min_replicas ({}) <= initial_replicas ({}) <= max_replicas ({})",
+                    svc.min_replicas, svc.initial_replicas, svc.max_replicas
+                ),
+            ));
         }
-        for (k, v) in [("startup_s", svc.startup_s), ("queue_timeout_s", svc.queue_timeout_s)] {
+        for (k, v) in [
+            ("startup_s", svc.startup_s),
+            ("queue_timeout_s", svc.queue_timeout_s),
+        ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return Err(bad(key(k), format!("{v} must be >= 0")));
             }
         }
         if !(svc.traffic_weight >= 0.0 && svc.traffic_weight.is_finite()) {
-            return Err(bad(key("traffic_weight"), format!("{} must be >= 0", svc.traffic_weight)));
+            return Err(bad(
+                key("traffic_weight"),
+                format!("{} must be >= 0", svc.traffic_weight),
+            ));
         }
         match &svc.traffic {
             Some(t) => check_traffic(l, t, &key("traffic"))?,
             None if s.traffic.is_none() => {
-                return Err(bad(key("traffic"), "the service has no traffic: give it `traffic` or add a top-level [traffic]".into()))
+                return Err(bad(
+                    key("traffic"),
+                    "the service has no traffic: give it `traffic` or add a top-level [traffic]"
+                        .into(),
+                ))
             }
             None => {}
         }
     }
     if let Some(t) = &s.traffic {
         check_traffic(l, t, "traffic")?;
-        let shared: f64 = s.services.iter().filter(|x| x.traffic.is_none()).map(|x| x.traffic_weight).sum();
+        let shared: f64 = s
+            .services
+            .iter()
+            .filter(|x| x.traffic.is_none())
+            .map(|x| x.traffic_weight)
+            .sum();
         if shared <= 0.0 && s.services.iter().any(|x| x.traffic.is_none()) {
-            return Err(bad("services[].traffic_weight".into(), "the services sharing [traffic] have weights adding to 0".into()));
+            return Err(bad(
+                "services[].traffic_weight".into(),
+                "the services sharing [traffic] have weights adding to 0".into(),
+            ));
         }
     }
     Ok(())
 }
 
 fn check_traffic(l: &LoadedScenario, t: &TrafficSpec, key: &str) -> Result<(), ScenarioError> {
-    let bad = |k: &str, problem: String| ScenarioError::Invalid { path: l.source.clone(), key: format!("{key}.{k}"), problem };
+    let bad = |k: &str, problem: String| ScenarioError::Invalid {
+        path: l.source.clone(),
+        key: format!("{key}.{k}"),
+        problem,
+    };
     match t {
         TrafficSpec::Poisson { qps } => {
             if !(*qps >= 0.0 && qps.is_finite()) {
@@ -140,10 +266,19 @@ fn check_traffic(l: &LoadedScenario, t: &TrafficSpec, key: &str) -> Result<(), S
         }
         TrafficSpec::Diurnal { anchors, scale } => {
             if anchors.len() < 2 || anchors.windows(2).any(|w| w[1].0 <= w[0].0) {
-                return Err(bad("anchors", "need at least two [hour, qps] points with hours strictly increasing".into()));
+                return Err(bad(
+                    "anchors",
+                    "need at least two [hour, qps] points with hours strictly increasing".into(),
+                ));
             }
-            if anchors.iter().any(|(h, q)| !(0.0..=24.0).contains(h) || !(*q >= 0.0)) {
-                return Err(bad("anchors", "hours must be within 0..=24 and QPS >= 0".into()));
+            if anchors
+                .iter()
+                .any(|(h, q)| !(0.0..=24.0).contains(h) || !(*q >= 0.0))
+            {
+                return Err(bad(
+                    "anchors",
+                    "hours must be within 0..=24 and QPS >= 0".into(),
+                ));
             }
             if !(*scale >= 0.0 && scale.is_finite()) {
                 return Err(bad("scale", format!("{scale} must be >= 0")));
@@ -154,15 +289,52 @@ fn check_traffic(l: &LoadedScenario, t: &TrafficSpec, key: &str) -> Result<(), S
                 return Err(bad("at_s", format!("{at_s} must be >= 0")));
             }
         }
-        TrafficSpec::Trace { path, time_scale } => {
-            let resolved = l.resolve(path);
-            if !resolved.is_file() {
-                return Err(bad("path", format!("trace file {} does not exist (relative paths resolve against the scenario's folder)", resolved.display())));
-            }
-            if !(*time_scale > 0.0) {
-                return Err(bad("time_scale", format!("{time_scale} must be positive")));
+        TrafficSpec::Trace(t) => {
+            must_exist(l, &t.path, key, false)?;
+            t.check().map_err(|(k, p)| bad(k, p))?;
+        }
+        TrafficSpec::Fit(f) => {
+            must_exist(l, &f.path, key, false)?;
+            f.check().map_err(|(k, p)| bad(k, p))?;
+        }
+        TrafficSpec::Servegen(g) => {
+            must_exist(l, &g.path, key, true)?;
+            if !(g.rate_scale > 0.0 && g.rate_scale.is_finite()) {
+                return Err(bad(
+                    "rate_scale",
+                    format!("{} must be positive", g.rate_scale),
+                ));
             }
         }
+        TrafficSpec::Mmpp(m) => m.check().map_err(|(k, p)| bad(k, p))?,
+        TrafficSpec::Ramp(r) => r.check().map_err(|(k, p)| bad(k, p))?,
+    }
+    Ok(())
+}
+
+/// A trace file (or ServeGen folder) a traffic spec names must exist.
+fn must_exist(
+    l: &LoadedScenario,
+    path: &std::path::Path,
+    key: &str,
+    dir: bool,
+) -> Result<(), ScenarioError> {
+    let resolved = l.resolve(path);
+    let ok = if dir {
+        resolved.is_dir()
+    } else {
+        resolved.is_file()
+    };
+    if !ok {
+        let what = if dir { "folder" } else { "trace file" };
+        return Err(ScenarioError::Invalid {
+            path: l.source.clone(),
+            key: format!("{key}.path"),
+            problem: format!(
+                "{what} {} does not exist (relative paths resolve against the scenario's folder)",
+                resolved.display()
+            ),
+        });
     }
     Ok(())
 }
