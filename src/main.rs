@@ -18,6 +18,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Show, for one workload, every node's filter verdict and every score term.
     Explain(cli::explain::ExplainArgs),
+    /// Inspect, synthesise and benchmark traces; turn node inventories into pools.
+    Trace(cli::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -25,5 +27,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(a) => cli::run::execute(&a),
         Command::Explain(a) => cli::explain::execute(&a),
+        Command::Trace(a) => cli::trace::execute(&a),
     }
 }

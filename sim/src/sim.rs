@@ -7,6 +7,7 @@ use crate::metrics::*;
 use crate::perf::Demand;
 use crate::scenario::LoadedScenario;
 use crate::state::{GpuSim, Replica, ReplicaState, ServiceSim};
+use crate::trace::pipeline::ReplayReport;
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
 use gpusched_policies::autoscale::ServiceSignals;
 use gpusched_policies::decision::{Decision, ScaleDecision};
@@ -38,6 +39,8 @@ pub struct RunResult {
     pub summary: Summary,
     pub timeseries: Timeseries,
     pub decisions: Vec<DecisionRecord>,
+    /// What each trace replay skipped or filtered (empty without traces).
+    pub trace_reports: Vec<ReplayReport>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -806,6 +809,8 @@ impl<'a> Sim<'a> {
     }
 
     fn finish(mut self) -> RunResult {
+        let trace_reports: Vec<ReplayReport> =
+            self.sources.iter().filter_map(|x| x.report()).collect();
         let end = self.end;
         for g in &mut self.gpus {
             g.integrate(end);
@@ -937,7 +942,7 @@ impl<'a> Sim<'a> {
                 self.allocated_gpu_sum / self.rows.len() as f64
             },
             events: self.queue.popped(),
-            bad_trace_rows_skipped: 0,
+            bad_trace_rows_skipped: trace_reports.iter().map(|r| r.bad_rows_skipped).sum(),
         };
         let timeseries = Timeseries {
             models: self.models.iter().map(|m| m.as_str().to_string()).collect(),
@@ -949,6 +954,7 @@ impl<'a> Sim<'a> {
             summary,
             timeseries,
             decisions: self.decisions,
+            trace_reports,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod explain;
 pub mod run;
+pub mod trace;
 
 use std::process::ExitCode;
 

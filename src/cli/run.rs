@@ -22,19 +22,33 @@ pub struct RunArgs {
     /// Skip the plots (faster; summary, timeseries, decisions and report are still written).
     #[arg(long)]
     pub no_plots: bool,
+    /// Skip malformed trace rows (counted in summary.json, first reasons shown) instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
 }
 
 pub fn execute(a: &RunArgs) -> ExitCode {
-    let sc = match load_scenario(a.scenario.as_deref(), a.seed, &a.sets) {
+    let mut sets = a.sets.clone();
+    if a.skip_bad_rows {
+        sets.push("skip_bad_rows=true".into());
+    }
+    let sc = match load_scenario(a.scenario.as_deref(), a.seed, &sets) {
         Ok(s) => s,
         Err(e) => return bad_input(e),
     };
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&sc.scenario.name));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(&sc.scenario.name));
     let started = Instant::now();
     // The bar appears only once a run has taken more than a second.
     let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} simulating {msg} [{bar:40}] {percent}% ({elapsed})").expect("static template").progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} simulating {msg} [{bar:40}] {percent}% ({elapsed})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     bar.set_message(sc.scenario.name.clone());
     let mut shown = false;
@@ -49,11 +63,16 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             bar.finish_and_clear();
+            // A malformed trace is bad input (exit 2), like a malformed scenario.
+            if matches!(e, gpusched_sim::SimError::Trace(_)) {
+                return bad_input(format!("{}: {e}", sc.source));
+            }
             eprintln!("error: {}: {e}", sc.source);
             return ExitCode::from(1);
         }
     };
     bar.finish_and_clear();
+    super::trace::print_replay_reports(&result.trace_reports);
     let wall = started.elapsed().as_secs_f64();
     let written = match gpusched_reports::write_run(&out, &result, !a.no_plots) {
         Ok(w) => w,
@@ -67,7 +86,13 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         "{}: {} requests, {} served, {} failed, p99 {:.1} ms, SLO {:.2} %, {:.1} kWh, ${:.2} (${:.4}/1k inferences)",
         s.scenario, s.requests.arrived, s.requests.served, s.requests.failed, s.latency.p99_ms, s.slo_attainment * 100.0, s.energy_kwh, s.cost.total_usd, s.cost.usd_per_1k_inferences
     );
-    println!("simulated {:.1} h in {:.2} s ({} events, {:.1} M events/s)", s.duration_s / 3600.0, wall, s.events, s.events as f64 / wall.max(1e-9) / 1e6);
+    println!(
+        "simulated {:.1} h in {:.2} s ({} events, {:.1} M events/s)",
+        s.duration_s / 3600.0,
+        wall,
+        s.events,
+        s.events as f64 / wall.max(1e-9) / 1e6
+    );
     println!("wrote {} files to {}", written.files.len(), out.display());
     ExitCode::SUCCESS
 }
