@@ -64,7 +64,11 @@ pub struct Scenario {
     /// Per-model overrides of the published GPU figures, keyed by model name.
     #[serde(default)]
     pub gpu_models: BTreeMap<String, GpuSpecOverride>,
+    #[serde(default)]
     pub pools: Vec<PoolSpec>,
+    /// Adds pools from a real node inventory (see `crate::trace::inventory`).
+    #[serde(default)]
+    pub pools_from: Option<crate::trace::inventory::InventorySpec>,
     /// Traffic shared by every service without its own `traffic`, split by `traffic_weight`.
     #[serde(default)]
     pub traffic: Option<TrafficSpec>,
@@ -362,6 +366,21 @@ pub fn load_str(
                 arg: overrides.join(" "),
                 problem: e.to_string().trim_end().to_string(),
             })?;
+    }
+    if let Some(inv) = scenario.pools_from.clone() {
+        let path = if inv.path.is_absolute() {
+            inv.path.clone()
+        } else {
+            base_dir.join(&inv.path)
+        };
+        let pools = crate::trace::inventory::pools_from(&path, inv.scale).map_err(|problem| {
+            ScenarioError::Invalid {
+                path: source.to_string(),
+                key: "pools_from".into(),
+                problem,
+            }
+        })?;
+        scenario.pools.extend(pools);
     }
     let mut catalog = GpuCatalog::default();
     for (name, o) in &scenario.gpu_models {

@@ -427,3 +427,33 @@ fn servegen_generates_per_client_traffic_deterministically() {
     let ratio = n2 as f64 / a.len() as f64;
     assert!(ratio > 1.6 && ratio < 2.4, "{ratio}");
 }
+
+#[test]
+fn a_scenario_cluster_can_come_from_an_inventory() {
+    let text = r#"
+name = "fleet"
+duration_s = 60.0
+pools_from = { path = "spot-node-info.csv", scale = 0.01 }
+
+[[services]]
+name = "s"
+model_memory_gb = 16.0
+service_time_ms = 10.0
+traffic = { kind = "poisson", qps = 1.0 }
+"#;
+    let base = slice("");
+    let l = gpusched_sim::scenario::load_str(text, "fleet.toml", base.clone(), &[]).unwrap();
+    let pools = &l.scenario.pools;
+    assert_eq!(pools.len(), 3, "{pools:?}");
+    assert!(pools
+        .iter()
+        .any(|p| p.gpu_model == GpuModel::H100_80GB && p.nodes == 2 && p.gpus_per_node == 8));
+    let bad = text.replace("spot-node-info.csv", "azure-conv-head300.csv");
+    let e = gpusched_sim::scenario::load_str(&bad, "fleet.toml", base, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pools_from") && e.contains("not a node inventory"),
+        "{e}"
+    );
+}

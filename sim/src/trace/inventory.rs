@@ -160,6 +160,45 @@ pub fn to_pools(inv: &Inventory, scale: f64) -> (Vec<PoolSpec>, Vec<(String, u64
     (pools, unmapped.into_iter().collect())
 }
 
+/// `pools_from = { path = "...", scale = 0.01 }` in a scenario.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySpec {
+    /// An openb node list, the spot-GPU `node_info_df.csv` or PAI's `pai_machine_spec.tar.gz`;
+    /// relative to the scenario's folder.
+    pub path: std::path::PathBuf,
+    /// Fraction of each node group to keep (at least one node per group).
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Reads an inventory and returns its mappable pools; an error names the file, the scale, or
+/// the lack of any GPU type the engine models.
+pub fn pools_from(path: &Path, scale: f64) -> Result<Vec<PoolSpec>, String> {
+    if !(scale > 0.0 && scale <= 1.0) {
+        return Err(format!("scale {scale} must be within (0, 1]"));
+    }
+    let head = super::first_line(path, None).map_err(|e| e.to_string())?;
+    let format = detect(path, &head).ok_or_else(|| {
+        format!("{} is not a node inventory (openb node list, spot-GPU node_info_df.csv or PAI pai_machine_spec)", path.display())
+    })?;
+    let inv = read(path, format).map_err(|e| e.to_string())?;
+    let (pools, unmapped) = to_pools(&inv, scale);
+    if pools.is_empty() {
+        let types: Vec<String> = unmapped.iter().map(|(t, n)| format!("{n} {t}")).collect();
+        return Err(format!(
+            "{}: no GPU type the engine models (has {})",
+            path.display(),
+            types.join(", ")
+        ));
+    }
+    Ok(pools)
+}
+
 /// The pools as scenario TOML.
 pub fn pools_toml(pools: &[PoolSpec]) -> String {
     let mut s = String::new();
