@@ -457,3 +457,17 @@ traffic = { kind = "poisson", qps = 1.0 }
         "{e}"
     );
 }
+
+#[test]
+fn scale_demand_compresses_lifetimes_with_time() {
+    let mut spec = TraceSpec::new(slice("openb-pods-head300.csv"));
+    let base = all(&spec).unwrap();
+    spec.time_scale = 0.1;
+    spec.scale_demand = true;
+    let fast = all(&spec).unwrap();
+    assert_eq!(base.len(), fast.len());
+    for (a, b) in base.iter().zip(&fast) {
+        assert!((b.t_s - a.t_s * 0.1).abs() < 1e-6);
+        assert!((b.demand_ms.unwrap() - a.demand_ms.unwrap() * 0.1).abs() < 1e-3);
+    }
+}

@@ -41,6 +41,10 @@ pub struct TraceSpec {
     /// Multiplies arrival times (1/168 plays a week in an hour).
     #[serde(default = "one")]
     pub time_scale: f64,
+    /// Also multiply each row's demand by `time_scale`: for churn traces (DLRM, openb) whose
+    /// "demand" is an instance lifetime, so that a compressed month keeps its occupancy.
+    #[serde(default)]
+    pub scale_demand: bool,
     /// Multiplies the request rate (superposition above 1, thinning below).
     #[serde(default = "one")]
     pub rate_scale: f64,
@@ -87,6 +91,7 @@ impl TraceSpec {
             window_start_s: None,
             window_end_s: None,
             time_scale: 1.0,
+            scale_demand: false,
             rate_scale: 1.0,
             superpose_jitter_s: 1.0,
             reorder_rows: None,
@@ -127,16 +132,6 @@ impl TraceSpec {
                     format!("{b} must be after window_start_s {a}"),
                 ));
             }
-        }
-        if self.assign == Assign::Column
-            && self.format != Some(TraceFormat::Gpusched)
-            && self.key_column.is_none()
-            && self.format.is_some()
-        {
-            return Err((
-                "key_column",
-                "assign = \"column\" needs key_column for this format".into(),
-            ));
         }
         Ok(())
     }
@@ -196,6 +191,7 @@ struct Copy {
     skip: bool,
     window: (f64, f64),
     time_scale: f64,
+    demand_scale: f64,
     report: ReplayReport,
     before_window: u64,
     after_window: bool,
@@ -275,6 +271,7 @@ impl Copy {
                 continue;
             }
             r.t_s = (r.t_s - self.window.0) * self.time_scale + self.shift;
+            r.demand_ms = r.demand_ms.map(|d| (d * self.demand_scale).max(1e-3));
             return Some(Ok(r));
         }
     }
@@ -328,6 +325,11 @@ impl Pipeline {
                     spec.window_end_s.unwrap_or(f64::INFINITY),
                 ),
                 time_scale: spec.time_scale,
+                demand_scale: if spec.scale_demand {
+                    spec.time_scale
+                } else {
+                    1.0
+                },
                 report: ReplayReport::default(),
                 before_window: 0,
                 after_window: false,
