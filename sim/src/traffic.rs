@@ -326,7 +326,7 @@ impl RequestSource {
     fn next(&mut self) -> Result<Option<Arrival>, TraceError> {
         loop {
             let r = match &mut self.inner {
-                Inner::Trace(p) => match p.next() {
+                Inner::Trace(p) => match p.next_request() {
                     None => return Ok(None),
                     Some(r) => r?,
                 },

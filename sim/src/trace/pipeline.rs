@@ -346,7 +346,7 @@ impl Pipeline {
     }
 
     /// The next request of the merged copies, or a fatal error.
-    pub fn next(&mut self) -> Option<Result<TraceRequest, TraceError>> {
+    pub fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
         if !self.started {
             self.started = true;
             for i in 0..self.copies.len() {
@@ -426,6 +426,6 @@ impl Pipeline {
 impl Iterator for Pipeline {
     type Item = Result<TraceRequest, TraceError>;
     fn next(&mut self) -> Option<Self::Item> {
-        Pipeline::next(self)
+        self.next_request()
     }
 }
