@@ -34,6 +34,8 @@ enum Command {
     Sweep(cli::sweep::SweepArgs),
     /// Search the seeds' scoring weights on training scenarios; report on held-out ones.
     Tune(cli::tune::TuneArgs),
+    /// Inspect, synthesise and benchmark traces; turn node inventories into pools.
+    Trace(cli::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +59,6 @@ fn main() -> ExitCode {
         Command::Compare(a) => cli::compare::execute(&a),
         Command::Sweep(a) => cli::sweep::execute(&a),
         Command::Tune(a) => cli::tune::execute(&a),
+        Command::Trace(a) => cli::trace::execute(&a),
     }
 }

@@ -12,6 +12,7 @@ pub mod perf;
 pub mod scenario;
 pub mod sim;
 pub mod state;
+pub mod trace;
 pub mod traffic;
 pub mod validate;
 

@@ -12,6 +12,7 @@
 //! Across GPU models a request's demand (milliseconds on an exclusive H100) is divided by the
 //! model's `relative_speed` (default: memory-bandwidth ratio, see `gpusched_policies::gpu`).
 
+use gpusched_policies::GpuSpec;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +29,81 @@ pub struct PerfConfig {
     /// Each extra concurrent request on a replica slows every request on it by this fraction
     /// (continuous batching: throughput grows sub-linearly with the batch).
     pub batch_slowdown: f64,
+    /// Tokens → time for requests that carry token counts (see [`TokenPerf`]).
+    pub tokens: TokenPerf,
+}
+
+/// Turns a request's prompt and output tokens into time on a given GPU model (roofline):
+/// * prefill is compute-bound: ≈ 2 FLOPs per parameter per prompt token (Kaplan et al. 2020,
+///   "Scaling Laws", §2.1), at `prefill_mfu` of the model's dense FP16 peak;
+/// * decode is memory-bound: every output token reads all weights once (Williams et al.'s
+///   roofline applied to LLM decoding; NVIDIA "Mastering LLM Techniques: Inference
+///   Optimization", 2023), at `decode_mbu` of the model's memory bandwidth.
+///
+/// Peaks are the datasheet figures in `gpusched_policies::gpu` (H100 SXM 989 TFLOPS / 3.35 TB/s,
+/// A100 SXM 312 TFLOPS / 1.555–2.039 TB/s). So prefill on an A100 takes 3.2× the H100's time
+/// and decode 1.6–2.2×: the H100 gains most in the prompt phase, as Splitwise (Patel et al.,
+/// ISCA'24, the paper of the Azure trace) observes when it runs token phases on A100s. The utilisations are conservative
+/// rule-of-thumb defaults (serving stacks report 40–60 % MFU for prefill and 60–85 % MBU for
+/// decode); override them in `[perf.tokens]`. Batching is the replica's `concurrency` with
+/// `batch_slowdown`, and GPU sharing (MPS / time-slicing) divides by the calibrated share,
+/// exactly as for millisecond demands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenPerf {
+    pub prefill_mfu: f64,
+    pub decode_mbu: f64,
+    /// Bytes per weight (2 = FP16/BF16); also turns `model_memory_gb` into parameters when a
+    /// service has no `model_params_b`.
+    pub bytes_per_param: f64,
+    /// Fixed time per request (scheduling, tokenisation, sampling), ms.
+    pub overhead_ms: f64,
+}
+
+impl Default for TokenPerf {
+    fn default() -> Self {
+        Self {
+            prefill_mfu: 0.5,
+            decode_mbu: 0.6,
+            bytes_per_param: 2.0,
+            overhead_ms: 2.0,
+        }
+    }
+}
+
+/// A request's demand: milliseconds on an exclusive H100 (`ms` finite), or token counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Demand {
+    pub ms: f64,
+    pub tokens: Option<(u32, u32)>,
+}
+
+impl Demand {
+    pub fn ms(ms: f64) -> Self {
+        Self { ms, tokens: None }
+    }
+    /// Nothing given: the service's own distribution decides.
+    pub fn unknown() -> Self {
+        Self {
+            ms: f64::NAN,
+            tokens: None,
+        }
+    }
+    pub fn is_known(&self) -> bool {
+        self.ms.is_finite() || self.tokens.is_some()
+    }
+}
+
+impl TokenPerf {
+    /// Prefill and decode time, ms, for `params_b` billion parameters on an exclusive `gpu`.
+    pub fn ms(&self, gpu: &GpuSpec, params_b: f64, input: u32, output: u32) -> f64 {
+        let params = params_b * 1e9;
+        let prefill_s =
+            2.0 * params * input as f64 / (gpu.fp16_dense_tflops * 1e12 * self.prefill_mfu);
+        let decode_s = output as f64 * params * self.bytes_per_param
+            / (gpu.memory_bandwidth_tbs * 1e12 * self.decode_mbu);
+        self.overhead_ms + (prefill_s + decode_s) * 1000.0
+    }
 }
 
 impl Default for PerfConfig {
@@ -43,6 +119,7 @@ impl Default for PerfConfig {
                 (1.0, 1.0),
             ],
             batch_slowdown: 0.10,
+            tokens: TokenPerf::default(),
         }
     }
 }
@@ -92,7 +169,25 @@ impl PerfConfig {
                 return Err(format!("perf.{name} = {v} must be within 0..1"));
             }
         }
+        let t = &self.tokens;
+        for (name, v) in [("prefill_mfu", t.prefill_mfu), ("decode_mbu", t.decode_mbu)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(format!("perf.tokens.{name} = {v} must be within (0, 1]"));
+            }
+        }
+        if !(t.bytes_per_param > 0.0 && t.overhead_ms >= 0.0 && t.overhead_ms.is_finite()) {
+            return Err("perf.tokens: bytes_per_param must be > 0 and overhead_ms >= 0".into());
+        }
         Ok(())
+    }
+
+    /// Time of a request on an exclusive GPU of `gpu`, ms: a millisecond demand divided by the
+    /// model's `relative_speed`, or the token model for `params_b` billion parameters.
+    pub fn exclusive_ms(&self, d: &Demand, gpu: &GpuSpec, params_b: f64) -> f64 {
+        match d.tokens {
+            Some((i, o)) if !d.ms.is_finite() => self.tokens.ms(gpu, params_b, i, o),
+            _ => d.ms / gpu.relative_speed,
+        }
     }
 
     /// Share of full GPU throughput an MPS client capped at `pct` gets.
@@ -154,6 +249,35 @@ mod tests {
         assert!((p.power_w(76.0, 697.0, 0.32) - 413.0).abs() < 1e-6);
         assert!((p.power_w(76.0, 697.0, 0.57) - 562.0).abs() < 1e-6);
         assert!((p.power_w(76.0, 697.0, 0.0) - 76.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn token_model_follows_compute_for_prefill_and_bandwidth_for_decode() {
+        use gpusched_policies::{GpuCatalog, GpuModel};
+        let p = PerfConfig::default();
+        let c = GpuCatalog::default();
+        let (h, a) = (c.spec(GpuModel::H100_80GB), c.spec(GpuModel::A100_80GB));
+        let pre = |g| p.tokens.ms(g, 8.0, 2000, 0) - p.tokens.overhead_ms;
+        let dec = |g| p.tokens.ms(g, 8.0, 0, 200) - p.tokens.overhead_ms;
+        assert!(
+            (pre(a) / pre(h) - 989.0 / 312.0).abs() < 1e-6,
+            "prefill scales with FP16 peak"
+        );
+        assert!(
+            (dec(a) / dec(h) - 3.35 / 2.039).abs() < 1e-6,
+            "decode scales with bandwidth"
+        );
+        // 8B FP16 on an H100: ~8 ms per output token at 60 % MBU, the order vLLM reports.
+        let per_token = dec(h) / 200.0;
+        assert!(per_token > 5.0 && per_token < 12.0, "{per_token}");
+        // A millisecond demand keeps the relative_speed path.
+        let d = Demand::ms(100.0);
+        assert!((p.exclusive_ms(&d, a, 8.0) - 100.0 / a.relative_speed).abs() < 1e-9);
+        let t = Demand {
+            ms: f64::NAN,
+            tokens: Some((2000, 200)),
+        };
+        assert!(p.exclusive_ms(&t, a, 8.0) > p.exclusive_ms(&t, h, 8.0));
     }
 
     #[test]

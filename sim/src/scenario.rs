@@ -66,13 +66,21 @@ pub struct Scenario {
     /// Per-model overrides of the published GPU figures, keyed by model name.
     #[serde(default)]
     pub gpu_models: BTreeMap<String, GpuSpecOverride>,
+    #[serde(default)]
     pub pools: Vec<PoolSpec>,
+    /// Adds pools from a real node inventory (see `crate::trace::inventory`).
+    #[serde(default)]
+    pub pools_from: Option<crate::trace::inventory::InventorySpec>,
     /// Traffic shared by every service without its own `traffic`, split by `traffic_weight`.
     #[serde(default)]
     pub traffic: Option<TrafficSpec>,
     pub services: Vec<ServiceSpec>,
     #[serde(default)]
     pub node_state: Vec<NodeStateSpec>,
+    /// Skip malformed trace rows (counted in summary.json) instead of failing the run; applies
+    /// to every trace in the scenario (`gpusched run --skip-bad-rows`).
+    #[serde(default)]
+    pub skip_bad_rows: bool,
 }
 
 fn default_seed() -> u64 {
@@ -172,13 +180,17 @@ pub enum TrafficSpec {
         #[serde(default)]
         at_s: f64,
     },
-    /// Replay of a CSV trace: one row per request with an `arrival_s` column (seconds) and
-    /// optionally `service` (a service name) and `demand_ms` (ms on an exclusive H100).
-    Trace {
-        path: PathBuf,
-        #[serde(default = "one_f64")]
-        time_scale: f64,
-    },
+    /// Replay of a trace file in any supported format (see `crate::trace`), with a time
+    /// window, time- and rate-scaling and a mapping of rows to services.
+    Trace(crate::trace::pipeline::TraceSpec),
+    /// Markov-modulated Poisson bursts.
+    Mmpp(crate::trace::synth::MmppSpec),
+    /// A linear ramp of the rate.
+    Ramp(crate::trace::synth::RampSpec),
+    /// Traffic fitted to a real trace (rate per bin, token distribution).
+    Fit(crate::trace::synth::FitSpec),
+    /// ServeGen per-client rates and token PMFs as a generator.
+    Servegen(crate::trace::servegen::ServeGenSpec),
 }
 
 fn one_f64() -> f64 {
@@ -250,6 +262,10 @@ pub struct ServiceSpec {
     pub traffic: Option<TrafficSpec>,
     /// Mean time one request takes on an exclusive H100, ms.
     pub service_time_ms: f64,
+    /// Parameters of the served model, billions, for requests that carry tokens (default:
+    /// `model_memory_gb / perf.tokens.bytes_per_param`).
+    #[serde(default)]
+    pub model_params_b: Option<f64>,
     /// Coefficient of variation of the service demand (Gamma distributed; 0 = constant).
     #[serde(default = "half")]
     pub service_time_cv: f64,
@@ -400,6 +416,21 @@ pub fn load_str(
                 arg: overrides.join(" "),
                 problem: e.to_string().trim_end().to_string(),
             })?;
+    }
+    if let Some(inv) = scenario.pools_from.clone() {
+        let path = if inv.path.is_absolute() {
+            inv.path.clone()
+        } else {
+            base_dir.join(&inv.path)
+        };
+        let pools = crate::trace::inventory::pools_from(&path, inv.scale).map_err(|problem| {
+            ScenarioError::Invalid {
+                path: source.to_string(),
+                key: "pools_from".into(),
+                problem,
+            }
+        })?;
+        scenario.pools.extend(pools);
     }
     let mut catalog = GpuCatalog::default();
     for (name, o) in &scenario.gpu_models {

@@ -4,8 +4,10 @@
 
 use crate::events::{secs, to_secs, EventQueue, SimTime};
 use crate::metrics::*;
+use crate::perf::Demand;
 use crate::scenario::LoadedScenario;
 use crate::state::{GpuSim, Replica, ReplicaState, ServiceSim};
+use crate::trace::pipeline::ReplayReport;
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
 use gpusched_policies::autoscale::ServiceSignals;
 use gpusched_policies::decision::Placement;
@@ -39,6 +41,8 @@ pub struct RunResult {
     pub summary: Summary,
     pub timeseries: Timeseries,
     pub decisions: Vec<DecisionRecord>,
+    /// What each trace replay skipped or filtered (empty without traces).
+    pub trace_reports: Vec<ReplayReport>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,13 +50,13 @@ enum Event {
     Arrival {
         source: u32,
         service: u32,
-        demand_ms: f64,
+        demand: Demand,
     },
     Completion {
         replica: u32,
         generation: u32,
         arrived: SimTime,
-        demand_ms: f64,
+        demand: Demand,
     },
     ReplicaReady {
         replica: u32,
@@ -108,18 +112,18 @@ pub fn run(sc: &LoadedScenario, progress: &mut dyn FnMut(f64)) -> Result<RunResu
             Event::Arrival {
                 source,
                 service,
-                demand_ms,
-            } => sim.on_arrival(t, source, service, demand_ms)?,
+                demand,
+            } => sim.on_arrival(t, source, service, demand)?,
             Event::Completion {
                 replica,
                 generation,
                 arrived,
-                demand_ms,
+                demand,
             } => {
                 // A stale generation means the pod died with the request in flight; the request
                 // was failed then.
                 if sim.replicas[replica as usize].generation == generation {
-                    sim.on_completion(t, replica, arrived, demand_ms)
+                    sim.on_completion(t, replica, arrived, demand)
                 }
             }
             Event::ReplicaReady { replica } => sim.on_ready(t, replica),
@@ -232,6 +236,7 @@ impl<'a> Sim<'a> {
                     to_secs(end),
                     resolve,
                     &names,
+                    s.skip_bad_rows,
                 )?);
             }
         }
@@ -245,6 +250,7 @@ impl<'a> Sim<'a> {
                     to_secs(end),
                     resolve,
                     &names,
+                    s.skip_bad_rows,
                 )?);
             }
         }
@@ -310,13 +316,16 @@ impl<'a> Sim<'a> {
 
     fn pull_arrival(&mut self, source: u32) -> Result<(), SimError> {
         if let Some(a) = self.sources[source as usize].next()? {
-            let demand_ms = a.demand_ms.unwrap_or(f64::NAN);
+            let demand = Demand {
+                ms: a.demand_ms.unwrap_or(f64::NAN),
+                tokens: a.tokens,
+            };
             self.queue.push(
                 a.t,
                 Event::Arrival {
                     source,
                     service: a.service as u32,
-                    demand_ms,
+                    demand,
                 },
             );
         }
@@ -503,14 +512,21 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn sample_demand(&mut self, svc: usize, given: f64) -> f64 {
-        if given.is_finite() {
+    fn sample_demand(&mut self, svc: usize, given: Demand) -> Demand {
+        if given.is_known() {
             return given;
         }
-        match &self.demand[svc] {
+        Demand::ms(match &self.demand[svc] {
             Some(g) => g.sample(&mut self.demand_rng).max(1e-3),
             None => self.services[svc].spec.service_time_ms,
-        }
+        })
+    }
+
+    /// Billions of parameters of a service's model, for the token model.
+    fn params_b(&self, svc: usize) -> f64 {
+        let spec = &self.services[svc].spec;
+        spec.model_params_b
+            .unwrap_or(spec.model_memory_gb / self.sc.scenario.perf.tokens.bytes_per_param)
     }
 
     fn on_arrival(
@@ -518,10 +534,10 @@ impl<'a> Sim<'a> {
         t: SimTime,
         source: u32,
         service: u32,
-        demand_ms: f64,
+        demand: Demand,
     ) -> Result<(), SimError> {
         let s = service as usize;
-        let demand = self.sample_demand(s, demand_ms);
+        let demand = self.sample_demand(s, demand);
         let svc = &mut self.services[s];
         svc.counts.arrived += 1;
         svc.win_arrivals += 1;
@@ -548,7 +564,8 @@ impl<'a> Sim<'a> {
         self.pull_arrival(source)
     }
 
-    fn start_request(&mut self, t: SimTime, r: u32, arrived: SimTime, demand_ms: f64) {
+    fn start_request(&mut self, t: SimTime, r: u32, arrived: SimTime, demand: Demand) {
+        let params_b = self.params_b(self.replicas[r as usize].service as usize);
         let perf = &self.sc.scenario.perf;
         let rep = &mut self.replicas[r as usize];
         let (node, gpu, flat) = rep.loc.expect("a ready replica is placed");
@@ -572,8 +589,8 @@ impl<'a> Sim<'a> {
             SharingMode::Mig => mig_share,
             SharingMode::Exclusive | SharingMode::Free => 1.0,
         };
-        let speed = self.sc.catalog.spec(g.model).relative_speed;
-        let service_us = (demand_ms * 1000.0 / (speed * eff) * perf.batch_factor(k))
+        let exclusive_ms = perf.exclusive_ms(&demand, self.sc.catalog.spec(g.model), params_b);
+        let service_us = (exclusive_ms * 1000.0 / eff * perf.batch_factor(k))
             .round()
             .max(1.0) as SimTime;
         let generation = self.replicas[r as usize].generation;
@@ -583,12 +600,12 @@ impl<'a> Sim<'a> {
                 replica: r,
                 generation,
                 arrived,
-                demand_ms,
+                demand,
             },
         );
     }
 
-    fn on_completion(&mut self, t: SimTime, r: u32, arrived: SimTime, demand_ms: f64) {
+    fn on_completion(&mut self, t: SimTime, r: u32, arrived: SimTime, demand: Demand) {
         let perf = &self.sc.scenario.perf;
         let rep = &mut self.replicas[r as usize];
         rep.in_flight -= 1;
@@ -603,10 +620,16 @@ impl<'a> Sim<'a> {
         let s = rep.service as usize;
         let state = rep.state;
         let latency = (t - arrived).max(1) as u64;
+        // Reference work: the request's time on an exclusive H100.
+        let ref_ms = perf.exclusive_ms(
+            &demand,
+            self.sc.catalog.spec(GpuModel::H100_80GB),
+            self.params_b(s),
+        );
         let svc = &mut self.services[s];
         svc.counts.served += 1;
         svc.win_served += 1;
-        svc.win_ref_work_ms += demand_ms;
+        svc.win_ref_work_ms += ref_ms;
         if svc.sla_us.is_none_or(|sla| latency as i64 <= sla) {
             svc.counts.served_within_sla += 1;
         }
@@ -944,6 +967,8 @@ impl<'a> Sim<'a> {
     }
 
     fn finish(mut self) -> RunResult {
+        let trace_reports: Vec<ReplayReport> =
+            self.sources.iter().filter_map(|x| x.report()).collect();
         let end = self.end;
         for g in &mut self.gpus {
             g.integrate(end);
@@ -1075,7 +1100,7 @@ impl<'a> Sim<'a> {
                 self.allocated_gpu_sum / self.rows.len() as f64
             },
             events: self.queue.popped(),
-            bad_trace_rows_skipped: 0,
+            bad_trace_rows_skipped: trace_reports.iter().map(|r| r.bad_rows_skipped).sum(),
             preemptions: self.preemptions,
             reconfig_gpu_seconds: self.reconfig_gpu_seconds,
             reconfigurations: self.reconfigurations,
@@ -1092,6 +1117,7 @@ impl<'a> Sim<'a> {
             summary,
             timeseries,
             decisions: self.decisions,
+            trace_reports,
         }
     }
 }

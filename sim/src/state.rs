@@ -165,7 +165,7 @@ pub struct Replica {
 pub struct ServiceSim {
     pub spec: ServiceSpec,
     pub workload: WorkloadSpec,
-    pub queue: VecDeque<(SimTime, f64)>,
+    pub queue: VecDeque<(SimTime, crate::perf::Demand)>,
     /// Indices of replicas that are not Gone.
     pub replicas: Vec<u32>,
     pub autoscaler: Option<Box<dyn Autoscaler>>,

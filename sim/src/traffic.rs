@@ -6,9 +6,12 @@
 use crate::events::{secs, SimTime};
 use crate::perf::interpolate;
 use crate::scenario::TrafficSpec;
+use crate::trace::pipeline::{Assign, Pipeline, ReplayReport, REASONS_KEPT};
+use crate::trace::servegen::ServeGen;
+use crate::trace::synth::Generator;
+use crate::trace::TraceRequest;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +20,8 @@ pub struct Arrival {
     pub service: usize,
     /// Service demand in ms on an exclusive H100, when the trace gives it.
     pub demand_ms: Option<f64>,
+    /// (prompt, output) tokens, when the source gives them.
+    pub tokens: Option<(u32, u32)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,10 @@ impl ServiceMix {
             cumulative,
         }
     }
+    /// The services with a positive weight, in order.
+    pub fn services(&self) -> &[usize] {
+        &self.services
+    }
     fn pick(&self, rng: &mut impl Rng) -> usize {
         let total = *self.cumulative.last().unwrap_or(&1.0);
         let x = rng.random::<f64>() * total;
@@ -75,6 +84,12 @@ impl Target {
         match self {
             Target::One(s) => *s,
             Target::Mix(m) => m.pick(rng),
+        }
+    }
+    fn services(&self) -> &[usize] {
+        match self {
+            Target::One(s) => std::slice::from_ref(s),
+            Target::Mix(m) => m.services(),
         }
     }
 }
@@ -122,11 +137,14 @@ pub enum ArrivalSource {
         target: Target,
         rng: ChaCha8Rng,
     },
-    Trace(TraceReader),
+    /// Trace replays and the trace-like generators (bursts, ramps, fits, ServeGen).
+    Requests(RequestSource),
 }
 
 impl ArrivalSource {
     /// Builds a source; `stream` separates the random streams of different sources.
+    /// `skip_bad_rows` (the scenario's) turns on skipping for every trace.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         spec: &TrafficSpec,
         target: Target,
@@ -135,9 +153,22 @@ impl ArrivalSource {
         end_s: f64,
         resolve: impl Fn(&Path) -> PathBuf,
         service_names: &[String],
+        skip_bad_rows: bool,
     ) -> Result<Self, TraceError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream);
+        let requests = |inner: Inner, assign: Assign, rng: ChaCha8Rng| {
+            ArrivalSource::Requests(RequestSource {
+                inner,
+                assign,
+                target: target.clone(),
+                services: service_names.to_vec(),
+                rr: 0,
+                rng,
+                assign_skipped: ReplayReport::default(),
+                skip: skip_bad_rows,
+            })
+        };
         Ok(match spec {
             TrafficSpec::Poisson { qps } => ArrivalSource::Process {
                 rate: Rate::Constant(*qps),
@@ -162,14 +193,55 @@ impl ArrivalSource {
                 target,
                 rng,
             },
-            TrafficSpec::Trace { path, time_scale } => ArrivalSource::Trace(TraceReader::open(
-                &resolve(path),
-                *time_scale,
-                target,
-                service_names.to_vec(),
+            TrafficSpec::Trace(t) => {
+                let mut t = t.clone();
+                t.skip_bad_rows |= skip_bad_rows;
+                let skip = t.skip_bad_rows;
+                let p = Pipeline::open(&t, &resolve(&t.path), seed, stream)?;
+                let mut src = requests(Inner::Trace(Box::new(p)), t.assign, rng);
+                if let ArrivalSource::Requests(r) = &mut src {
+                    r.skip = skip;
+                }
+                src
+            }
+            TrafficSpec::Mmpp(m) => requests(
+                Inner::Gen(Box::new(Generator::mmpp(m, end_s, seed, stream + 7_000))),
+                Assign::Weighted,
                 rng,
-            )?),
+            ),
+            TrafficSpec::Ramp(r) => {
+                let g = Generator::curve(
+                    crate::trace::synth::RateCurve::Ramp(r.clone()),
+                    end_s,
+                    seed,
+                    stream + 7_000,
+                );
+                requests(Inner::Gen(Box::new(g)), Assign::Weighted, rng)
+            }
+            TrafficSpec::Fit(f) => requests(
+                Inner::Gen(Box::new(Generator::fit(
+                    f,
+                    &resolve(&f.path),
+                    end_s,
+                    seed,
+                    stream + 7_000,
+                )?)),
+                Assign::Weighted,
+                rng,
+            ),
+            TrafficSpec::Servegen(g) => {
+                let sg = ServeGen::open(g, &resolve(&g.path), end_s, seed, stream + 7_000)?;
+                requests(Inner::Gen(Box::new(sg)), g.assign, rng)
+            }
         })
+    }
+
+    /// Rows skipped and filtered, for trace replays.
+    pub fn report(&self) -> Option<ReplayReport> {
+        match self {
+            ArrivalSource::Requests(r) => Some(r.report()),
+            _ => None,
+        }
     }
 
     pub fn next(&mut self) -> Result<Option<Arrival>, TraceError> {
@@ -197,6 +269,7 @@ impl ArrivalSource {
                             t: secs(*t_s),
                             service: target.pick(rng),
                             demand_ms: None,
+                            tokens: None,
                         }));
                     }
                 }
@@ -215,156 +288,132 @@ impl ArrivalSource {
                     t: *at,
                     service: target.pick(rng),
                     demand_ms: None,
+                    tokens: None,
                 }))
             }
-            ArrivalSource::Trace(r) => r.next(),
+            ArrivalSource::Requests(r) => r.next(),
         }
     }
 }
 
-/// Streams a CSV trace: `arrival_s` (required, non-decreasing), `service`, `demand_ms`.
-pub struct TraceReader {
-    path: String,
-    records: csv::StringRecordsIntoIter<File>,
-    col_arrival: usize,
-    col_service: Option<usize>,
-    col_demand: Option<usize>,
-    time_scale: f64,
+/// Where a [`RequestSource`]'s requests come from.
+pub enum Inner {
+    Trace(Box<Pipeline>),
+    Gen(Box<dyn Iterator<Item = TraceRequest> + Send>),
+}
+
+/// Turns trace requests into arrivals: the service mapping (weighted, round-robin, by the key
+/// column, or by a hash of the key) and the tokens/demand the performance model needs.
+pub struct RequestSource {
+    inner: Inner,
+    assign: Assign,
     target: Target,
     services: Vec<String>,
-    last_t: f64,
+    rr: usize,
     rng: ChaCha8Rng,
+    assign_skipped: ReplayReport,
+    skip: bool,
 }
 
-impl TraceReader {
-    pub fn open(
-        path: &Path,
-        time_scale: f64,
-        target: Target,
-        services: Vec<String>,
-        rng: ChaCha8Rng,
-    ) -> Result<Self, TraceError> {
-        let shown = path.display().to_string();
-        let err = |line, field: &str, problem: String| TraceError {
-            path: shown.clone(),
-            line,
-            field: field.into(),
-            problem,
-        };
-        let file = File::open(path).map_err(|e| err(0, "-", format!("cannot open: {e}")))?;
-        let mut rdr = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_reader(file);
-        let headers = rdr
-            .headers()
-            .map_err(|e| err(1, "-", format!("cannot read the header: {e}")))?
-            .clone();
-        if headers.is_empty() {
-            return Err(err(
-                1,
-                "-",
-                "the file is empty: expected a header with `arrival_s`".into(),
-            ));
+/// FNV-1a: a stable hash, so a key maps to the same service in every run and build.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl RequestSource {
+    fn next(&mut self) -> Result<Option<Arrival>, TraceError> {
+        loop {
+            let r = match &mut self.inner {
+                Inner::Trace(p) => match p.next_request() {
+                    None => return Ok(None),
+                    Some(r) => r?,
+                },
+                Inner::Gen(g) => match g.next() {
+                    None => return Ok(None),
+                    Some(r) => r,
+                },
+            };
+            match self.service_of(&r) {
+                Ok(service) => {
+                    let tokens = match (r.input_tokens, r.output_tokens) {
+                        (None, None) => None,
+                        (i, o) => Some((i.unwrap_or(0), o.unwrap_or(0))),
+                    };
+                    return Ok(Some(Arrival {
+                        t: secs(r.t_s),
+                        service,
+                        demand_ms: r.demand_ms,
+                        tokens,
+                    }));
+                }
+                Err(e) if self.skip => {
+                    self.assign_skipped.bad_rows_skipped += 1;
+                    if self.assign_skipped.reasons.len() < REASONS_KEPT {
+                        self.assign_skipped.reasons.push(e.to_string());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let find = |n: &str| headers.iter().position(|h| h == n);
-        let col_arrival = find("arrival_s").ok_or_else(|| {
-            err(
-                1,
-                "arrival_s",
-                format!(
-                    "missing; the header has [{}]",
-                    headers.iter().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })?;
-        Ok(Self {
-            path: shown,
-            records: rdr.into_records(),
-            col_arrival,
-            col_service: find("service"),
-            col_demand: find("demand_ms"),
-            time_scale,
-            target,
-            services,
-            last_t: f64::NEG_INFINITY,
-            rng,
-        })
     }
 
-    fn next(&mut self) -> Result<Option<Arrival>, TraceError> {
-        let Some(rec) = self.records.next() else {
-            return Ok(None);
-        };
-        let err = |line: u64, field: &str, problem: String| TraceError {
-            path: self.path.clone(),
-            line,
-            field: field.into(),
-            problem,
-        };
-        let rec = rec.map_err(|e| {
-            let line = e.position().map(|p| p.line()).unwrap_or(0);
-            err(line, "-", e.to_string())
-        })?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        let raw = rec.get(self.col_arrival).unwrap_or("");
-        let t: f64 = raw
-            .parse()
-            .map_err(|_| err(line, "arrival_s", format!("`{raw}` is not a number")))?;
-        if !(t >= 0.0 && t.is_finite()) {
-            return Err(err(line, "arrival_s", format!("{t} must be a time >= 0")));
-        }
-        if t < self.last_t {
-            return Err(err(
-                line,
-                "arrival_s",
-                format!(
-                    "{t} is earlier than the previous row's {}; rows must be in time order",
-                    self.last_t
-                ),
-            ));
-        }
-        self.last_t = t;
-        let service = match self
-            .col_service
-            .and_then(|c| rec.get(c))
-            .filter(|s| !s.is_empty())
-        {
-            Some(name) => self
-                .services
-                .iter()
-                .position(|s| s == name)
-                .ok_or_else(|| {
-                    err(
-                        line,
-                        "service",
-                        format!(
-                            "unknown service `{name}`; the scenario has [{}]",
-                            self.services.join(", ")
-                        ),
-                    )
-                })?,
-            None => self.target.pick(&mut self.rng),
-        };
-        let demand_ms = match self
-            .col_demand
-            .and_then(|c| rec.get(c))
-            .filter(|s| !s.is_empty())
-        {
-            Some(d) => {
-                let v: f64 = d
-                    .parse()
-                    .map_err(|_| err(line, "demand_ms", format!("`{d}` is not a number")))?;
-                if !(v > 0.0 && v.is_finite()) {
-                    return Err(err(line, "demand_ms", format!("{v} must be positive")));
-                }
-                Some(v)
+    fn service_of(&mut self, r: &TraceRequest) -> Result<usize, TraceError> {
+        let by_name = |key: &str, services: &[String]| services.iter().position(|s| s == key);
+        match (self.assign, r.key.as_deref()) {
+            (Assign::Column, key) | (Assign::Weighted, key @ Some(_)) if self.names_services() => {
+                let key = key.unwrap_or("");
+                by_name(key, &self.services).ok_or_else(|| TraceError {
+                    path: self.path(),
+                    line: r.line,
+                    field: "service".into(),
+                    problem: format!(
+                        "unknown service `{key}`; the scenario has [{}]",
+                        self.services.join(", ")
+                    ),
+                })
             }
-            None => None,
+            (Assign::Hash, Some(key)) => {
+                let pool = self.target.services();
+                Ok(pool[(fnv1a(key) % pool.len() as u64) as usize])
+            }
+            (Assign::RoundRobin, _) => {
+                let pool = self.target.services();
+                self.rr = (self.rr + 1) % pool.len();
+                Ok(pool[self.rr])
+            }
+            _ => Ok(self.target.pick(&mut self.rng)),
+        }
+    }
+
+    /// Keys are service names: `assign = "column"`, or gpusched's own `service` column.
+    fn names_services(&self) -> bool {
+        match (&self.inner, self.assign) {
+            (_, Assign::Column) => true,
+            (Inner::Trace(p), Assign::Weighted) => p.keys_name_services(),
+            _ => false,
+        }
+    }
+
+    fn path(&self) -> String {
+        match &self.inner {
+            Inner::Trace(p) => p.path().to_string(),
+            Inner::Gen(_) => "<generator>".into(),
+        }
+    }
+
+    pub fn report(&self) -> ReplayReport {
+        let mut r = match &self.inner {
+            Inner::Trace(p) => p.report(),
+            Inner::Gen(_) => ReplayReport::default(),
         };
-        Ok(Some(Arrival {
-            t: secs(t * self.time_scale),
-            service,
-            demand_ms,
-        }))
+        r.bad_rows_skipped += self.assign_skipped.bad_rows_skipped;
+        for x in &self.assign_skipped.reasons {
+            if r.reasons.len() < REASONS_KEPT {
+                r.reasons.push(x.clone());
+            }
+        }
+        r
     }
 }

@@ -193,6 +193,14 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
                 format!("{} must be a positive number", svc.service_time_ms),
             ));
         }
+        if let Some(p) = svc.model_params_b {
+            if !(p > 0.0 && p.is_finite()) {
+                return Err(bad(
+                    key("model_params_b"),
+                    format!("{p} must be a positive number of billions"),
+                ));
+            }
+        }
         if !(svc.service_time_cv >= 0.0 && svc.service_time_cv <= 10.0) {
             return Err(bad(
                 key("service_time_cv"),
@@ -292,15 +300,52 @@ fn check_traffic(l: &LoadedScenario, t: &TrafficSpec, key: &str) -> Result<(), S
                 return Err(bad("at_s", format!("{at_s} must be >= 0")));
             }
         }
-        TrafficSpec::Trace { path, time_scale } => {
-            let resolved = l.resolve(path);
-            if !resolved.is_file() {
-                return Err(bad("path", format!("trace file {} does not exist (relative paths resolve against the scenario's folder)", resolved.display())));
-            }
-            if !(*time_scale > 0.0) {
-                return Err(bad("time_scale", format!("{time_scale} must be positive")));
+        TrafficSpec::Trace(t) => {
+            must_exist(l, &t.path, key, false)?;
+            t.check().map_err(|(k, p)| bad(k, p))?;
+        }
+        TrafficSpec::Fit(f) => {
+            must_exist(l, &f.path, key, false)?;
+            f.check().map_err(|(k, p)| bad(k, p))?;
+        }
+        TrafficSpec::Servegen(g) => {
+            must_exist(l, &g.path, key, true)?;
+            if !(g.rate_scale > 0.0 && g.rate_scale.is_finite()) {
+                return Err(bad(
+                    "rate_scale",
+                    format!("{} must be positive", g.rate_scale),
+                ));
             }
         }
+        TrafficSpec::Mmpp(m) => m.check().map_err(|(k, p)| bad(k, p))?,
+        TrafficSpec::Ramp(r) => r.check().map_err(|(k, p)| bad(k, p))?,
+    }
+    Ok(())
+}
+
+/// A trace file (or ServeGen folder) a traffic spec names must exist.
+fn must_exist(
+    l: &LoadedScenario,
+    path: &std::path::Path,
+    key: &str,
+    dir: bool,
+) -> Result<(), ScenarioError> {
+    let resolved = l.resolve(path);
+    let ok = if dir {
+        resolved.is_dir()
+    } else {
+        resolved.is_file()
+    };
+    if !ok {
+        let what = if dir { "folder" } else { "trace file" };
+        return Err(ScenarioError::Invalid {
+            path: l.source.clone(),
+            key: format!("{key}.path"),
+            problem: format!(
+                "{what} {} does not exist (relative paths resolve against the scenario's folder)",
+                resolved.display()
+            ),
+        });
     }
     Ok(())
 }

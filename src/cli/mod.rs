@@ -8,6 +8,7 @@ pub mod live;
 pub mod openb_replay;
 pub mod run;
 pub mod sweep;
+pub mod trace;
 pub mod tune;
 
 use std::process::ExitCode;

@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// Skip the plots (faster; summary, timeseries, decisions and report are still written).
     #[arg(long)]
     pub no_plots: bool,
+    /// Skip malformed trace rows (counted in summary.json, first reasons shown) instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
 }
 
 pub fn execute(a: &RunArgs) -> ExitCode {
@@ -31,7 +34,11 @@ pub fn execute(a: &RunArgs) -> ExitCode {
             return super::openb_replay::execute(a, p);
         }
     }
-    let sc = match load_scenario(a.scenario.as_deref(), a.seed, &a.sets) {
+    let mut sets = a.sets.clone();
+    if a.skip_bad_rows {
+        sets.push("skip_bad_rows=true".into());
+    }
+    let sc = match load_scenario(a.scenario.as_deref(), a.seed, &sets) {
         Ok(s) => s,
         Err(e) => return bad_input(e),
     };
@@ -62,11 +69,16 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             bar.finish_and_clear();
+            // A malformed trace is bad input (exit 2), like a malformed scenario.
+            if matches!(e, gpusched_sim::SimError::Trace(_)) {
+                return bad_input(format!("{}: {e}", sc.source));
+            }
             eprintln!("error: {}: {e}", sc.source);
             return ExitCode::from(1);
         }
     };
     bar.finish_and_clear();
+    super::trace::print_replay_reports(&result.trace_reports);
     let wall = started.elapsed().as_secs_f64();
     let written = match gpusched_reports::write_run(&out, &result, !a.no_plots) {
         Ok(w) => w,
