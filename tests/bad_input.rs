@@ -157,7 +157,7 @@ fn malformed_trace_row_names_file_line_and_column() {
         &format!("kind = \"trace\"\npath = \"{}\"", trace.display()),
     );
     let (code, err) = run_with(&text, &[]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "a bad trace row is bad input: {err}");
     assert!(
         err.contains("t.csv:3") && err.contains("arrival_s") && err.contains("abc"),
         "{err}"
