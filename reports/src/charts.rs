@@ -110,64 +110,56 @@ pub struct Bars {
 }
 
 pub fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> ChartResult {
+    draw_bars_with(root, b, 2)
+}
+
+/// Bars with optional whiskers, labelled under each bar on a segmented axis (so labels sit at
+/// the bars' centres whatever their number); values printed with `decimals` places.
+pub fn draw_bars_with<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars, decimals: usize) -> ChartResult {
+    use plotters::coord::ranged1d::SegmentValue;
     root.fill(&WHITE).map_err(err)?;
-    let n = b.bars.len().max(1);
-    let ymax = b
-        .bars
-        .iter()
-        .map(|(_, v, e)| v + e.unwrap_or(0.0))
-        .fold(0.0, f64::max);
-    let ymax = if ymax > 0.0 { ymax * 1.15 } else { 1.0 };
+    let n = b.bars.len().max(1) as i32;
+    let top = b.bars.iter().map(|(_, v, h)| v + h.unwrap_or(0.0)).fold(0.0, f64::max);
+    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
     let labels: Vec<String> = b.bars.iter().map(|(l, _, _)| l.clone()).collect();
     let mut chart = ChartBuilder::on(root)
-        .caption(&b.title, (FONT, 18))
+        .caption(&b.title, (FONT, 16))
         .margin(10)
-        .x_label_area_size(50)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..n as f64, 0.0..ymax)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        // A segmented 0..k range has k + 1 segments: k = n - 1 gives one per bar.
+        .build_cartesian_2d((0..(n - 1).max(0)).into_segmented(), 0.0..top)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 0.01 {
-                labels.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
+        .x_labels(n as usize + 1)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
         })
         .y_desc(&b.y_label)
-        .label_style((FONT, 11))
+        .label_style((FONT, 12))
         .draw()
         .map_err(err)?;
-    for (i, (_, v, e)) in b.bars.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let x = i as f64;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x + 0.15, 0.0), (x + 0.85, *v)],
-                color.filled(),
-            )))
-            .map_err(err)?;
-        if let Some(e) = e {
-            let c = x + 0.5;
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(c, v - e), (c, v + e)],
-                    BLACK.stroke_width(2),
-                )))
-                .map_err(err)?;
-        }
-        let label = format!("{v:.2}");
-        chart
-            .draw_series(std::iter::once(Text::new(
-                label,
-                (x + 0.3, v + ymax * 0.02),
-                (FONT, 11).into_font(),
-            )))
-            .map_err(err)?;
+    for (i, (_, v, h)) in b.bars.iter().enumerate() {
+        let i = i as i32;
+        let color = PALETTE[i as usize % PALETTE.len()];
+        let mut bar = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)], color.filled());
+        bar.set_margin(0, 0, 12, 12);
+        chart.draw_series(std::iter::once(bar)).map_err(err)?;
+        let c = SegmentValue::CenterOf(i);
+        let text = match h {
+            Some(h) if *h > 0.0 => {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(vec![(c.clone(), v - h), (c.clone(), v + h)], BLACK.stroke_width(2))))
+                    .map_err(err)?;
+                format!("{v:.decimals$} ± {h:.decimals$}")
+            }
+            _ => format!("{v:.decimals$}"),
+        };
+        let h = h.unwrap_or(0.0);
+        chart.draw_series(std::iter::once(Text::new(text, (c, v + h + top * 0.02), (FONT, 11).into_font()))).map_err(err)?;
     }
     root.present().map_err(err)
 }

@@ -140,73 +140,9 @@ pub fn write_compare(
     Ok(files)
 }
 
-/// Bars with 95 % interval whiskers, one per variant, labelled under each bar (segmented axis,
-/// so labels sit at the bars' centres whatever their number).
-fn draw_ci_bars<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    b: &Bars,
-    decimals: usize,
-) -> Result<(), String> {
-    let e = |x: &dyn std::fmt::Display| x.to_string();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
-    let n = b.bars.len().max(1) as i32;
-    let top = b
-        .bars
-        .iter()
-        .map(|(_, v, h)| v + h.unwrap_or(0.0))
-        .fold(0.0, f64::max);
-    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
-    let labels: Vec<String> = b.bars.iter().map(|(l, _, _)| l.clone()).collect();
-    let mut chart = ChartBuilder::on(root)
-        .caption(&b.title, (FONT, 16))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
-        .map_err(|x| e(&x))?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n as usize + 1)
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .y_desc(&b.y_label)
-        .label_style((FONT, 12))
-        .draw()
-        .map_err(|x| e(&x))?;
-    for (i, (_, v, h)) in b.bars.iter().enumerate() {
-        let i = i as i32;
-        let color = PALETTE[i as usize % PALETTE.len()];
-        let mut bar = Rectangle::new(
-            [
-                (SegmentValue::Exact(i), 0.0),
-                (SegmentValue::Exact(i + 1), *v),
-            ],
-            color.filled(),
-        );
-        bar.set_margin(0, 0, 12, 12);
-        chart.draw_series(std::iter::once(bar)).map_err(|x| e(&x))?;
-        let h = h.unwrap_or(0.0);
-        let c = SegmentValue::CenterOf(i);
-        if h > 0.0 {
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(c.clone(), v - h), (c.clone(), v + h)],
-                    BLACK.stroke_width(2),
-                )))
-                .map_err(|x| e(&x))?;
-        }
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!("{v:.decimals$} ± {h:.decimals$}"),
-                (c, v + h + top * 0.02),
-                (FONT, 11).into_font(),
-            )))
-            .map_err(|x| e(&x))?;
-    }
-    root.present().map_err(|x| e(&x))
+/// Bars with 95 % interval whiskers, one per variant (the shared chart, values with `decimals`).
+fn draw_ci_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars, decimals: usize) -> Result<(), String> {
+    crate::charts::draw_bars_with(root, b, decimals)
 }
 
 /// Writes sweep.json, sweep.csv, sweep.md, recommended.json and, with `plots`, plots/pareto.
