@@ -190,6 +190,7 @@ pub fn snapshot(
         disruption: Default::default(),
         pools_from: None,
         skip_bad_rows: false,
+        variants: Vec::new(),
         record_matrix: true,
         engine: engine.clone(),
         autoscaler: Default::default(),

@@ -115,11 +115,19 @@ pub fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) ->
 
 /// Bars with optional whiskers, labelled under each bar on a segmented axis (so labels sit at
 /// the bars' centres whatever their number); values printed with `decimals` places.
-pub fn draw_bars_with<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars, decimals: usize) -> ChartResult {
+pub fn draw_bars_with<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    b: &Bars,
+    decimals: usize,
+) -> ChartResult {
     use plotters::coord::ranged1d::SegmentValue;
     root.fill(&WHITE).map_err(err)?;
     let n = b.bars.len().max(1) as i32;
-    let top = b.bars.iter().map(|(_, v, h)| v + h.unwrap_or(0.0)).fold(0.0, f64::max);
+    let top = b
+        .bars
+        .iter()
+        .map(|(_, v, h)| v + h.unwrap_or(0.0))
+        .fold(0.0, f64::max);
     let top = if top > 0.0 { top * 1.15 } else { 1.0 };
     let labels: Vec<String> = b.bars.iter().map(|(l, _, _)| l.clone()).collect();
     let mut chart = ChartBuilder::on(root)
@@ -145,21 +153,36 @@ pub fn draw_bars_with<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bar
     for (i, (_, v, h)) in b.bars.iter().enumerate() {
         let i = i as i32;
         let color = PALETTE[i as usize % PALETTE.len()];
-        let mut bar = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)], color.filled());
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), *v),
+            ],
+            color.filled(),
+        );
         bar.set_margin(0, 0, 12, 12);
         chart.draw_series(std::iter::once(bar)).map_err(err)?;
         let c = SegmentValue::CenterOf(i);
         let text = match h {
             Some(h) if *h > 0.0 => {
                 chart
-                    .draw_series(std::iter::once(PathElement::new(vec![(c.clone(), v - h), (c.clone(), v + h)], BLACK.stroke_width(2))))
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(c.clone(), v - h), (c.clone(), v + h)],
+                        BLACK.stroke_width(2),
+                    )))
                     .map_err(err)?;
                 format!("{v:.decimals$} ± {h:.decimals$}")
             }
             _ => format!("{v:.decimals$}"),
         };
         let h = h.unwrap_or(0.0);
-        chart.draw_series(std::iter::once(Text::new(text, (c, v + h + top * 0.02), (FONT, 11).into_font()))).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                text,
+                (c, v + h + top * 0.02),
+                (FONT, 11).into_font(),
+            )))
+            .map_err(err)?;
     }
     root.present().map_err(err)
 }

@@ -141,7 +141,11 @@ pub fn write_compare(
 }
 
 /// Bars with 95 % interval whiskers, one per variant (the shared chart, values with `decimals`).
-fn draw_ci_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars, decimals: usize) -> Result<(), String> {
+fn draw_ci_bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    b: &Bars,
+    decimals: usize,
+) -> Result<(), String> {
     crate::charts::draw_bars_with(root, b, decimals)
 }
 

@@ -77,6 +77,10 @@ pub struct Scenario {
     pub services: Vec<ServiceSpec>,
     #[serde(default)]
     pub node_state: Vec<NodeStateSpec>,
+    /// Configurations this scenario is meant to be compared under: `gpusched compare FILE`
+    /// runs them when no `--policy`/`--variant` is given.
+    #[serde(default)]
+    pub variants: Vec<ScenarioVariant>,
     /// Skip malformed trace rows (counted in summary.json) instead of failing the run; applies
     /// to every trace in the scenario (`gpusched run --skip-bad-rows`).
     #[serde(default)]
@@ -106,6 +110,15 @@ impl Default for Costs {
             energy_usd_per_kwh: 0.13,
         }
     }
+}
+
+/// A named configuration of a scenario: `--set`-style overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioVariant {
+    pub name: String,
+    /// `key=value` overrides, as `--set` takes them.
+    pub set: Vec<String>,
 }
 
 /// What configuration changes cost.

@@ -68,6 +68,22 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
             Err(e) => return bad_input(e),
         }
     }
+    // A scenario file may carry the variants it is meant to be compared under.
+    if variants.is_empty() {
+        for path in &a.scenarios {
+            match gpusched_sim::load_file(path, &[]) {
+                Ok(sc) if !sc.scenario.variants.is_empty() => {
+                    variants.extend(sc.scenario.variants.iter().map(|v| Variant {
+                        name: v.name.clone(),
+                        sets: v.set.clone(),
+                    }));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => return bad_input(e),
+            }
+        }
+    }
     if variants.is_empty() {
         variants.push(Variant {
             name: "default".into(),
