@@ -30,16 +30,7 @@ pub struct BarGroup {
     pub bars: Vec<(String, f64)>,
 }
 
-const PALETTE: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-];
+use crate::charts::PALETTE;
 
 const SIZE: (u32, u32) = (960, 600);
 
