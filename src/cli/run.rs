@@ -33,6 +33,9 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         if gpusched_sim::openb::replay::is_replay_scenario(p) {
             return super::openb_replay::execute(a, p);
         }
+        if let Some(hint) = other_command_for(p) {
+            return bad_input(format!("{}: {hint}", p.display()));
+        }
     }
     let mut sets = a.sets.clone();
     if a.skip_bad_rows {
@@ -101,4 +104,21 @@ pub fn execute(a: &RunArgs) -> ExitCode {
     );
     println!("wrote {} files to {}", written.files.len(), out.display());
     ExitCode::SUCCESS
+}
+
+/// Spec files for other commands live in scenarios/ too: say which command runs them rather
+/// than failing on their first unknown key.
+fn other_command_for(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let p = path.display();
+    if table.contains_key("fgd") {
+        Some(format!("this is an FGD experiment spec, not a scenario: run it with `gpusched fgd run --scenario {p}`"))
+    } else if table.contains_key("axes") || table.contains_key("search") {
+        Some(format!(
+            "this is a sweep spec, not a scenario: run it with `gpusched sweep {p}`"
+        ))
+    } else {
+        None
+    }
 }
