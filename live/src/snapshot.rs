@@ -188,6 +188,7 @@ pub fn snapshot(
         duration_s: None,
         tick_s: 30.0,
         disruption: Default::default(),
+        reconfig: None,
         pools_from: None,
         skip_bad_rows: false,
         variants: Vec::new(),

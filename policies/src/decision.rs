@@ -42,6 +42,9 @@ pub enum Decision {
         victims: Vec<Victim>,
         reason: String,
     },
+    /// A step of a planned sharing-config rollout (issue 5): cordon, evict, apply config,
+    /// wait for the plugin, uncordon, roll back… in the form the live adapter applies.
+    Rollout(crate::rollout::RolloutStep),
 }
 
 /// A replica evicted by preemption.

@@ -9,6 +9,7 @@ pub mod explain;
 pub mod metrics;
 pub mod openb;
 pub mod perf;
+pub mod reconfig;
 pub mod scenario;
 pub mod sim;
 pub mod state;

@@ -42,19 +42,23 @@ pub enum FailCause {
     QueueFull,
     /// In flight on a replica evicted for a higher-priority one.
     Preempted,
+    /// In flight on a pod that lost its GPU context (device-plugin / MPS server restart).
+    PodRestart,
 }
 
 impl FailCause {
-    pub const ALL: [FailCause; 3] = [
+    pub const ALL: [FailCause; 4] = [
         FailCause::Timeout,
         FailCause::QueueFull,
         FailCause::Preempted,
+        FailCause::PodRestart,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
             FailCause::Timeout => "timeout",
             FailCause::QueueFull => "queue_full",
             FailCause::Preempted => "preempted",
+            FailCause::PodRestart => "pod_restart",
         }
     }
 }
@@ -174,6 +178,9 @@ pub struct Summary {
     pub consolidation: gpusched_policies::consolidation::ConsolidationReport,
     /// Latency (ms) at each of [`CDF_QUANTILES`], all services together (for CDF plots).
     pub latency_cdf_ms: Vec<f64>,
+    /// The sharing-layout rollout, when the scenario has a `[reconfig]` section (issue 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconfig: Option<crate::reconfig::ReconfigReport>,
 }
 
 /// One 30-second row of timeseries.csv. Columns per GPU model and per service are in the

@@ -63,6 +63,9 @@ pub struct Scenario {
     pub costs: Costs,
     #[serde(default)]
     pub disruption: DisruptionConfig,
+    /// A sharing-layout change rolled out during the run (issue 5); none without the section.
+    #[serde(default)]
+    pub reconfig: Option<crate::reconfig::ReconfigConfig>,
     /// Per-model overrides of the published GPU figures, keyed by model name.
     #[serde(default)]
     pub gpu_models: BTreeMap<String, GpuSpecOverride>,

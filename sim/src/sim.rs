@@ -21,6 +21,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Gamma};
 use serde::Serialize;
 
+/// Planned sharing-layout rollouts (issue 5): a child module, as it drives the private state.
+#[path = "rollout.rs"]
+mod rollout;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("{0}")]
@@ -60,12 +64,16 @@ enum Event {
     },
     ReplicaReady {
         replica: u32,
+        /// The pod incarnation that becomes ready (a pod killed meanwhile is not).
+        generation: u32,
     },
     /// A deployment is created: its initial replicas are placed now.
     ServiceStart {
         service: u32,
     },
     Tick,
+    /// A timer of the sharing-layout rollout.
+    RolloutWake,
 }
 
 struct Sim<'a> {
@@ -97,11 +105,13 @@ struct Sim<'a> {
     preemptions: u64,
     reconfig_gpu_seconds: f64,
     reconfigurations: u64,
+    rollout: Option<rollout::Exec>,
 }
 
 /// Runs a scenario to its end. `progress` is called at every tick with the fraction done.
 pub fn run(sc: &LoadedScenario, progress: &mut dyn FnMut(f64)) -> Result<RunResult, SimError> {
     let mut sim = Sim::new(sc)?;
+    sim.init_rollout();
     sim.start()?;
     while let Some(t) = sim.queue.peek_time() {
         if t > sim.end {
@@ -126,7 +136,15 @@ pub fn run(sc: &LoadedScenario, progress: &mut dyn FnMut(f64)) -> Result<RunResu
                     sim.on_completion(t, replica, arrived, demand)
                 }
             }
-            Event::ReplicaReady { replica } => sim.on_ready(t, replica),
+            Event::ReplicaReady {
+                replica,
+                generation,
+            } => {
+                if sim.replicas[replica as usize].generation == generation {
+                    sim.on_ready(t, replica)
+                }
+            }
+            Event::RolloutWake => sim.rollout_wake(t),
             Event::ServiceStart { service } => {
                 for _ in 0..sim.services[service as usize].spec.initial_replicas {
                     let r = sim.new_replica(service);
@@ -287,6 +305,7 @@ impl<'a> Sim<'a> {
             preemptions: 0,
             reconfig_gpu_seconds: 0.0,
             reconfigurations: 0,
+            rollout: None,
         })
     }
 
@@ -464,9 +483,15 @@ impl<'a> Sim<'a> {
             rep.state = ReplicaState::Ready;
         } else {
             rep.state = ReplicaState::Starting;
-            let startup = secs(self.services[svc].spec.startup_s + delay_s);
-            self.queue
-                .push(t + startup, Event::ReplicaReady { replica: r });
+            let startup = secs(self.pod_startup_s(r, svc) + delay_s);
+            let generation = self.replicas[r as usize].generation;
+            self.queue.push(
+                t + startup,
+                Event::ReplicaReady {
+                    replica: r,
+                    generation,
+                },
+            );
         }
     }
 
@@ -722,6 +747,7 @@ impl<'a> Sim<'a> {
         let signals = self.service_signals(t, window_s);
         self.rows.push(row);
         self.autoscale(t, signals);
+        self.rollout_tick(t);
         // Retry pending replicas in creation order.
         let pending: Vec<u32> = (0..self.replicas.len() as u32)
             .filter(|&r| self.replicas[r as usize].state == ReplicaState::Pending)
@@ -942,6 +968,7 @@ impl<'a> Sim<'a> {
                 .rev()
                 .copied()
                 .filter(|&r| self.replicas[r as usize].state == wanted)
+                .filter(|&r| !self.rollout_protected(r))
                 .collect();
             for r in victims {
                 if n == 0 {
@@ -967,6 +994,7 @@ impl<'a> Sim<'a> {
     }
 
     fn finish(mut self) -> RunResult {
+        let reconfig = self.rollout_report();
         let trace_reports: Vec<ReplayReport> =
             self.sources.iter().filter_map(|x| x.report()).collect();
         let end = self.end;
@@ -1106,6 +1134,7 @@ impl<'a> Sim<'a> {
             reconfigurations: self.reconfigurations,
             consolidation: gpusched_policies::consolidation::analyse(&self.nodes, 0.5),
             latency_cdf_ms: crate::metrics::latency_cdf_ms(&self.all_hist),
+            reconfig,
         };
         let timeseries = Timeseries {
             models: self.models.iter().map(|m| m.as_str().to_string()).collect(),

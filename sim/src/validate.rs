@@ -58,6 +58,21 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
             return Err(bad(k.into(), format!("{v} must be >= 0")));
         }
     }
+    if let Some(r) = &s.reconfig {
+        let pools: Vec<String> = s.pools.iter().map(|p| p.name.clone()).collect();
+        let nodes: Vec<String> = s
+            .pools
+            .iter()
+            .flat_map(|p| (1..=p.nodes).map(move |i| format!("{}-{i}", p.name)))
+            .collect();
+        r.validate(&pools, &nodes).map_err(|(k, p)| bad(k, p))?;
+        if s.engine.sharing != gpusched_policies::admission::SharingPolicy::TimeSlicing {
+            return Err(bad(
+                "reconfig".into(),
+                "the rolled-out layout is time-slicing replicas: needs engine.sharing = \"time_slicing\"".into(),
+            ));
+        }
+    }
     if !(s.costs.energy_usd_per_kwh >= 0.0) {
         return Err(bad(
             "costs.energy_usd_per_kwh".into(),

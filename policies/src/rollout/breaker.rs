@@ -1,4 +1,4 @@
-//! Rollout safety shared by the simulator and the live adapter: a circuit breaker over sharing
+//! The circuit breaker shared by the simulator and the live adapter: sharing
 //! changes (the seeds' "3 failures → stop, 1 h cooldown, then try again").
 //!
 //! Pure: time is passed in as seconds on whatever clock the caller owns (simulated time in the
