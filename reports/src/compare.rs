@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The metrics that get a bar chart (the rest are in the tables).
-pub const BAR_METRICS: [&str; 9] = [
+pub const BAR_METRICS: [&str; 11] = [
     "p50_ms",
     "p95_ms",
     "p99_ms",
@@ -23,6 +23,8 @@ pub const BAR_METRICS: [&str; 9] = [
     "cost_usd",
     "usd_per_1k",
     "mean_allocated_gpus",
+    "change_failed",
+    "change_p99_ms",
 ];
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
@@ -115,6 +117,10 @@ pub fn write_compare(
                     })
                     .collect(),
             };
+            if bars.bars.is_empty() {
+                // No run reports this metric (a change's cost without a change).
+                continue;
+            }
             let stem = format!("bar_{name}");
             let w = (160 * bars.bars.len() as u32).clamp(500, 1600);
             let (svg, png) = (

@@ -250,6 +250,10 @@ impl CompareReport {
             out.push_str(&"---:|".repeat(groups.len()));
             out.push('\n');
             for m in METRICS {
+                // Rows no run of this scenario reports (e.g. a change's cost without a change).
+                if groups.iter().all(|g| !g.metrics.contains_key(m.name)) {
+                    continue;
+                }
                 let unit = if m.unit.is_empty() {
                     String::new()
                 } else {

@@ -176,6 +176,52 @@ pub const METRICS: &[MetricDef] = &[
         decimals: 0,
         get: |s| s.requests.served as f64,
     },
+    // A planned sharing change's cost (runs with a `[reconfig]`; absent otherwise).
+    MetricDef {
+        name: "change_failed",
+        unit: "",
+        help: "requests failed from the start of a sharing change to 5 min after it",
+        percent: false,
+        higher_is_better: false,
+        decimals: 0,
+        get: |s| {
+            s.reconfig
+                .as_ref()
+                .map_or(f64::NAN, |r| r.failed_requests as f64)
+        },
+    },
+    MetricDef {
+        name: "change_p99_ms",
+        unit: "ms",
+        help: "worst 30 s p99 during a sharing change",
+        percent: false,
+        higher_is_better: false,
+        decimals: 1,
+        get: |s| s.reconfig.as_ref().map_or(f64::NAN, |r| r.p99_during_ms),
+    },
+    MetricDef {
+        name: "change_converge_s",
+        unit: "s",
+        help: "time from a sharing change falling due to its convergence",
+        percent: false,
+        higher_is_better: false,
+        decimals: 0,
+        get: |s| {
+            s.reconfig
+                .as_ref()
+                .and_then(|r| r.time_to_converge_s)
+                .unwrap_or(f64::NAN)
+        },
+    },
+    MetricDef {
+        name: "change_gpu_hours_lost",
+        unit: "GPU-h",
+        help: "GPU-hours out of service during a sharing change",
+        percent: false,
+        higher_is_better: false,
+        decimals: 2,
+        get: |s| s.reconfig.as_ref().map_or(f64::NAN, |r| r.gpu_hours_lost),
+    },
 ];
 
 /// The metric called `name`.
@@ -192,10 +238,12 @@ pub fn known() -> String {
         .join(", ")
 }
 
-/// Every metric of one run, by name.
+/// Every metric of one run that applies to it, by name (a metric that does not apply, such as a
+/// sharing change's cost in a run without one, is left out rather than reported as 0).
 pub fn extract(s: &Summary) -> std::collections::BTreeMap<String, f64> {
     METRICS
         .iter()
         .map(|m| (m.name.to_string(), (m.get)(s)))
+        .filter(|(_, v)| v.is_finite())
         .collect()
 }
