@@ -197,7 +197,10 @@ impl<'a> Sim<'a> {
                 nodes.push(node);
             }
         }
-        let engine = Engine::new(s.engine.clone(), sc.catalog.clone(), nodes.len() as u32)?;
+        let mut engine = Engine::new(s.engine.clone(), sc.catalog.clone(), nodes.len() as u32)?;
+        // Decisions without a matrix go through the capacity index; every change to `nodes`
+        // below reports itself with `engine.node_changed` (or `all_nodes_changed`).
+        engine.enable_index();
         let services: Vec<ServiceSim> = s
             .services
             .iter()
@@ -453,6 +456,7 @@ impl<'a> Sim<'a> {
             },
             p.sharing,
         );
+        self.engine.node_changed(p.node_index);
         let flat = self.node_gpu_base[p.node_index] + p.gpu as u32;
         let rep = &mut self.replicas[r as usize];
         rep.loc = Some((p.node_index as u32, p.gpu, flat));
@@ -492,6 +496,7 @@ impl<'a> Sim<'a> {
         rep.generation += 1;
         if let Some((node, gpu, _)) = rep.loc.take() {
             self.nodes[node as usize].gpus[gpu as usize].remove_allocation(r as u64);
+            self.engine.node_changed(node as usize);
             let name = self.nodes[node as usize].name.clone();
             let workload = self.services[s].spec.name.clone();
             self.log(
@@ -677,6 +682,7 @@ impl<'a> Sim<'a> {
         rep.state = ReplicaState::Gone;
         if let Some((node, gpu, _)) = rep.loc.take() {
             self.nodes[node as usize].gpus[gpu as usize].remove_allocation(r as u64);
+            self.engine.node_changed(node as usize);
             let name = self.nodes[node as usize].name.clone();
             let workload = self.services[s].spec.name.clone();
             self.log(
@@ -763,6 +769,7 @@ impl<'a> Sim<'a> {
             self.nodes[g.node as usize].gpus[g.gpu as usize].utilisation =
                 busy.max(g.background).min(1.0);
         }
+        self.engine.all_nodes_changed();
         for (u, c) in util.iter_mut().zip(&count) {
             *u /= (*c).max(1) as f64;
         }
