@@ -16,6 +16,9 @@
 //! simulated traffic it differs per node, so the seeds' profile then degenerates towards one
 //! class per node (still exact, no faster than a scan), while BestFit / FirstFit / WorstFit keep
 //! few classes.
+//!
+//! Assumes node ordinals ascend with the node's index in the list (the simulator numbers nodes
+//! in list order): FirstFit's preference for the lowest ordinal is then the lowest index.
 
 use crate::mig::MigInstance;
 use crate::sharing::NodeSharing;
