@@ -355,7 +355,7 @@ impl<N: NamedNode, P> Profile<N, P> {
         }
         let mut best: Option<(usize, f64)> = None;
         for (j, c) in feasible.iter().enumerate() {
-            if best.map_or(true, |(_, b)| totals[j] > b) {
+            if best.is_none_or(|(_, b)| totals[j] > b) {
                 best = Some((c.min, totals[j]));
             }
         }

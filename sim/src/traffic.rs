@@ -113,7 +113,7 @@ pub fn hour_of_day(h: f64) -> f64 {
     if (0.0..24.0).contains(&h) {
         return h;
     }
-    if !(h >= 0.0 && h < 281_474_976_710_656.0) {
+    if !(0.0..281_474_976_710_656.0).contains(&h) {
         return h.rem_euclid(24.0);
     }
     let mut base = (h / 24.0).floor() * 24.0;

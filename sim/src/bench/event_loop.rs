@@ -25,7 +25,7 @@ fn next_delay(state: &mut u64) -> SimTime {
     *state ^= *state >> 27;
     // 1 µs .. ~1 s, skewed towards short delays like request service times.
     let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 44;
-    1 + (r * r >> 20) as SimTime
+    1 + ((r * r) >> 20) as SimTime
 }
 
 #[derive(Debug, Clone, Copy)]
