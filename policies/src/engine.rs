@@ -8,8 +8,9 @@ use crate::config::{ConfigError, EngineConfig, FilterName, ScoreName};
 use crate::decision::{
     Decision, MigAssignment, NodeConfigChange, Placement, TimeSliceAssignment, Victim,
 };
-use crate::framework::{FilterPlugin, Profile, ScorePlugin};
+use crate::framework::{FilterPlugin, Profile, ScorePlugin, Selection};
 use crate::gpu::GpuCatalog;
+use crate::index::{CapacityIndex, KeyConfig};
 use crate::mps::{plan_partition, MpsPlan, MpsRealisation};
 use crate::plugins::filters::{
     FitCtx, GpuAffinity, MemoryFits, NodeSchedulable, SharingFits, UtilisationBelow,
@@ -28,6 +29,9 @@ pub struct Engine {
     pub config: EngineConfig,
     pub catalog: GpuCatalog,
     profile: SeedsProfile,
+    /// The capacity index, when the caller opted in ([`Engine::enable_index`]) and promised to
+    /// report node changes; decisions without a matrix then evaluate one node per class.
+    index: Option<CapacityIndex>,
 }
 
 impl Engine {
@@ -42,7 +46,78 @@ impl Engine {
             config,
             catalog,
             profile,
+            index: None,
         })
+    }
+
+    /// Switches on the capacity index ([`crate::index`]). The caller must then call
+    /// [`Engine::node_changed`] after every change to a node it passes to [`Engine::place`]
+    /// (or [`Engine::all_nodes_changed`]), and always pass the same node list. Decisions are
+    /// identical to the full scan; only their cost changes. A profile with a plugin that is not
+    /// class-safe keeps the full scan.
+    pub fn enable_index(&mut self) {
+        if !self.profile.class_safe() {
+            return;
+        }
+        let exact_utilisation = self
+            .config
+            .score_list()
+            .iter()
+            .any(|s| s.plugin == ScoreName::Utilisation);
+        self.index = Some(CapacityIndex::new(KeyConfig {
+            max_utilisation: self.config.fit.max_utilisation,
+            exact_utilisation,
+        }));
+    }
+
+    pub fn index_enabled(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Node `i` of the list passed to [`Engine::place`] changed.
+    pub fn node_changed(&mut self, i: usize) {
+        if let Some(ix) = &mut self.index {
+            ix.node_changed(i);
+        }
+    }
+
+    /// Any node may have changed (e.g. every utilisation was re-measured).
+    pub fn all_nodes_changed(&mut self) {
+        if let Some(ix) = &mut self.index {
+            ix.all_changed();
+        }
+    }
+
+    /// Live classes in the index (benchmarks); `None` without an index.
+    pub fn index_classes(&mut self, nodes: &[NodeView]) -> Option<usize> {
+        self.index.as_mut().map(|ix| ix.class_count(nodes))
+    }
+
+    /// Filter → Score over all nodes, or over the index's classes when it is on and no matrix
+    /// is wanted. Debug builds check the indexed selection against the full scan.
+    fn select(
+        &mut self,
+        req: &PlacementRequest,
+        nodes: &[NodeView],
+        want_matrix: bool,
+    ) -> Selection {
+        match &mut self.index {
+            Some(ix) if !want_matrix => {
+                let classes = ix.classes(nodes);
+                let sel = self.profile.select_classes(req, nodes, classes);
+                #[cfg(debug_assertions)]
+                {
+                    let full = self.profile.select(req, nodes, false);
+                    debug_assert_eq!(
+                        (sel.chosen, sel.total.to_bits(), sel.feasible, &sel.top_rejection),
+                        (full.chosen, full.total.to_bits(), full.feasible, &full.top_rejection),
+                        "capacity index disagrees with the full scan: a node change was not reported"
+                    );
+                }
+                sel
+            }
+            _ => self.profile.select(req, nodes, want_matrix),
+        }
     }
 
     pub fn profile_name(&self) -> &str {
@@ -73,7 +148,7 @@ impl Engine {
         want_matrix: bool,
     ) -> Decision {
         let req = self.classify(w);
-        let sel = self.profile.select(&req, nodes, want_matrix);
+        let sel = self.select(&req, nodes, want_matrix);
         let Some(idx) = sel.chosen else {
             if self.config.preemption {
                 if let Some(d) = self.preempt(nodes, &req, replica) {

@@ -6,6 +6,7 @@
 //! of filter plugins and weighted score plugins. Plugins are pure: they see a node and a pod (and
 //! whatever cluster-wide context they were built with) and return a verdict or a number.
 
+use crate::index::ClassSpan;
 use serde::Serialize;
 
 /// Why a node was filtered out, and by which plugin (what `explain` prints).
@@ -40,6 +41,15 @@ pub trait ScorePlugin<N, P>: Send {
     /// The default is min-max scaling; a plugin whose raw score is already 0..=100 overrides it.
     fn normalize(&self, scores: &mut [f64]) {
         normalize_min_max(scores);
+    }
+    /// May [`Profile::select_classes`] score one representative per class of identically
+    /// stated nodes? True for a pure plugin whose raw score is a function of the node's state
+    /// and is non-increasing in node index among identical states (constant, or FirstFit's
+    /// ordinal term), and whose `normalize` depends only on the set's minimum and maximum and
+    /// on each value itself. A stateful plugin (a seeded generator) must say false: scoring
+    /// fewer nodes would change its stream.
+    fn class_safe(&self) -> bool {
+        false
     }
 }
 
@@ -266,6 +276,95 @@ impl<N: NamedNode, P> Profile<N, P> {
             total,
             matrix,
             feasible: self.feasible.len(),
+            top_rejection,
+        }
+    }
+}
+
+impl<N: NamedNode, P> Profile<N, P> {
+    /// Every score plugin allows class-based selection ([`ScorePlugin::class_safe`]).
+    pub fn class_safe(&self) -> bool {
+        self.scores.iter().all(|(p, _)| p.class_safe())
+    }
+
+    /// [`Profile::select`] over equivalence classes of nodes in identical state (from
+    /// [`crate::index::CapacityIndex`]), ordered by their lowest member. Gives exactly the full
+    /// scan's selection (chosen node, total, feasible count, top rejection) when the filters'
+    /// verdicts and reasons are functions of the state the classes share and every score plugin
+    /// is [`ScorePlugin::class_safe`]:
+    /// * a class's verdict is its lowest member's, and the first rejecting class per plugin is
+    ///   the first rejected node a scan would meet, so reasons and their order agree;
+    /// * NormalizeScore sees each feasible class's lowest and highest member, which carry the
+    ///   set's extremes, so every normalisation gets the scan's parameters bit for bit;
+    /// * the best node of a class is its lowest member (ties go to the lowest index), and
+    ///   classes are compared in scan order with the same strict `>`.
+    ///
+    /// No decision matrix: callers that want one use [`Profile::select`].
+    pub fn select_classes(&mut self, pod: &P, nodes: &[N], classes: &[ClassSpan]) -> Selection {
+        let mut feasible: Vec<ClassSpan> = Vec::new();
+        let mut rejections: Vec<(Rejection, usize)> = Vec::new();
+        for c in classes {
+            let node = &nodes[c.min];
+            match self.filters.iter().find(|f| !f.passes(pod, node)) {
+                None => feasible.push(*c),
+                Some(f) => match rejections.iter_mut().find(|(r, _)| r.plugin == f.name()) {
+                    Some((_, n)) => *n += c.count,
+                    None => {
+                        let reason = f.filter(pod, node).err().unwrap_or_default();
+                        rejections.push((
+                            Rejection {
+                                plugin: f.name(),
+                                reason,
+                            },
+                            c.count,
+                        ));
+                    }
+                },
+            }
+        }
+        let top_rejection = rejections.into_iter().max_by_key(|(_, n)| *n);
+        let feasible_nodes: usize = feasible.iter().map(|c| c.count).sum();
+        if feasible.is_empty() {
+            return Selection {
+                chosen: None,
+                total: 0.0,
+                matrix: None,
+                feasible: 0,
+                top_rejection,
+            };
+        }
+        // Raw scores at [2j] for class j's lowest member and [2j+1] for its highest.
+        let mut totals = vec![0.0; feasible.len()];
+        for (k, (plugin, weight)) in self.scores.iter_mut().enumerate() {
+            let buf = &mut self.raw[k];
+            buf.clear();
+            for c in &feasible {
+                let lo = plugin.score(pod, &nodes[c.min]);
+                let hi = if c.max != c.min {
+                    plugin.score(pod, &nodes[c.max])
+                } else {
+                    lo
+                };
+                buf.push(lo);
+                buf.push(hi);
+            }
+            plugin.normalize(buf);
+            for (j, t) in totals.iter_mut().enumerate() {
+                *t += *weight * buf[2 * j];
+            }
+        }
+        let mut best: Option<(usize, f64)> = None;
+        for (j, c) in feasible.iter().enumerate() {
+            if best.is_none_or(|(_, b)| totals[j] > b) {
+                best = Some((c.min, totals[j]));
+            }
+        }
+        let (chosen, total) = best.expect("feasible is non-empty");
+        Selection {
+            chosen: Some(chosen),
+            total,
+            matrix: None,
+            feasible: feasible_nodes,
             top_rejection,
         }
     }

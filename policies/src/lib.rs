@@ -10,6 +10,7 @@ pub mod decision;
 pub mod engine;
 pub mod framework;
 pub mod gpu;
+pub mod index;
 pub mod mig;
 pub mod mps;
 pub mod openb;

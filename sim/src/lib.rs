@@ -3,6 +3,7 @@
 //! measurements a capacity planner needs (latency, queueing, SLO misses, utilisation, power,
 //! energy, cost).
 
+pub mod bench;
 pub mod events;
 pub mod experiment;
 pub mod explain;

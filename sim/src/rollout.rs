@@ -221,13 +221,17 @@ impl Sim<'_> {
             GpuFamily::H100 => cfg.time_slicing.h100_replicas = replicas,
             GpuFamily::A100 => cfg.time_slicing.a100_replicas = replicas,
         }
-        if let Ok(e) = Engine::new(cfg, self.engine.catalog.clone(), self.nodes.len() as u32) {
+        if let Ok(mut e) = Engine::new(cfg, self.engine.catalog.clone(), self.nodes.len() as u32) {
+            // A fresh engine gets a fresh capacity index over the current nodes.
+            e.enable_index();
+            e.all_nodes_changed();
             self.engine = e;
         }
     }
 
     fn node_down(&mut self, t: SimTime, n: usize, down: bool) {
         self.nodes[n].cordoned = down;
+        self.engine.node_changed(n);
         let gpus = self.nodes[n].gpus.len() as f64;
         let x = self.x();
         match (down, x.down_since[n]) {
@@ -779,6 +783,7 @@ impl Sim<'_> {
             if self.nodes[n].designated.is_some() {
                 self.nodes[n].designated = Some(to_s);
             }
+            self.engine.node_changed(n);
             let d = &self.sc.scenario.disruption;
             self.reconfigurations += 1;
             self.reconfig_gpu_seconds += d.plugin_restart_s * self.nodes[n].gpus.len() as f64;

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct Efficiency(pub GpuCatalog);
 
 impl ScorePlugin<NodeView, PlacementRequest> for Efficiency {
+    fn class_safe(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "Efficiency"
     }
@@ -37,6 +40,9 @@ pub struct Affinity {
 }
 
 impl ScorePlugin<NodeView, PlacementRequest> for Affinity {
+    fn class_safe(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "Affinity"
     }
@@ -57,6 +63,9 @@ impl ScorePlugin<NodeView, PlacementRequest> for Affinity {
 pub struct Utilisation;
 
 impl ScorePlugin<NodeView, PlacementRequest> for Utilisation {
+    fn class_safe(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "Utilisation"
     }
@@ -75,6 +84,9 @@ impl ScorePlugin<NodeView, PlacementRequest> for Utilisation {
 pub struct PowerBonus(pub GpuCatalog);
 
 impl ScorePlugin<NodeView, PlacementRequest> for PowerBonus {
+    fn class_safe(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "PowerBonus"
     }
@@ -107,6 +119,9 @@ pub struct SharingHeadroom {
 }
 
 impl ScorePlugin<NodeView, PlacementRequest> for SharingHeadroom {
+    fn class_safe(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "SharingHeadroom"
     }
@@ -146,6 +161,9 @@ pub struct Packing {
 }
 
 impl ScorePlugin<NodeView, PlacementRequest> for Packing {
+    fn class_safe(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         match self.kind {
             PackingKind::BestFit => "BestFit",

@@ -1,0 +1,113 @@
+//! The capacity index must never change a decision: over random clusters and random sequences
+//! of placements, removals, utilisation changes and cordons, an engine deciding through the
+//! index and one scanning every node return identical decisions, for every policy and sharing
+//! mode. (Debug builds also check this inside `Engine::place` on every indexed decision.)
+
+use gpusched_policies::admission::SharingPolicy;
+use gpusched_policies::config::PolicyName;
+use gpusched_policies::view::NodeView;
+use gpusched_policies::{Decision, Engine, EngineConfig, GpuCatalog, GpuModel, WorkloadSpec};
+use gpusched_sim::bench::placement::apply;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_cluster(rng: &mut ChaCha8Rng) -> Vec<NodeView> {
+    let cat = GpuCatalog::default();
+    let n = rng.random_range(3..40);
+    let gpus = rng.random_range(1..5u8);
+    (0..n)
+        .map(|i| {
+            let model = GpuModel::ALL[rng.random_range(0..3)];
+            let pool = model.as_str().to_lowercase();
+            NodeView::new(
+                format!("{pool}-{i}"),
+                i as u32,
+                pool,
+                model,
+                gpus,
+                cat.spec(model).memory_gb,
+            )
+        })
+        .collect()
+}
+
+fn random_workload(rng: &mut ChaCha8Rng, i: u64) -> WorkloadSpec {
+    let mem = [3.0, 3.0, 8.0, 8.0, 12.0, 20.0, 40.0, 70.0][rng.random_range(0..8)];
+    let mut w = WorkloadSpec::new(format!("w{}", i % 5), mem);
+    w.priority = [
+        gpusched_policies::Priority::Low,
+        gpusched_policies::Priority::Medium,
+        gpusched_policies::Priority::High,
+    ][rng.random_range(0..3)];
+    if rng.random_range(0..6) == 0 {
+        w.required_gpu_models = vec![GpuModel::ALL[rng.random_range(0..3)]];
+    }
+    w
+}
+
+fn run_case(seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let policy = PolicyName::ALL[rng.random_range(0..4)];
+    let sharing = SharingPolicy::ALL[rng.random_range(0..SharingPolicy::ALL.len())];
+    let mut nodes = random_cluster(&mut rng);
+    let cfg = EngineConfig {
+        policy,
+        sharing,
+        ..EngineConfig::default()
+    };
+    let mk = || Engine::new(cfg.clone(), GpuCatalog::default(), nodes.len() as u32).unwrap();
+    let (mut indexed, mut full) = (mk(), mk());
+    indexed.enable_index();
+    assert!(indexed.index_enabled());
+    let mut placed: Vec<(usize, u8, u64)> = Vec::new();
+    for step in 0..300u64 {
+        match rng.random_range(0..10) {
+            0..=5 => {
+                let w = random_workload(&mut rng, step);
+                let a = indexed.place(&nodes, &w, step, false);
+                let b = full.place(&nodes, &w, step, false);
+                assert_eq!(
+                    a, b,
+                    "seed {seed} step {step} policy {policy:?} {sharing:?}"
+                );
+                if let Decision::Place(p) = b {
+                    apply(&mut nodes, &p, w.model_memory_gb);
+                    indexed.node_changed(p.node_index);
+                    placed.push((p.node_index, p.gpu, step));
+                }
+            }
+            6 | 7 if !placed.is_empty() => {
+                let (n, g, r) = placed.swap_remove(rng.random_range(0..placed.len()));
+                nodes[n].gpus[g as usize].remove_allocation(r);
+                indexed.node_changed(n);
+            }
+            8 => {
+                let n = rng.random_range(0..nodes.len());
+                let u = [0.0, 0.0, 0.5, 0.95, rng.random_range(0.0..1.0)][rng.random_range(0..5)];
+                for g in &mut nodes[n].gpus {
+                    g.utilisation = u;
+                }
+                if rng.random_range(0..4) == 0 {
+                    nodes[n].cordoned = !nodes[n].cordoned;
+                }
+                indexed.node_changed(n);
+            }
+            _ => {
+                // A monitoring tick: several nodes re-measured at once.
+                for n in &mut nodes {
+                    if rng.random_range(0..3) == 0 {
+                        n.gpus[0].utilisation = [0.0, 0.3][rng.random_range(0..2)];
+                    }
+                }
+                indexed.all_nodes_changed();
+            }
+        }
+    }
+}
+
+#[test]
+fn indexed_decisions_equal_full_scan_decisions() {
+    for seed in 0..60 {
+        run_case(seed);
+    }
+}
