@@ -519,22 +519,7 @@ impl<'a> Sim<'a> {
             rep.in_flight = 0;
         }
         rep.generation += 1;
-        if let Some((node, gpu, _)) = rep.loc.take() {
-            self.nodes[node as usize].gpus[gpu as usize].remove_allocation(r as u64);
-            self.engine.node_changed(node as usize);
-            let name = self.nodes[node as usize].name.clone();
-            let workload = self.services[s].spec.name.clone();
-            self.log(
-                t,
-                Decision::Release {
-                    workload,
-                    replica: r as u64,
-                    node: name,
-                    gpu,
-                    reason: why.to_string(),
-                },
-            );
-        }
+        self.free_slot(t, r, why);
         let rep = &mut self.replicas[r as usize];
         if rep.state != ReplicaState::Gone {
             rep.state = ReplicaState::Pending;
@@ -699,27 +684,35 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Gives a replica's GPU slice back (if it holds one) and logs the release.
+    fn free_slot(&mut self, t: SimTime, r: u32, why: &str) {
+        let rep = &mut self.replicas[r as usize];
+        let s = rep.service as usize;
+        let Some((node, gpu, _)) = rep.loc.take() else {
+            return;
+        };
+        self.nodes[node as usize].gpus[gpu as usize].remove_allocation(r as u64);
+        self.engine.node_changed(node as usize);
+        let name = self.nodes[node as usize].name.clone();
+        let workload = self.services[s].spec.name.clone();
+        self.log(
+            t,
+            Decision::Release {
+                workload,
+                replica: r as u64,
+                node: name,
+                gpu,
+                reason: why.to_string(),
+            },
+        );
+    }
+
     /// Frees a replica's GPU share and forgets it.
     fn release(&mut self, t: SimTime, r: u32, why: &str) {
         let rep = &mut self.replicas[r as usize];
         let s = rep.service as usize;
         rep.state = ReplicaState::Gone;
-        if let Some((node, gpu, _)) = rep.loc.take() {
-            self.nodes[node as usize].gpus[gpu as usize].remove_allocation(r as u64);
-            self.engine.node_changed(node as usize);
-            let name = self.nodes[node as usize].name.clone();
-            let workload = self.services[s].spec.name.clone();
-            self.log(
-                t,
-                Decision::Release {
-                    workload,
-                    replica: r as u64,
-                    node: name,
-                    gpu,
-                    reason: why.to_string(),
-                },
-            );
-        }
+        self.free_slot(t, r, why);
         self.services[s].replicas.retain(|&x| x != r);
     }
 
