@@ -53,16 +53,5 @@ impl Reader {
 }
 
 impl RequestStream for Reader {
-    fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
-        match self.rows.advance()? {
-            Ok(()) => Some(self.parse()),
-            Err(e) => Some(Err(e)),
-        }
-    }
-    fn time_column(&self) -> &'static str {
-        "TIMESTAMP"
-    }
-    fn path(&self) -> &str {
-        &self.rows.path
-    }
+    super::rows::csv_stream_methods!("TIMESTAMP");
 }

@@ -67,18 +67,7 @@ impl Reader {
 }
 
 impl RequestStream for Reader {
-    fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
-        match self.rows.advance()? {
-            Ok(()) => Some(self.parse()),
-            Err(e) => Some(Err(e)),
-        }
-    }
-    fn time_column(&self) -> &'static str {
-        "gmt_create"
-    }
-    fn path(&self) -> &str {
-        &self.rows.path
-    }
+    super::rows::csv_stream_methods!("gmt_create");
 }
 
 /// One sample of a per-pod series (`timestamp_anon,value,container_ip`, in either column order).

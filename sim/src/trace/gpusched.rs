@@ -60,20 +60,9 @@ impl Reader {
 }
 
 impl RequestStream for Reader {
-    fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
-        match self.rows.advance()? {
-            Ok(()) => Some(self.parse()),
-            Err(e) => Some(Err(e)),
-        }
-    }
-    fn time_column(&self) -> &'static str {
-        "arrival_s"
-    }
+    super::rows::csv_stream_methods!("arrival_s");
     fn keys_name_services(&self) -> bool {
         self.names_services
-    }
-    fn path(&self) -> &str {
-        &self.rows.path
     }
 }
 

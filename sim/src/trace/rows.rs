@@ -200,3 +200,24 @@ impl CsvRows {
         }
     }
 }
+
+/// The `RequestStream` methods every CSV reader shares: advance the row cursor, parse the row,
+/// name the time column and the file. (A macro because `parse` borrows the reader that owns the
+/// cursor.) The caller needs `TraceRequest` and `TraceError` in scope.
+macro_rules! csv_stream_methods {
+    ($time_column:literal) => {
+        fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
+            match self.rows.advance()? {
+                Ok(()) => Some(self.parse()),
+                Err(e) => Some(Err(e)),
+            }
+        }
+        fn time_column(&self) -> &'static str {
+            $time_column
+        }
+        fn path(&self) -> &str {
+            &self.rows.path
+        }
+    };
+}
+pub(crate) use csv_stream_methods;

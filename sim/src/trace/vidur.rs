@@ -39,16 +39,5 @@ impl Reader {
 }
 
 impl RequestStream for Reader {
-    fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
-        match self.rows.advance()? {
-            Ok(()) => Some(self.parse()),
-            Err(e) => Some(Err(e)),
-        }
-    }
-    fn time_column(&self) -> &'static str {
-        "arrived_at"
-    }
-    fn path(&self) -> &str {
-        &self.rows.path
-    }
+    super::rows::csv_stream_methods!("arrived_at");
 }
