@@ -74,24 +74,7 @@ impl Reader {
 }
 
 impl RequestStream for Reader {
-    fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
-        loop {
-            if let Err(e) = self.rows.advance()? {
-                return Some(Err(e));
-            }
-            match self.parse() {
-                Ok(Some(r)) => return Some(Ok(r)),
-                Ok(None) => continue,
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-    fn time_column(&self) -> &'static str {
-        "creation_time"
-    }
-    fn path(&self) -> &str {
-        &self.rows.path
-    }
+    super::rows::csv_stream_methods!(filtering "creation_time");
     fn reorder_rows(&self) -> usize {
         REORDER_ROWS
     }

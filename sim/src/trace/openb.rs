@@ -68,24 +68,7 @@ impl PodReader {
 }
 
 impl RequestStream for PodReader {
-    fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
-        loop {
-            if let Err(e) = self.rows.advance()? {
-                return Some(Err(e));
-            }
-            match self.parse() {
-                Ok(Some(r)) => return Some(Ok(r)),
-                Ok(None) => continue,
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-    fn time_column(&self) -> &'static str {
-        "creation_time"
-    }
-    fn path(&self) -> &str {
-        &self.rows.path
-    }
+    super::rows::csv_stream_methods!(filtering "creation_time");
     fn filtered(&self) -> Vec<(&'static str, u64)> {
         vec![("CPU-only pod (num_gpu 0)", self.cpu_only)]
     }

@@ -205,6 +205,27 @@ impl CsvRows {
 /// name the time column and the file. (A macro because `parse` borrows the reader that owns the
 /// cursor.) The caller needs `TraceRequest` and `TraceError` in scope.
 macro_rules! csv_stream_methods {
+    // A reader whose `parse` may skip a row on purpose (`Ok(None)`: filtered, and counted).
+    (filtering $time_column:literal) => {
+        fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
+            loop {
+                if let Err(e) = self.rows.advance()? {
+                    return Some(Err(e));
+                }
+                match self.parse() {
+                    Ok(Some(r)) => return Some(Ok(r)),
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        }
+        fn time_column(&self) -> &'static str {
+            $time_column
+        }
+        fn path(&self) -> &str {
+            &self.rows.path
+        }
+    };
     ($time_column:literal) => {
         fn next_request(&mut self) -> Option<Result<TraceRequest, TraceError>> {
             match self.rows.advance()? {
