@@ -163,3 +163,35 @@ fn malformed_trace_row_names_file_line_and_column() {
         "{err}"
     );
 }
+
+#[test]
+fn sharing_settings_the_stack_forbids_are_refused_with_the_key() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "pools.1.mig_layout=[\"3g.20gb\",\"3g.20gb\",\"1g.5gb\"]",
+                "pools.1.sharing={config=\"mig\"}",
+            ],
+            "pools[1].mig_layout",
+        ),
+        (&["pools.1.mig_layout=[\"3g.20gb\"]"], "pools[1].mig_layout"),
+        (
+            &["pools.1.sharing={config=\"time_slicing\",replicas=1}"],
+            "pools[1].sharing.replicas",
+        ),
+        (
+            &["engine.time_slicing.a100_replicas=1"],
+            "time_slicing.a100_replicas",
+        ),
+    ];
+    for (sets, key) in cases {
+        let mut args = vec!["run", "--no-plots", "--out", "/tmp/gpusched-test-unused"];
+        for s in sets {
+            args.push("--set");
+            args.push(s);
+        }
+        let (code, _, err) = common::gpusched(&args);
+        assert_eq!(code, 2, "{sets:?}: {err}");
+        assert!(err.contains(key), "{sets:?}: {err}");
+    }
+}

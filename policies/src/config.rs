@@ -222,6 +222,29 @@ impl EngineConfig {
                 ));
             }
         }
+        for (key, r) in [
+            (
+                "time_slicing.a100_replicas",
+                self.time_slicing.a100_replicas,
+            ),
+            (
+                "time_slicing.h100_replicas",
+                self.time_slicing.h100_replicas,
+            ),
+        ] {
+            if !(2..=48).contains(&r) {
+                return Err(invalid(
+                    key,
+                    format!("{r} must be 2..=48 (the device plugin needs replicas >= 2)"),
+                ));
+            }
+        }
+        if !(self.admission.mig_below_gb >= 0.0 && self.admission.mig_below_gb.is_finite()) {
+            return Err(invalid(
+                "admission.mig_below_gb",
+                format!("{} must be >= 0", self.admission.mig_below_gb),
+            ));
+        }
         for (key, v) in [
             ("affinity_mismatch", self.affinity_mismatch),
             ("headroom_free_gpu", self.headroom_free_gpu),

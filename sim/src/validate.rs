@@ -100,6 +100,29 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
                 "must be at least 1".into(),
             ));
         }
+        if !p.mig_layout.is_empty() {
+            gpusched_policies::mig::layout_from_names(&p.mig_layout, p.gpu_model)
+                .map_err(|e| bad(format!("pools[{i}].mig_layout"), e.to_string()))?;
+        }
+        use gpusched_policies::sharing::NodeSharing;
+        match p.sharing {
+            Some(NodeSharing::TimeSlicing { replicas })
+            | Some(NodeSharing::MpsUniform { replicas })
+                if !(2..=48).contains(&replicas) =>
+            {
+                return Err(bad(
+                    format!("pools[{i}].sharing.replicas"),
+                    format!("{replicas} must be 2..=48 (the device plugin needs replicas >= 2)"),
+                ));
+            }
+            s if !p.mig_layout.is_empty() && s != Some(NodeSharing::Mig) => {
+                return Err(bad(
+                    format!("pools[{i}].mig_layout"),
+                    "a MIG layout needs `sharing = { config = \"mig\" }` on the pool (the device plugin's MPS does not run on MIG devices)".into(),
+                ));
+            }
+            _ => {}
+        }
     }
     if s.pools
         .iter()
@@ -237,6 +260,7 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
         for (k, v) in [
             ("startup_s", svc.startup_s),
             ("queue_timeout_s", svc.queue_timeout_s),
+            ("start_at_s", svc.start_at_s),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return Err(bad(key(k), format!("{v} must be >= 0")));
