@@ -354,12 +354,12 @@ impl Scope {
 /// Applies actions: to the API server ([`KubeApplier`]) or to stdout ([`crate::dryrun::DryRunApplier`]).
 pub trait Applier: Send + Sync {
     fn apply(&self, a: &Action) -> impl Future<Output = Result<(), ApplyError>> + Send;
-    /// `nvidia.com/gpu` capacity the node advertises now (the device plugin's answer to a new
-    /// config). `None` when it cannot be known (the dry run).
-    fn gpu_capacity(
+    /// The node's advertised capacity now, resource → quantity (the device plugin's answer to a
+    /// new config). `None` when it cannot be known (the dry run).
+    fn node_capacity(
         &self,
         node: &str,
-    ) -> impl Future<Output = Result<Option<u32>, ApplyError>> + Send;
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, ApplyError>> + Send;
     /// True for the dry run (the rollout does not wait for the plugin there).
     fn is_dry_run(&self) -> bool {
         false
@@ -401,15 +401,23 @@ impl Applier for KubeApplier {
         }
     }
 
-    async fn gpu_capacity(&self, node: &str) -> Result<Option<u32>, ApplyError> {
+    async fn node_capacity(
+        &self,
+        node: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, ApplyError> {
         let api: kube::Api<Node> = kube::Api::all(self.client.clone());
         let n = api.get(node).await.map_err(|e| ApplyError::Client {
             what: format!("get node {node}"),
             source: e,
         })?;
-        Ok(n.status
-            .and_then(|s| s.capacity)
-            .and_then(|c| c.get(keys::GPU_RESOURCE).and_then(|q| q.0.parse().ok())))
+        Ok(Some(
+            n.status
+                .and_then(|s| s.capacity)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, q)| (k, q.0))
+                .collect(),
+        ))
     }
 }
 

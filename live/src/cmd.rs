@@ -227,7 +227,9 @@ pub fn controller(a: &ControllerArgs) -> Result<(), CmdError> {
                 log,
             )
             .map_err(failed)?;
-            controller::run(c, ctl, opts).await.map_err(failed)
+            controller::run(c, ctl, opts, shutdown_signal())
+                .await
+                .map_err(failed)
         } else {
             let ctl = Controller::new(
                 cfg,
@@ -241,9 +243,35 @@ pub fn controller(a: &ControllerArgs) -> Result<(), CmdError> {
                 log,
             )
             .map_err(failed)?;
-            controller::run(c, ctl, opts).await.map_err(failed)
+            controller::run(c, ctl, opts, shutdown_signal())
+                .await
+                .map_err(failed)
         }
     })
+}
+
+/// Completes on SIGTERM (what the kubelet sends a pod being stopped) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    eprintln!("gpusched controller: stopping");
 }
 
 pub fn snapshot(a: &SnapshotArgs) -> Result<(), CmdError> {

@@ -319,11 +319,14 @@ pub struct RunOptions {
     pub lease: crate::lease::LeaseConfig,
 }
 
-/// Watches and reconciles until the process is stopped. Only the Lease holder reconciles.
+/// Watches and reconciles until `shutdown` completes (SIGTERM in the CLI). Only the Lease
+/// holder reconciles; on shutdown a leader releases the Lease so another replica takes over at
+/// once instead of waiting for it to expire (client-go's `ReleaseOnCancel`).
 pub async fn run<A: Applier>(
     client: kube::Client,
     mut ctl: Controller<A>,
     opts: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ControllerError> {
     use futures::StreamExt;
     use kube::runtime::{reflector, watcher, WatchStreamExt};
@@ -354,47 +357,63 @@ pub async fn run<A: Applier>(
     )
     .default_backoff()
     .applied_objects::<ConfigMap>();
-    tokio::spawn(node_stream.for_each(|_| futures::future::ready(())));
-    tokio::spawn(pod_stream.for_each(|_| futures::future::ready(())));
-    tokio::spawn(cm_stream.for_each(|_| futures::future::ready(())));
-    for (what, r) in [
-        ("nodes", nodes.wait_until_ready().await),
-        ("pods", pods.wait_until_ready().await),
-        ("configmap", cms.wait_until_ready().await),
-    ] {
-        r.map_err(|e| ControllerError::Watch {
-            what,
-            message: e.to_string(),
-        })?;
+    // The watch tasks end with this function (and so with a test's controller).
+    let watches = [
+        tokio::spawn(node_stream.for_each(|_| futures::future::ready(()))),
+        tokio::spawn(pod_stream.for_each(|_| futures::future::ready(()))),
+        tokio::spawn(cm_stream.for_each(|_| futures::future::ready(()))),
+    ];
+    let _abort = AbortOnDrop(watches.iter().map(|h| h.abort_handle()).collect());
+    let mut shutdown = std::pin::pin!(shutdown);
+    let ready = async {
+        for (what, r) in [
+            ("nodes", nodes.wait_until_ready().await),
+            ("pods", pods.wait_until_ready().await),
+            ("configmap", cms.wait_until_ready().await),
+        ] {
+            r.map_err(|e| ControllerError::Watch {
+                what,
+                message: e.to_string(),
+            })?;
+        }
+        Ok::<(), ControllerError>(())
+    };
+    tokio::select! {
+        r = ready => r?,
+        _ = &mut shutdown => return Ok(()),
     }
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), &opts.lease.namespace);
-    let mut leading = false;
+    // The Lease is renewed by its own task, so a long reconcile (a rollout waits minutes for the
+    // device plugin) never lets it expire under a leader that is still acting.
+    let (lead_tx, leading) = tokio::sync::watch::channel(false);
+    let elector = tokio::spawn(elect(
+        leases.clone(),
+        opts.lease.clone(),
+        opts.period,
+        lead_tx,
+    ));
     let mut tick = tokio::time::interval(opts.period);
     loop {
-        tick.tick().await;
-        let now = k8s_openapi::jiff::Timestamp::now();
-        let lead = match crate::lease::try_acquire(&leases, &opts.lease, now).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "warning: lease {}/{}: {e}; not acting this round",
-                    opts.lease.namespace, opts.lease.name
-                );
-                false
+        // Shutdown is only looked at between reconciles: a rollout is never cut in half.
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut shutdown => {
+                elector.abort();
+                let _ = elector.await;
+                if *leading.borrow() {
+                    match crate::lease::release(&leases, &opts.lease).await {
+                        Ok(()) => eprintln!("released leadership ({})", opts.lease.identity),
+                        Err(e) => eprintln!("warning: releasing lease {}/{}: {e}", opts.lease.namespace, opts.lease.name),
+                    }
+                }
+                return Ok(());
             }
-        };
-        if lead != leading {
-            eprintln!(
-                "{} leadership ({})",
-                if lead { "acquired" } else { "lost" },
-                opts.lease.identity
-            );
-            leading = lead;
         }
-        if !lead {
+        if !*leading.borrow() {
             continue;
         }
+        let now = k8s_openapi::jiff::Timestamp::now();
         let ns: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
         let ps: Vec<Pod> = pods.state().iter().map(|p| (**p).clone()).collect();
         let cm = cms.state().first().map(|c| (**c).clone());
@@ -411,6 +430,49 @@ pub async fn run<A: Applier>(
                 "rollout on {node}: {}",
                 serde_json::to_string(o).unwrap_or_default()
             );
+        }
+    }
+}
+
+/// Runs an election round every `period` and publishes whether this replica leads.
+async fn elect(
+    leases: kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    cfg: crate::lease::LeaseConfig,
+    period: std::time::Duration,
+    leading: tokio::sync::watch::Sender<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let lead = match crate::lease::try_acquire(&leases, &cfg, now).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "warning: lease {}/{}: {e}; not acting this round",
+                    cfg.namespace, cfg.name
+                );
+                false
+            }
+        };
+        if lead != *leading.borrow() {
+            eprintln!(
+                "{} leadership ({})",
+                if lead { "acquired" } else { "lost" },
+                cfg.identity
+            );
+        }
+        leading.send_replace(lead);
+    }
+}
+
+/// Aborts the watch tasks when the controller returns.
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
         }
     }
 }

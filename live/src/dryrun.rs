@@ -60,7 +60,10 @@ impl Applier for DryRunApplier {
         Ok(())
     }
 
-    async fn gpu_capacity(&self, _node: &str) -> Result<Option<u32>, ApplyError> {
+    async fn node_capacity(
+        &self,
+        _node: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, ApplyError> {
         Ok(None)
     }
 

@@ -119,6 +119,25 @@ pub async fn try_acquire(
     }
 }
 
+/// Gives the Lease up if this replica holds it: the holder is cleared and the duration set to
+/// one second, so a follower takes over at its next round.
+pub async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<(), kube::Error> {
+    let Some(mut l) = api.get_opt(&cfg.name).await? else {
+        return Ok(());
+    };
+    let spec = l.spec.get_or_insert_default();
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return Ok(());
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    match api.replace(&cfg.name, &PostParams::default(), &l).await {
+        // Someone else wrote it meanwhile: it is not ours to release any more.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,8 +43,8 @@ pub struct Rollout {
     /// ConfigMap entry to write first, when it is not already there.
     pub write_entry: Option<(String, String)>,
     pub evict: Vec<(String, String)>,
-    /// `nvidia.com/gpu` capacity the plugin advertises once the new config is in force.
-    pub expected_capacity: u32,
+    /// What the plugin advertises once the new config is in force.
+    pub plugin_ready: PluginReady,
     pub record: RollbackRecord,
 }
 
@@ -70,8 +70,64 @@ impl Default for RolloutTiming {
     }
 }
 
-fn replicas_of_key(key: &str) -> Option<u32> {
-    key.rsplit('-').next()?.parse().ok()
+/// How the rollout knows the device plugin has restarted with the new config: what the node
+/// advertises then. Read from the config itself, not from its key's name, because a key says
+/// nothing certain (`gpusched-mps-per-client` is served as time-slicing replicas).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PluginReady {
+    /// `nvidia.com/gpu` capacity = GPUs × the config's replicas for `nvidia.com/gpu`.
+    GpuCapacity { count: u32 },
+    /// MIG under the mixed strategy: the GPUs are advertised as `nvidia.com/mig-<profile>`.
+    MigResources,
+}
+
+impl PluginReady {
+    /// Expected once the plugin serves `yaml` (its default, exclusive, when there is none).
+    pub fn for_config(yaml: Option<&str>, gpus: u32) -> Result<Self, String> {
+        let Some(yaml) = yaml else {
+            return Ok(PluginReady::GpuCapacity { count: gpus });
+        };
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
+            .map_err(|e| format!("device plugin config is not valid YAML: {e}"))?;
+        if v["flags"]["migStrategy"].as_str() == Some("mixed") {
+            return Ok(PluginReady::MigResources);
+        }
+        let mut replicas = 1u32;
+        for method in ["mps", "timeSlicing"] {
+            if let Some(list) = v["sharing"][method]["resources"].as_sequence() {
+                for r in list {
+                    if r["name"].as_str() == Some(keys::GPU_RESOURCE) {
+                        replicas = r["replicas"]
+                            .as_u64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .filter(|n| *n >= 1)
+                            .ok_or_else(|| {
+                                format!("device plugin config: sharing.{method} replicas for {} must be a positive integer", keys::GPU_RESOURCE)
+                            })?;
+                    }
+                }
+            }
+        }
+        Ok(PluginReady::GpuCapacity {
+            count: gpus * replicas,
+        })
+    }
+
+    /// Whether a node advertising `capacity` (resource → quantity) serves the new config.
+    pub fn met(&self, capacity: &std::collections::BTreeMap<String, String>) -> bool {
+        match self {
+            PluginReady::GpuCapacity { count } => {
+                capacity
+                    .get(keys::GPU_RESOURCE)
+                    .and_then(|q| q.parse::<u32>().ok())
+                    == Some(*count)
+            }
+            PluginReady::MigResources => capacity
+                .iter()
+                .any(|(k, q)| k.starts_with("nvidia.com/mig-") && q != "0"),
+        }
+    }
 }
 
 /// Plans the change of `node` to config `key` (with `yaml` as its ConfigMap entry), or says why
@@ -124,13 +180,15 @@ pub fn plan_rollout(
         evict.push((ns, pn));
     }
     let gpus = crate::view::gpu_count(node).unwrap_or(1) as u32;
-    let expected_capacity = key.and_then(replicas_of_key).unwrap_or(1) * gpus;
+    // The config the plugin will serve: the one written now, else the entry already there.
+    let serves = yaml.or(entry_before.as_deref());
+    let plugin_ready = PluginReady::for_config(serves, gpus)?;
     Ok(Some(Rollout {
         node: name.clone(),
         label_after: key.map(str::to_string),
         write_entry,
         evict,
-        expected_capacity,
+        plugin_ready,
         record: RollbackRecord {
             node: name,
             label_before,
@@ -223,18 +281,36 @@ pub async fn execute<A: Applier>(
             .apply(&Action::PatchNodeMeta {
                 node: r.node.clone(),
                 labels: Default::default(),
-                annotations: [(keys::ROLLBACK.to_string(), Some(serde_json::to_string(&r.record).unwrap_or_default()))].into(),
+                annotations: [(
+                    keys::ROLLBACK.to_string(),
+                    Some(serde_json::to_string(&r.record).unwrap_or_default()),
+                )]
+                .into(),
             })
             .await?;
         if let Some((k, y)) = &r.write_entry {
-            applier.apply(&Action::SetConfigEntry { namespace: scope.plugin_config.0.clone(), configmap: scope.plugin_config.1.clone(), key: k.clone(), value: Some(y.clone()) }).await?;
+            applier
+                .apply(&Action::SetConfigEntry {
+                    namespace: scope.plugin_config.0.clone(),
+                    configmap: scope.plugin_config.1.clone(),
+                    key: k.clone(),
+                    value: Some(y.clone()),
+                })
+                .await?;
             entry_written = true;
         }
         if !r.record.cordoned_before {
-            applier.apply(&Action::Cordon { node: r.node.clone() }).await?;
+            applier
+                .apply(&Action::Cordon {
+                    node: r.node.clone(),
+                })
+                .await?;
         }
         for (ns, name) in &r.evict {
-            let a = Action::Evict { namespace: ns.clone(), name: name.clone() };
+            let a = Action::Evict {
+                namespace: ns.clone(),
+                name: name.clone(),
+            };
             let mut tries = 0;
             loop {
                 match applier.apply(&a).await {
@@ -247,25 +323,34 @@ pub async fn execute<A: Applier>(
                 }
             }
         }
-        applier.apply(&label_patch(&r.node, r.label_after.clone(), None)).await?;
+        applier
+            .apply(&label_patch(&r.node, r.label_after.clone(), None))
+            .await?;
         if !applier.is_dry_run() {
             let deadline = tokio::time::Instant::now() + timing.plugin_timeout;
             loop {
-                let cap = applier.gpu_capacity(&r.node).await?;
-                if cap == Some(r.expected_capacity) {
+                let cap = applier.node_capacity(&r.node).await?;
+                if cap.as_ref().is_some_and(|c| r.plugin_ready.met(c)) {
                     break;
                 }
                 if tokio::time::Instant::now() >= deadline {
                     return Err(ApplyError::Refused(format!(
-                        "the device plugin on {} advertises {:?} nvidia.com/gpu, expected {} after {:?}",
-                        r.node, cap, r.expected_capacity, timing.plugin_timeout
+                        "the device plugin on {} advertises {:?}, expected {:?} after {:?}",
+                        r.node,
+                        cap.unwrap_or_default(),
+                        r.plugin_ready,
+                        timing.plugin_timeout
                     )));
                 }
                 tokio::time::sleep(timing.poll).await;
             }
         }
         if !r.record.cordoned_before {
-            applier.apply(&Action::Uncordon { node: r.node.clone() }).await?;
+            applier
+                .apply(&Action::Uncordon {
+                    node: r.node.clone(),
+                })
+                .await?;
         }
         Ok(())
     }
@@ -288,5 +373,58 @@ pub async fn execute<A: Applier>(
                 rollback_errors,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpusched_policies::sharing::NodeSharing;
+
+    fn capacity(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn readiness_is_read_from_the_config_the_plugin_will_serve() {
+        let ready = |s: NodeSharing| PluginReady::for_config(Some(&s.device_plugin_yaml(4)), 8);
+        assert_eq!(
+            ready(NodeSharing::MpsUniform { replicas: 2 }),
+            Ok(PluginReady::GpuCapacity { count: 16 })
+        );
+        // The per-client key names no replica count; its config serves 4 time-slicing replicas.
+        assert_eq!(
+            ready(NodeSharing::MpsPerClient),
+            Ok(PluginReady::GpuCapacity { count: 32 })
+        );
+        assert_eq!(
+            ready(NodeSharing::Exclusive),
+            Ok(PluginReady::GpuCapacity { count: 8 })
+        );
+        assert_eq!(ready(NodeSharing::Mig), Ok(PluginReady::MigResources));
+        assert_eq!(
+            PluginReady::for_config(None, 8),
+            Ok(PluginReady::GpuCapacity { count: 8 })
+        );
+        assert!(PluginReady::for_config(Some("sharing: [unclosed"), 8).is_err());
+        let zero = "version: v1\nsharing:\n  mps:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 0\n";
+        assert!(PluginReady::for_config(Some(zero), 8)
+            .unwrap_err()
+            .contains("replicas"));
+    }
+
+    #[test]
+    fn readiness_checks_what_the_node_advertises() {
+        let gpus = PluginReady::GpuCapacity { count: 16 };
+        assert!(gpus.met(&capacity(&[("nvidia.com/gpu", "16"), ("cpu", "64")])));
+        assert!(!gpus.met(&capacity(&[("nvidia.com/gpu", "8")])));
+        assert!(!gpus.met(&capacity(&[])));
+        let mig = PluginReady::MigResources;
+        assert!(mig.met(&capacity(&[("nvidia.com/mig-1g.10gb", "7")])));
+        assert!(!mig.met(&capacity(&[("nvidia.com/gpu", "8")])));
+        assert!(!mig.met(&capacity(&[("nvidia.com/mig-1g.10gb", "0")])));
     }
 }

@@ -308,7 +308,10 @@ async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
     )
     .unwrap()
     .unwrap();
-    assert_eq!(r.expected_capacity, 4);
+    assert_eq!(
+        r.plugin_ready,
+        rollback::PluginReady::GpuCapacity { count: 4 }
+    );
     let mut with_capacity = node_json("a100-1");
     with_capacity["status"] = json!({"capacity": {"nvidia.com/gpu": "4"}});
     let (client, task) = mock_client(vec![

@@ -1,0 +1,403 @@
+//! The controller's whole watch loop (`gpusched_live::controller::run`) against a fake API server
+//! on 127.0.0.1: real kube clients, reflectors, HTTP watches, the Lease, bindings and rollouts.
+//! See `support/apiserver.rs` for what the fake server implements.
+//!
+//! A live loop has to be waited for: every wait polls the server's state with a deadline
+//! (`FakeApiServer::wait_for`) rather than sleeping a fixed time.
+
+mod support;
+
+use gpusched_live::apply::{KubeApplier, Scope};
+use gpusched_live::controller::{self, Controller, RunOptions};
+use gpusched_live::keys;
+use gpusched_live::lease::LeaseConfig;
+use gpusched_live::rollback::RolloutTiming;
+use gpusched_live::testutil::{gpu_node, pending_pod};
+use gpusched_policies::{EngineConfig, GpuCatalog};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+use std::time::Duration;
+use support::apiserver::FakeApiServer;
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(20);
+const PLUGIN_NS: &str = "nvidia-device-plugin";
+const PLUGIN_CM: &str = "device-plugin-config";
+
+fn plugin_configmap() -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(PLUGIN_CM.into()),
+            namespace: Some(PLUGIN_NS.into()),
+            ..Default::default()
+        },
+        data: Some([("default".to_string(), "version: v1\n".to_string())].into()),
+        ..Default::default()
+    }
+}
+
+/// A cluster of one H100 node and one A100-40GB node, 8 GPUs each, and the plugin's ConfigMap.
+async fn cluster() -> FakeApiServer {
+    let api = FakeApiServer::start().await;
+    api.apply(&gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3", 8));
+    api.apply(&gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 8));
+    api.apply(&plugin_configmap());
+    api
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Result<(), controller::ControllerError>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.done)
+            .await
+            .expect("the controller stops within the wait")
+            .expect("the controller task did not panic")
+            .expect("the controller ended cleanly");
+    }
+}
+
+/// Starts a controller replica managing namespace `ml`, the way `gpusched live controller`
+/// does, with a short period and a short plugin wait.
+fn start_controller(api: &FakeApiServer, identity: &str, plugin_timeout: Duration) -> Running {
+    let scope = Scope::new(["ml".to_string()], PLUGIN_NS, PLUGIN_CM).unwrap();
+    let client = api.client();
+    let mut ctl = Controller::new(
+        EngineConfig::default(),
+        GpuCatalog::default(),
+        2,
+        scope.clone(),
+        KubeApplier {
+            client: client.clone(),
+            scope,
+        },
+        None,
+    )
+    .unwrap();
+    ctl.timing = RolloutTiming {
+        evict_retries: 1,
+        retry_delay: Duration::from_millis(50),
+        plugin_timeout,
+        poll: Duration::from_millis(25),
+    };
+    let opts = RunOptions {
+        period: Duration::from_millis(100),
+        lease: LeaseConfig {
+            namespace: "gpusched-system".into(),
+            name: "gpusched-controller".into(),
+            identity: identity.into(),
+            duration_s: 2,
+        },
+    };
+    let (stop, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(controller::run(client, ctl, opts, async {
+        let _ = rx.await;
+    }));
+    Running { stop, done }
+}
+
+fn node_name_of(api: &FakeApiServer, ns: &str, pod: &str) -> Option<String> {
+    api.get("pods", ns, pod)?["spec"]["nodeName"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn lease_holder(api: &FakeApiServer) -> Option<String> {
+    api.get("leases", "gpusched-system", "gpusched-controller")?["spec"]["holderIdentity"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn bindings_of(api: &FakeApiServer, pod: &str) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/pods/{pod}/binding")))
+        .count()
+}
+
+/// Plays the device plugin: when a node's config label names `…-<replicas>`, the node advertises
+/// `gpus × replicas` `nvidia.com/gpu` (what the real plugin does after it restarts).
+fn emulate_device_plugin(api: &FakeApiServer) -> tokio::task::JoinHandle<()> {
+    let api = api.clone();
+    tokio::spawn(async move {
+        loop {
+            for n in api.list("nodes") {
+                let mut node: Node = serde_json::from_value(n).unwrap();
+                let count: u32 = node.metadata.labels.as_ref().unwrap()[keys::GPU_COUNT]
+                    .parse()
+                    .unwrap();
+                // The plugin serves the ConfigMap entry the label names; its `replicas:` line
+                // is the number of pods each GPU is advertised for.
+                let entry = node
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .unwrap()
+                    .get(keys::DEVICE_PLUGIN_CONFIG)
+                    .and_then(|k| {
+                        let cm = api.get("configmaps", PLUGIN_NS, PLUGIN_CM)?;
+                        cm["data"][k.as_str()].as_str().map(str::to_string)
+                    });
+                let replicas = entry
+                    .as_deref()
+                    .and_then(|e| {
+                        e.lines()
+                            .find_map(|l| l.trim().strip_prefix("replicas:"))
+                            .and_then(|n| n.trim().parse::<u32>().ok())
+                    })
+                    .unwrap_or(1);
+                let cap = &mut node.status.as_mut().unwrap().capacity.as_mut().unwrap();
+                let want = (count * replicas).to_string();
+                if cap[keys::GPU_RESOURCE].0 != want {
+                    cap.insert(
+                        keys::GPU_RESOURCE.into(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity(want),
+                    );
+                    api.apply(&node);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+fn foreign_namespace_pod() -> Pod {
+    pending_pod("other", "not-ours", 40.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_seen_through_the_watch_are_placed_and_bound() {
+    let api = cluster().await;
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.wait_for("the Lease to be taken", WAIT, |a| {
+        (lease_holder(a).as_deref() == Some("ctl-a")).then_some(())
+    })
+    .await;
+
+    // A pod created after the controller started: it arrives through the pods watch.
+    api.apply(&pending_pod("ml", "llm-large", 40.0));
+    api.apply(&foreign_namespace_pod());
+    let node = api
+        .wait_for("llm-large to be bound", WAIT, |a| {
+            node_name_of(a, "ml", "llm-large")
+        })
+        .await;
+    assert_eq!(node, "h100-1", "a large workload goes to an H100");
+    let pod = api.get("pods", "ml", "llm-large").unwrap();
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann[keys::SHARE_PCT], "100");
+    assert_eq!(ann[keys::CLASS], "large");
+    assert!(ann[keys::GPU_INDEX].as_str().is_some());
+    let binding = api
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/v1/namespaces/ml/pods/llm-large/binding")
+        .expect("a binding request");
+    assert_eq!(binding.body["target"]["name"], "h100-1");
+    assert_eq!(binding.body["metadata"]["uid"], pod["metadata"]["uid"]);
+
+    // A second large pod sees the first one's GPU as taken (through the assumed binding or the
+    // watch) and gets another GPU of the node.
+    api.apply(&pending_pod("ml", "llm-large-2", 40.0));
+    api.wait_for("llm-large-2 to be bound", WAIT, |a| {
+        node_name_of(a, "ml", "llm-large-2")
+    })
+    .await;
+    let gpu_of = |p: &str| {
+        api.get("pods", "ml", p).unwrap()["metadata"]["annotations"][keys::GPU_INDEX]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(gpu_of("llm-large"), gpu_of("llm-large-2"));
+
+    // Nothing is ever sent about a pod outside the managed namespaces.
+    assert_eq!(node_name_of(&api, "other", "not-ours"), None);
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| r.method != "GET" && r.path.contains("/namespaces/other/")),
+        "a request touched the unmanaged namespace"
+    );
+    // Each pod was bound exactly once.
+    assert_eq!(bindings_of(&api, "llm-large"), 1);
+    assert_eq!(bindings_of(&api, "llm-large-2"), 1);
+    ctl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharing_placement_rolls_the_node_config_out_through_the_api() {
+    let api = cluster().await;
+    let plugin = emulate_device_plugin(&api);
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    // A tiny workload goes to an A100 under MPS: the node needs a sharing config first.
+    api.apply(&pending_pod("ml", "tiny", 2.0));
+    let node = api
+        .wait_for("tiny to be bound", WAIT, |a| node_name_of(a, "ml", "tiny"))
+        .await;
+    assert_eq!(node, "a100-1");
+    let n = api.get("nodes", "", "a100-1").unwrap();
+    let key = n["metadata"]["labels"][keys::DEVICE_PLUGIN_CONFIG]
+        .as_str()
+        .expect("the node carries a device-plugin config label")
+        .to_string();
+    assert!(key.starts_with("gpusched-"), "{key}");
+    let cm = api.get("configmaps", PLUGIN_NS, PLUGIN_CM).unwrap();
+    let entry = cm["data"][&key]
+        .as_str()
+        .expect("the ConfigMap has the entry");
+    assert!(entry.contains("sharing"), "{entry}");
+    assert_eq!(cm["data"]["default"], "version: v1\n", "other entries kept");
+    // The rollout recorded how to undo it, cordoned, then uncordoned the node.
+    assert!(n["metadata"]["annotations"][keys::ROLLBACK]
+        .as_str()
+        .is_some());
+    assert_ne!(n["spec"]["unschedulable"], Value::Bool(true));
+    let order: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == "/api/v1/nodes/a100-1")
+        .map(|r| r.body.to_string())
+        .collect();
+    let cordon = order
+        .iter()
+        .position(|b| b.contains("\"unschedulable\":true"));
+    let relabel = order
+        .iter()
+        .position(|b| b.contains(keys::DEVICE_PLUGIN_CONFIG));
+    let uncordon = order
+        .iter()
+        .position(|b| b.contains("\"unschedulable\":null"));
+    assert!(
+        cordon < relabel && relabel < uncordon && cordon.is_some(),
+        "cordon, relabel, uncordon in that order: {order:?}"
+    );
+    // The pod was bound only after the node was uncordoned.
+    let reqs = api.requests();
+    let uncordon_at = reqs
+        .iter()
+        .position(|r| r.method == "PATCH" && r.body.to_string().contains("\"unschedulable\":null"))
+        .unwrap();
+    let bind_at = reqs
+        .iter()
+        .position(|r| r.path.ends_with("/pods/tiny/binding"))
+        .unwrap();
+    assert!(uncordon_at < bind_at);
+    ctl.stop().await;
+    plugin.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_the_device_plugin_never_confirms_is_rolled_back() {
+    let api = cluster().await;
+    // No device plugin: the node never advertises the new capacity.
+    let ctl = start_controller(&api, "ctl-a", Duration::from_millis(300));
+    api.apply(&pending_pod("ml", "tiny", 2.0));
+    api.wait_for("a rollback to restore the node", WAIT, |a| {
+        let reqs = a.requests();
+        let relabelled = reqs.iter().any(|r| {
+            r.method == "PATCH"
+                && r.path == "/api/v1/nodes/a100-1"
+                && r.body.to_string().contains(keys::DEVICE_PLUGIN_CONFIG)
+        });
+        let n = a.get("nodes", "", "a100-1")?;
+        let restored = n["metadata"]["labels"]
+            .get(keys::DEVICE_PLUGIN_CONFIG)
+            .is_none()
+            && n["spec"]["unschedulable"] != Value::Bool(true);
+        (relabelled && restored).then_some(())
+    })
+    .await;
+    ctl.stop().await;
+    assert_eq!(
+        node_name_of(&api, "ml", "tiny"),
+        None,
+        "not bound to a node whose config failed"
+    );
+    let cm = api.get("configmaps", PLUGIN_NS, PLUGIN_CM).unwrap();
+    let keys_now: Vec<&String> = cm["data"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys_now,
+        vec!["default"],
+        "the entry written for the rollout is removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_acts_and_a_stopping_leader_hands_over() {
+    let api = cluster().await;
+    let a = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.wait_for("ctl-a to lead", WAIT, |s| {
+        (lease_holder(s).as_deref() == Some("ctl-a")).then_some(())
+    })
+    .await;
+    let b = start_controller(&api, "ctl-b", Duration::from_secs(10));
+    api.apply(&pending_pod("ml", "first", 40.0));
+    api.wait_for("first to be bound", WAIT, |s| {
+        node_name_of(s, "ml", "first")
+    })
+    .await;
+    assert_eq!(lease_holder(&api).as_deref(), Some("ctl-a"));
+    assert_eq!(bindings_of(&api, "first"), 1, "the follower never binds");
+
+    // The leader stops: it releases the Lease and the follower takes over without waiting for
+    // it to expire.
+    a.stop().await;
+    api.wait_for("ctl-b to lead", WAIT, |s| {
+        (lease_holder(s).as_deref() == Some("ctl-b")).then_some(())
+    })
+    .await;
+    let lease = api
+        .get("leases", "gpusched-system", "gpusched-controller")
+        .unwrap();
+    assert!(lease["spec"]["leaseTransitions"].as_i64().unwrap() >= 1);
+    api.apply(&pending_pod("ml", "second", 40.0));
+    api.wait_for("second to be bound by ctl-b", WAIT, |s| {
+        node_name_of(s, "ml", "second")
+    })
+    .await;
+    assert_eq!(bindings_of(&api, "second"), 1);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_survives_a_compacted_watch_and_lists_again() {
+    let api = cluster().await;
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.wait_for("the Lease to be taken", WAIT, |a| {
+        (lease_holder(a).as_deref() == Some("ctl-a")).then_some(())
+    })
+    .await;
+    // Lease renewals move the resourceVersion on, so every watch's last version is now older
+    // than the compaction point: resuming answers 410 Gone and the reflectors must list again.
+    api.wait_for("a Lease renewal", WAIT, |a| {
+        (a.requests().iter().filter(|r| r.method == "PUT").count() >= 2).then_some(())
+    })
+    .await;
+    let lists_before = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v1/pods" && !r.query.contains("watch"))
+        .count();
+    api.compact_and_drop_watches();
+    api.apply(&pending_pod("ml", "after-compaction", 40.0));
+    api.wait_for("after-compaction to be bound", WAIT, |a| {
+        node_name_of(a, "ml", "after-compaction")
+    })
+    .await;
+    let lists_after = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v1/pods" && !r.query.contains("watch"))
+        .count();
+    assert!(
+        lists_after > lists_before,
+        "the pods reflector listed again"
+    );
+    ctl.stop().await;
+}
