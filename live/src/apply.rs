@@ -87,6 +87,31 @@ pub enum Action {
         deployment: String,
         replicas: u32,
     },
+    /// The pod's `PodScheduled` condition, as kube-scheduler reports it (`False`/`Unschedulable`
+    /// with the reason, so `kubectl get/describe pod` shows why a pod waits).
+    PodScheduledCondition {
+        namespace: String,
+        name: String,
+        scheduled: bool,
+        reason: String,
+        message: String,
+        /// RFC 3339, the time of the transition.
+        at: String,
+    },
+    /// An events.k8s.io/v1 Event about a pod (`Scheduled`, `FailedScheduling`), shown by
+    /// `kubectl describe pod` and `kubectl events`.
+    PodEvent {
+        namespace: String,
+        pod: String,
+        uid: Option<String>,
+        warning: bool,
+        reason: String,
+        note: String,
+        /// This controller replica (`reportingInstance`).
+        instance: String,
+        /// RFC 3339 with microseconds (`eventTime`).
+        at: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +169,18 @@ impl Action {
                 deployment,
                 replicas,
             } => format!("scale deployment {namespace}/{deployment} to {replicas}"),
+            Action::PodScheduledCondition {
+                namespace,
+                name,
+                scheduled,
+                ..
+            } => format!("set PodScheduled={scheduled} on pod {namespace}/{name}"),
+            Action::PodEvent {
+                namespace,
+                pod,
+                reason,
+                ..
+            } => format!("record event {reason} for pod {namespace}/{pod}"),
         }
     }
 
@@ -153,7 +190,9 @@ impl Action {
             | Action::BindPod { namespace, .. }
             | Action::SetConfigEntry { namespace, .. }
             | Action::Evict { namespace, .. }
-            | Action::Scale { namespace, .. } => Some(namespace),
+            | Action::Scale { namespace, .. }
+            | Action::PodScheduledCondition { namespace, .. }
+            | Action::PodEvent { namespace, .. } => Some(namespace),
             _ => None,
         }
     }
@@ -271,6 +310,64 @@ impl Action {
                     &merge(json!({"spec": {"replicas": replicas}})),
                 )
                 .map_err(err),
+            // A strategic merge patch of the status subresource merges `conditions` by type, so
+            // the kubelet's other conditions stay (kube-scheduler patches it the same way).
+            Action::PodScheduledCondition {
+                namespace,
+                name,
+                scheduled,
+                reason,
+                message,
+                at,
+            } => pods(namespace)
+                .patch_subresource(
+                    "status",
+                    name,
+                    &pp,
+                    &Patch::Strategic(json!({"status": {"conditions": [{
+                        "type": "PodScheduled",
+                        "status": if *scheduled { "True" } else { "False" },
+                        "reason": reason,
+                        "message": message,
+                        "lastTransitionTime": at,
+                    }]}})),
+                )
+                .map_err(err),
+            Action::PodEvent {
+                namespace,
+                pod,
+                uid,
+                warning,
+                reason,
+                note,
+                instance,
+                at,
+            } => {
+                let body = json!({
+                    "apiVersion": "events.k8s.io/v1",
+                    "kind": "Event",
+                    "metadata": {"generateName": format!("{pod}."), "namespace": namespace},
+                    "eventTime": at,
+                    "reportingController": "gpusched.io/scheduler",
+                    "reportingInstance": instance,
+                    "action": "Scheduling",
+                    "reason": reason,
+                    "note": note,
+                    "type": if *warning { "Warning" } else { "Normal" },
+                    "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace,
+                                  "name": pod, "uid": uid},
+                });
+                let data = serde_json::to_vec(&body).map_err(|e| ApplyError::Request {
+                    what: self.describe(),
+                    message: e.to_string(),
+                })?;
+                KubeRequest::new(k8s_openapi::api::events::v1::Event::url_path(
+                    &(),
+                    Some(namespace),
+                ))
+                .create(&PostParams::default(), data)
+                .map_err(err)
+            }
         }
     }
 }
@@ -337,7 +434,9 @@ impl Scope {
             Action::AnnotatePod { namespace, .. }
             | Action::BindPod { namespace, .. }
             | Action::Evict { namespace, .. }
-            | Action::Scale { namespace, .. } => {
+            | Action::Scale { namespace, .. }
+            | Action::PodScheduledCondition { namespace, .. }
+            | Action::PodEvent { namespace, .. } => {
                 if !self.manages(namespace) {
                     return Err(ApplyError::Refused(format!(
                         "{}: namespace {namespace} is not managed (--namespace)",

@@ -10,7 +10,7 @@
 //! Like kube-scheduler, the controller *assumes* a pod is on its node as soon as it has bound it,
 //! until the watch shows the pod's `nodeName`, so two placements in a row never see stale room.
 
-use crate::apply::{bind_actions, config_key, config_yaml, mps_env_wired, Applier, Scope};
+use crate::apply::{bind_actions, config_key, config_yaml, mps_env_wired, Action, Applier, Scope};
 use crate::decisions::DecisionLog;
 use crate::keys;
 use crate::rollback::{self, RolloutOutcome, RolloutTiming};
@@ -51,6 +51,8 @@ pub struct Controller<A: Applier> {
     pub breaker: CircuitBreaker,
     pub timing: RolloutTiming,
     pub view_options: ViewOptions,
+    /// This replica's name in Events (`reportingInstance`); the Lease identity in the CLI.
+    pub identity: String,
     log: Option<DecisionLog>,
     next_replica: u64,
     /// Pods bound but not yet seen bound by the watch, keyed namespace/name.
@@ -97,6 +99,7 @@ impl<A: Applier> Controller<A> {
                 catalog,
                 ..Default::default()
             },
+            identity: "gpusched".into(),
             log,
             next_replica: 1,
             assumed: BTreeMap::new(),
@@ -167,7 +170,19 @@ impl<A: Applier> Controller<A> {
             let spec = match workload_from_pod(&pod) {
                 Ok(s) => s,
                 Err(e) => {
-                    report.errors.push(e);
+                    if self.last_reason.get(&pk) != Some(&e) {
+                        self.last_reason.insert(pk.clone(), e.clone());
+                        report.errors.push(e.clone());
+                        Self::tell_unschedulable(
+                            &self.applier,
+                            &self.identity,
+                            &pod,
+                            &e,
+                            now_unix_s,
+                            &mut report,
+                        )
+                        .await;
+                    }
                     continue;
                 }
             };
@@ -184,6 +199,15 @@ impl<A: Applier> Controller<A> {
                     if self.last_reason.get(&pk) != Some(reason) {
                         self.last_reason.insert(pk.clone(), reason.clone());
                         self.log(now_unix_s, decision.clone(), &mut report);
+                        Self::tell_unschedulable(
+                            &self.applier,
+                            &self.identity,
+                            &pod,
+                            reason,
+                            now_unix_s,
+                            &mut report,
+                        )
+                        .await;
                     }
                 }
                 continue;
@@ -206,9 +230,20 @@ impl<A: Applier> Controller<A> {
                     now_unix_s,
                 ) {
                     Err(refusal) => {
-                        report
-                            .errors
-                            .push(format!("{pk}: not placed on {}: {refusal}", p.node));
+                        let why = format!("not placed on {}: {refusal}", p.node);
+                        if self.last_reason.get(&pk) != Some(&why) {
+                            self.last_reason.insert(pk.clone(), why.clone());
+                            report.errors.push(format!("{pk}: {why}"));
+                            Self::tell_unschedulable(
+                                &self.applier,
+                                &self.identity,
+                                &pod,
+                                &why,
+                                now_unix_s,
+                                &mut report,
+                            )
+                            .await;
+                        }
                         continue;
                     }
                     Ok(None) => {}
@@ -223,6 +258,23 @@ impl<A: Applier> Controller<A> {
                         )
                         .await;
                         let done = outcome == RolloutOutcome::Done;
+                        if !done {
+                            let why = format!(
+                                "sharing config of {} not changed: {}",
+                                r.node,
+                                serde_json::to_string(&outcome).unwrap_or_default()
+                            );
+                            self.last_reason.insert(pk.clone(), why.clone());
+                            Self::tell_unschedulable(
+                                &self.applier,
+                                &self.identity,
+                                &pod,
+                                &why,
+                                now_unix_s,
+                                &mut report,
+                            )
+                            .await;
+                        }
                         report.rollouts.push((r.node.clone(), outcome));
                         if !done {
                             continue;
@@ -299,8 +351,92 @@ impl<A: Applier> Controller<A> {
             }
             self.assumed.insert(pk, bound);
             self.log(now_unix_s, decision.clone(), &mut report);
+            Self::tell(
+                &self.applier,
+                &self.identity,
+                &pod,
+                false,
+                "Scheduled",
+                &format!(
+                    "Successfully assigned {}/{} to {} (GPU {}, {} %)",
+                    pod.metadata.namespace.as_deref().unwrap_or(""),
+                    pod.metadata.name.as_deref().unwrap_or(""),
+                    p.node,
+                    p.gpu,
+                    p.share_pct
+                ),
+                now_unix_s,
+                &mut report,
+            )
+            .await;
         }
         report
+    }
+
+    /// What kube-scheduler tells a user about a pod that waits: `PodScheduled=False` with the
+    /// reason, and a `FailedScheduling` warning event. Called once per change of reason.
+    async fn tell_unschedulable(
+        applier: &A,
+        identity: &str,
+        pod: &Pod,
+        why: &str,
+        now: f64,
+        report: &mut Report,
+    ) {
+        let (namespace, name) = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let condition = Action::PodScheduledCondition {
+            namespace,
+            name,
+            scheduled: false,
+            reason: "Unschedulable".into(),
+            message: why.to_string(),
+            at: rfc3339(now, false),
+        };
+        if let Err(e) = applier.apply(&condition).await {
+            report.errors.push(e.to_string());
+        }
+        Self::tell(
+            applier,
+            identity,
+            pod,
+            true,
+            "FailedScheduling",
+            why,
+            now,
+            report,
+        )
+        .await;
+    }
+
+    /// Records an Event about `pod`. Events are best effort: a failure is reported, not fatal.
+    #[allow(clippy::too_many_arguments)]
+    async fn tell(
+        applier: &A,
+        identity: &str,
+        pod: &Pod,
+        warning: bool,
+        reason: &str,
+        note: &str,
+        now: f64,
+        report: &mut Report,
+    ) {
+        let event = Action::PodEvent {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone(),
+            warning,
+            reason: reason.into(),
+            // The API server limits an event's note to 1 kB.
+            note: note.chars().take(1000).collect(),
+            instance: identity.to_string(),
+            at: rfc3339(now, true),
+        };
+        if let Err(e) = applier.apply(&event).await {
+            report.errors.push(e.to_string());
+        }
     }
 
     fn log(&mut self, now: f64, d: Decision, report: &mut Report) {
@@ -310,6 +446,17 @@ impl<A: Applier> Controller<A> {
             }
         }
         report.decisions.push(d);
+    }
+}
+
+/// `t` (Unix seconds) as RFC 3339 UTC, with microseconds for `MicroTime` fields.
+fn rfc3339(t: f64, micros: bool) -> String {
+    let ts = k8s_openapi::jiff::Timestamp::from_microsecond((t * 1e6).round() as i64)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    if micros {
+        format!("{ts:.6}")
+    } else {
+        format!("{ts:.0}")
     }
 }
 
@@ -365,6 +512,8 @@ pub async fn run<A: Applier>(
     ];
     let _abort = AbortOnDrop(watches.iter().map(|h| h.abort_handle()).collect());
     let mut shutdown = std::pin::pin!(shutdown);
+    // Events name the replica that acted: the Lease identity.
+    ctl.identity = opts.lease.identity.clone();
     let ready = async {
         for (what, r) in [
             ("nodes", nodes.wait_until_ready().await),

@@ -238,6 +238,58 @@ async fn scaling_patches_the_deployment_scale_subresource() {
 }
 
 #[tokio::test]
+async fn unschedulable_pods_get_a_condition_and_an_event_as_kube_scheduler_sends_them() {
+    let (client, task) = mock_client(vec![(200, json!({})), (201, json!({}))]);
+    let ap = KubeApplier {
+        client,
+        scope: scope(),
+    };
+    ap.apply(&Action::PodScheduledCondition {
+        namespace: "ml".into(),
+        name: "big".into(),
+        scheduled: false,
+        reason: "Unschedulable".into(),
+        message: "0/2 nodes fit".into(),
+        at: "2026-11-23T10:00:00Z".into(),
+    })
+    .await
+    .unwrap();
+    ap.apply(&Action::PodEvent {
+        namespace: "ml".into(),
+        pod: "big".into(),
+        uid: Some("uid-big".into()),
+        warning: true,
+        reason: "FailedScheduling".into(),
+        note: "0/2 nodes fit".into(),
+        instance: "ctl-a".into(),
+        at: "2026-11-23T10:00:00.000000Z".into(),
+    })
+    .await
+    .unwrap();
+    let s = task.await.unwrap();
+    assert_eq!(s[0].method, "PATCH");
+    assert_eq!(
+        s[0].uri,
+        "/api/v1/namespaces/ml/pods/big/status?&fieldManager=gpusched"
+    );
+    // Strategic merge: the API server merges conditions by type, keeping the kubelet's.
+    assert_eq!(s[0].content_type, "application/strategic-merge-patch+json");
+    assert_eq!(
+        s[0].body,
+        json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/2 nodes fit",
+            "lastTransitionTime": "2026-11-23T10:00:00Z"}]}})
+    );
+    assert_eq!(s[1].method, "POST");
+    assert_eq!(s[1].uri, "/apis/events.k8s.io/v1/namespaces/ml/events?");
+    assert_eq!(s[1].body["type"], "Warning");
+    assert_eq!(s[1].body["reason"], "FailedScheduling");
+    assert_eq!(s[1].body["regarding"]["uid"], "uid-big");
+    assert_eq!(s[1].body["reportingController"], "gpusched.io/scheduler");
+    assert_eq!(s[1].body["eventTime"], "2026-11-23T10:00:00.000000Z");
+}
+
+#[tokio::test]
 async fn out_of_scope_actions_send_nothing() {
     let (client, task) = mock_client(vec![]);
     let ap = KubeApplier {
@@ -265,6 +317,24 @@ async fn out_of_scope_actions_send_nothing() {
             namespace: "kube-system".into(),
             deployment: "coredns".into(),
             replicas: 0,
+        },
+        Action::PodScheduledCondition {
+            namespace: "other".into(),
+            name: "x".into(),
+            scheduled: false,
+            reason: "Unschedulable".into(),
+            message: String::new(),
+            at: String::new(),
+        },
+        Action::PodEvent {
+            namespace: "kube-system".into(),
+            pod: "coredns".into(),
+            uid: None,
+            warning: true,
+            reason: "FailedScheduling".into(),
+            note: String::new(),
+            instance: "ctl".into(),
+            at: String::new(),
         },
     ] {
         assert!(

@@ -224,6 +224,13 @@ async fn pods_seen_through_the_watch_are_placed_and_bound() {
             .any(|r| r.method != "GET" && r.path.contains("/namespaces/other/")),
         "a request touched the unmanaged namespace"
     );
+    // The user sees where it went, as with kube-scheduler's `Scheduled` event.
+    let scheduled = api
+        .list("events")
+        .into_iter()
+        .find(|e| e["reason"] == "Scheduled" && e["regarding"]["name"] == "llm-large")
+        .expect("a Scheduled event");
+    assert!(scheduled["note"].as_str().unwrap().contains("h100-1"));
     // Each pod was bound exactly once.
     assert_eq!(bindings_of(&api, "llm-large"), 1);
     assert_eq!(bindings_of(&api, "llm-large-2"), 1);
@@ -399,5 +406,73 @@ async fn the_loop_survives_a_compacted_watch_and_lists_again() {
         lists_after > lists_before,
         "the pods reflector listed again"
     );
+    ctl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_cannot_be_placed_says_why_as_kube_scheduler_does() {
+    let api = cluster().await;
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    // 200 GB fits no GPU of the cluster; the other pod lacks the annotation gpusched needs.
+    api.apply(&pending_pod("ml", "too-big", 200.0));
+    let mut unannotated = pending_pod("ml", "unannotated", 1.0);
+    unannotated.metadata.annotations = None;
+    api.apply(&unannotated);
+    for pod in ["too-big", "unannotated"] {
+        let cond = api
+            .wait_for(&format!("{pod} to carry PodScheduled=False"), WAIT, |a| {
+                let p = a.get("pods", "ml", pod)?;
+                p["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "PodScheduled")
+                    .cloned()
+            })
+            .await;
+        assert_eq!(cond["status"], "False");
+        assert_eq!(cond["reason"], "Unschedulable");
+        assert!(!cond["message"].as_str().unwrap().is_empty());
+        let p = api.get("pods", "ml", pod).unwrap();
+        assert_eq!(
+            p["status"]["phase"], "Pending",
+            "the kubelet's status fields are kept"
+        );
+    }
+    let unannotated_msg = api.get("pods", "ml", "unannotated").unwrap()["status"]["conditions"][0]
+        ["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        unannotated_msg.contains(keys::MODEL_MEMORY_GB),
+        "{unannotated_msg}"
+    );
+    let events = api
+        .wait_for("two FailedScheduling events", WAIT, |a| {
+            let ev: Vec<Value> = a
+                .list("events")
+                .into_iter()
+                .filter(|e| e["reason"] == "FailedScheduling")
+                .collect();
+            (ev.len() >= 2).then_some(ev)
+        })
+        .await;
+    for e in &events {
+        assert_eq!(e["type"], "Warning");
+        assert_eq!(e["regarding"]["kind"], "Pod");
+        assert_eq!(e["reportingInstance"], "ctl-a");
+    }
+    // Told once per reason, not at every reconcile.
+    let rounds_later = api.requests().len() + 40;
+    api.wait_for("more reconcile rounds", WAIT, |a| {
+        (a.requests().len() > rounds_later).then_some(())
+    })
+    .await;
+    let failed: Vec<Value> = api
+        .list("events")
+        .into_iter()
+        .filter(|e| e["reason"] == "FailedScheduling")
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
     ctl.stop().await;
 }
