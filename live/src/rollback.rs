@@ -150,6 +150,14 @@ pub fn plan_rollout(
         .cloned();
     let data = cm.and_then(|c| c.data.as_ref());
     let entry_before = key.and_then(|k| data.and_then(|d| d.get(k)).cloned());
+    if key.is_some() && cm.is_none() {
+        // Cordoning and draining for an entry that cannot be written would only cost pods.
+        return Err(format!(
+            "the device plugin's ConfigMap {}/{} does not exist: install the plugin with its config \
+             in that ConfigMap (or point --plugin-config-namespace/--plugin-config-name at it)",
+            scope.plugin_config.0, scope.plugin_config.1
+        ));
+    }
     let write_entry = match (key, yaml) {
         (Some(k), Some(y)) => match &entry_before {
             Some(existing) if existing.trim() == y.trim() => None,

@@ -238,6 +238,15 @@ pub fn workload_from_pod(p: &Pod) -> Result<WorkloadSpec, String> {
         .ok()
         .filter(|v: &f64| v.is_finite() && *v > 0.0)
         .ok_or_else(|| bad(keys::MODEL_MEMORY_GB, mem, "a positive number of GB"))?;
+    let gpus = pod_gpu_request(p);
+    if gpus > 1 {
+        // The engine places a replica on one GPU or a share of one (the seeds' model); the
+        // device plugin would hand such a pod several GPUs that the view could not account for.
+        return Err(format!(
+            "pod {name}: requests {gpus} {}; gpusched places one GPU or a share of one per pod",
+            keys::GPU_RESOURCE
+        ));
+    }
     let priority = match annotation(m, keys::PRIORITY) {
         None => Priority::default(),
         Some(v) => enum_from_str(v).ok_or_else(|| bad(keys::PRIORITY, v, "low, medium or high"))?,
@@ -504,6 +513,24 @@ mod tests {
             Some(GpuModel::A100_80GB)
         );
         assert_eq!(gpu_model_from_labels("Tesla-T4", Some(15360)), None);
+    }
+
+    #[test]
+    fn a_pod_asking_for_several_gpus_is_refused_with_the_reason() {
+        use k8s_openapi::api::core::v1::ResourceRequirements;
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let mut p = pending_pod("ml", "multi", 8.0);
+        p.spec.as_mut().unwrap().containers[0].resources = Some(ResourceRequirements {
+            limits: Some([(keys::GPU_RESOURCE.to_string(), Quantity("2".into()))].into()),
+            ..Default::default()
+        });
+        let e = workload_from_pod(&p).unwrap_err();
+        assert!(e.contains("requests 2 nvidia.com/gpu"), "{e}");
+        p.spec.as_mut().unwrap().containers[0].resources = Some(ResourceRequirements {
+            limits: Some([(keys::GPU_RESOURCE.to_string(), Quantity("1".into()))].into()),
+            ..Default::default()
+        });
+        assert!(workload_from_pod(&p).is_ok());
     }
 
     #[test]

@@ -274,6 +274,18 @@ fn run_policy(policy: PolicyName) {
     }
 }
 
+/// The device plugin's ConfigMap, with no gpusched entry yet.
+fn plugin_config() -> k8s_openapi::api::core::v1::ConfigMap {
+    k8s_openapi::api::core::v1::ConfigMap {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("device-plugin-config".into()),
+            namespace: Some("nvidia-device-plugin".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// The controller's own loop (dry run) over sequences whose sharing layouts never change a
 /// node's config once set: only 25 % clients (uniform MPS, `gpusched-mps-4` everywhere), or only
 /// exclusive large models. (Mixing them on a multi-GPU node makes the controller relabel a node
@@ -308,7 +320,8 @@ fn run_controller(policy: PolicyName, order: &[usize]) {
         .enable_all()
         .build()
         .unwrap();
-    let report = rt.block_on(ctl.reconcile(&k8s, &pending_pods(&sc, order), None, NOW));
+    let report =
+        rt.block_on(ctl.reconcile(&k8s, &pending_pods(&sc, order), Some(&plugin_config()), NOW));
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report
         .rollouts
@@ -402,7 +415,7 @@ fn controller_never_flips_a_busy_nodes_config_when_placing() {
         .enable_all()
         .build()
         .unwrap();
-    let report = rt.block_on(ctl.reconcile(&k8s, &pods, None, NOW));
+    let report = rt.block_on(ctl.reconcile(&k8s, &pods, Some(&plugin_config()), NOW));
     // The engine never flips the config of a node with GPU pods as a side effect of placing one
     // (the simulator does not either): changing it is a planned rollout, not a placement. The
     // pod stays pending, nothing is evicted and nothing is sent.

@@ -369,7 +369,7 @@ async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
     let (node, pods) = rollout_fixture();
     let r = rollback::plan_rollout(
         &node,
-        None,
+        Some(&empty_plugin_config()),
         Some("gpusched-timeslicing-4"),
         Some(TS4),
         &pods,
@@ -460,7 +460,7 @@ async fn a_pdb_blocked_rollout_rolls_back_and_three_failures_open_the_breaker() 
     let (node, pods) = rollout_fixture();
     let r = rollback::plan_rollout(
         &node,
-        None,
+        Some(&empty_plugin_config()),
         Some("gpusched-timeslicing-4"),
         Some(TS4),
         &pods,
@@ -539,6 +539,11 @@ async fn a_pdb_blocked_rollout_rolls_back_and_three_failures_open_the_breaker() 
     assert!(task.await.unwrap().is_empty());
 }
 
+/// The device plugin's ConfigMap with no entries yet.
+fn empty_plugin_config() -> k8s_openapi::api::core::v1::ConfigMap {
+    k8s_openapi::api::core::v1::ConfigMap::default()
+}
+
 #[tokio::test]
 async fn rollouts_refuse_nodes_with_unmanaged_gpu_pods_and_foreign_config_entries() {
     let (node, mut pods) = rollout_fixture();
@@ -547,7 +552,7 @@ async fn rollouts_refuse_nodes_with_unmanaged_gpu_pods_and_foreign_config_entrie
     ));
     let e = rollback::plan_rollout(
         &node,
-        None,
+        Some(&empty_plugin_config()),
         Some("gpusched-timeslicing-4"),
         Some(TS4),
         &pods,
@@ -556,6 +561,18 @@ async fn rollouts_refuse_nodes_with_unmanaged_gpu_pods_and_foreign_config_entrie
     )
     .unwrap_err();
     assert!(e.contains("research/other"), "{e}");
+    // No plugin ConfigMap at all: refused before anything is cordoned.
+    let e = rollback::plan_rollout(
+        &node,
+        None,
+        Some("gpusched-timeslicing-4"),
+        Some(TS4),
+        &[],
+        &scope(),
+        0.0,
+    )
+    .unwrap_err();
+    assert!(e.contains("does not exist"), "{e}");
     let cm = k8s_openapi::api::core::v1::ConfigMap {
         data: Some(
             [(
