@@ -170,18 +170,11 @@ impl<A: Applier> Controller<A> {
             let spec = match workload_from_pod(&pod) {
                 Ok(s) => s,
                 Err(e) => {
-                    if self.last_reason.get(&pk) != Some(&e) {
-                        self.last_reason.insert(pk.clone(), e.clone());
-                        report.errors.push(e.clone());
-                        Self::tell_unschedulable(
-                            &self.applier,
-                            &self.identity,
-                            &pod,
-                            &e,
-                            now_unix_s,
-                            &mut report,
-                        )
-                        .await;
+                    if self
+                        .explain_wait(&pod, &pk, &e, now_unix_s, &mut report)
+                        .await
+                    {
+                        report.errors.push(e);
                     }
                     continue;
                 }
@@ -196,18 +189,11 @@ impl<A: Applier> Controller<A> {
             let decision = self.engine.place(&view.nodes, &spec, replica, false);
             let Decision::Place(p) = &decision else {
                 if let Decision::Unschedulable { reason, .. } = &decision {
-                    if self.last_reason.get(&pk) != Some(reason) {
-                        self.last_reason.insert(pk.clone(), reason.clone());
+                    if self
+                        .explain_wait(&pod, &pk, reason, now_unix_s, &mut report)
+                        .await
+                    {
                         self.log(now_unix_s, decision.clone(), &mut report);
-                        Self::tell_unschedulable(
-                            &self.applier,
-                            &self.identity,
-                            &pod,
-                            reason,
-                            now_unix_s,
-                            &mut report,
-                        )
-                        .await;
                     }
                 }
                 continue;
@@ -231,18 +217,11 @@ impl<A: Applier> Controller<A> {
                 ) {
                     Err(refusal) => {
                         let why = format!("not placed on {}: {refusal}", p.node);
-                        if self.last_reason.get(&pk) != Some(&why) {
-                            self.last_reason.insert(pk.clone(), why.clone());
+                        if self
+                            .explain_wait(&pod, &pk, &why, now_unix_s, &mut report)
+                            .await
+                        {
                             report.errors.push(format!("{pk}: {why}"));
-                            Self::tell_unschedulable(
-                                &self.applier,
-                                &self.identity,
-                                &pod,
-                                &why,
-                                now_unix_s,
-                                &mut report,
-                            )
-                            .await;
                         }
                         continue;
                     }
@@ -264,16 +243,8 @@ impl<A: Applier> Controller<A> {
                                 r.node,
                                 serde_json::to_string(&outcome).unwrap_or_default()
                             );
-                            self.last_reason.insert(pk.clone(), why.clone());
-                            Self::tell_unschedulable(
-                                &self.applier,
-                                &self.identity,
-                                &pod,
-                                &why,
-                                now_unix_s,
-                                &mut report,
-                            )
-                            .await;
+                            self.explain_wait(&pod, &pk, &why, now_unix_s, &mut report)
+                                .await;
                         }
                         report.rollouts.push((r.node.clone(), outcome));
                         if !done {
@@ -371,6 +342,23 @@ impl<A: Applier> Controller<A> {
             .await;
         }
         report
+    }
+
+    /// Tells the user why `pod` waits, once per change of reason; true when this is news.
+    async fn explain_wait(
+        &mut self,
+        pod: &Pod,
+        pk: &str,
+        why: &str,
+        now: f64,
+        report: &mut Report,
+    ) -> bool {
+        if self.last_reason.get(pk).map(String::as_str) == Some(why) {
+            return false;
+        }
+        self.last_reason.insert(pk.to_string(), why.to_string());
+        Self::tell_unschedulable(&self.applier, &self.identity, pod, why, now, report).await;
+        true
     }
 
     /// What kube-scheduler tells a user about a pod that waits: `PodScheduled=False` with the
