@@ -195,3 +195,21 @@ fn sharing_settings_the_stack_forbids_are_refused_with_the_key() {
         assert!(err.contains(key), "{sets:?}: {err}");
     }
 }
+
+#[test]
+fn durations_and_ticks_that_cannot_be_simulated_are_refused() {
+    let base = default_with("seed = 42", "seed = 42");
+    for (set, key, says) in [
+        ("duration_h=nan", "duration", "positive"),
+        ("duration_h=1e9", "duration", "10 years"),
+        ("tick_s=inf", "tick_s", "positive"),
+        ("tick_s=0.0001", "tick_s", "at most 20,000,000"),
+    ] {
+        let (code, err) = run_with(&base, &["--set", set]);
+        assert_eq!(code, 2, "{set}: {err}");
+        assert!(
+            err.contains("bad.toml") && err.contains(key) && err.contains(says),
+            "{set}: {err}"
+        );
+    }
+}

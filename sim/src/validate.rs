@@ -34,10 +34,31 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
             format!("{duration} s must be a positive number"),
         ));
     }
-    if !(s.tick_s > 0.0) {
+    // Simulated time is integer microseconds: ten years is far inside u64 and far beyond any
+    // capacity-planning horizon; past it a typo (hours for seconds) would run for ever.
+    const MAX_DURATION_S: f64 = 10.0 * 365.0 * 86_400.0;
+    if duration > MAX_DURATION_S {
+        return Err(bad(
+            "duration".into(),
+            format!("{duration} s is more than the 10 years (315,360,000 s) gpusched simulates"),
+        ));
+    }
+    if !(s.tick_s > 0.0 && s.tick_s.is_finite()) {
         return Err(bad(
             "tick_s".into(),
-            format!("{} must be positive", s.tick_s),
+            format!("{} must be a positive number of seconds", s.tick_s),
+        ));
+    }
+    // One timeseries row per tick is kept in memory and written out.
+    const MAX_TICKS: f64 = 20_000_000.0;
+    if duration / s.tick_s > MAX_TICKS {
+        return Err(bad(
+            "tick_s".into(),
+            format!(
+                "{} s gives {:.0} monitoring ticks over {duration} s; at most 20,000,000 (raise tick_s)",
+                s.tick_s,
+                duration / s.tick_s
+            ),
         ));
     }
     s.engine
