@@ -222,8 +222,14 @@ impl Copy {
                         field: col.into(),
                         problem,
                     };
-                    if !(r.t_s >= 0.0 && r.t_s.is_finite()) {
-                        let e = err(format!("{} s is a negative or invalid time (times must be >= 0 from the trace start)", r.t_s));
+                    if !r.t_s.is_finite() {
+                        let e = err(format!("{} s is not a valid time", r.t_s));
+                        self.bad(e)?;
+                    } else if r.t_s < 0.0 {
+                        let e = err(format!(
+                            "{:.3} s is negative: before the trace's start (time 0, or the first row for absolute timestamps); rows must be in time order",
+                            r.t_s
+                        ));
                         self.bad(e)?;
                     } else if r.t_s < self.watermark {
                         let hint = if self.cap == 0 {
