@@ -303,7 +303,7 @@ impl<A: Applier> Controller<A> {
         report
     }
 
-    fn log(&mut self, now: f64, d: Decision, report: &mut Report) {
+    pub(crate) fn log(&mut self, now: f64, d: Decision, report: &mut Report) {
         if let Some(l) = &mut self.log {
             if let Err(e) = l.record(now, d.clone()) {
                 report.errors.push(format!("decision log: {e}"));
@@ -317,6 +317,8 @@ impl<A: Applier> Controller<A> {
 pub struct RunOptions {
     pub period: std::time::Duration,
     pub lease: crate::lease::LeaseConfig,
+    /// Autoscaling of opted-in Deployments ([`crate::autoscale`]); `None`: off.
+    pub autoscale: Option<crate::autoscale::AutoscaleOptions>,
 }
 
 /// Watches and reconciles until the process is stopped. Only the Lease holder reconciles.
@@ -367,6 +369,7 @@ pub async fn run<A: Applier>(
             message: e.to_string(),
         })?;
     }
+    let mut autoscale = crate::autoscale::Runner::start(&client, &ctl.scope, opts.autoscale);
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), &opts.lease.namespace);
     let mut leading = false;
@@ -403,6 +406,9 @@ pub async fn run<A: Applier>(
         }
         let now_s = now.as_millisecond() as f64 / 1000.0;
         let report = ctl.reconcile(&ns, &ps, cm.as_ref(), now_s).await;
+        if let Some(a) = autoscale.as_mut() {
+            a.tick(&mut ctl, &ns, &ps, now_s).await;
+        }
         for e in &report.errors {
             eprintln!("error: {e}");
         }
