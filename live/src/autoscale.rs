@@ -28,8 +28,8 @@ use crate::apply::{Action, Applier, Scope};
 use crate::controller::{Controller, Report};
 use crate::keys;
 use crate::signals::{
-    counter_increase, gpu_share, scrape_url, service_signals, HttpScraper, LiveSignals, MetricNames,
-    PodMetrics, ReadyPod, Scraper, Signal, SignalInput,
+    counter_increase, gpu_share, scrape_url, service_signals, HttpScraper, LiveSignals,
+    MetricNames, PodMetrics, ReadyPod, Scraper, Signal, SignalInput,
 };
 use crate::view::annotation;
 use gpusched_policies::autoscale::{Autoscaler, AutoscalerConfig, HpaConfig, SeedsRuleConfig};
@@ -170,7 +170,9 @@ pub fn competing_hpa<'a>(
                 let t = &s.scale_target_ref;
                 t.kind == "Deployment"
                     && t.name == name
-                    && t.api_version.as_deref().is_none_or(|v| v.starts_with("apps/"))
+                    && t.api_version
+                        .as_deref()
+                        .is_none_or(|v| v.starts_with("apps/"))
             })
         })
         .and_then(|h| h.metadata.name.as_deref())
@@ -196,7 +198,10 @@ fn pod_ready(p: &Pod) -> bool {
 /// ReplicaSet during a rollout are included, as `status.readyReplicas` includes them).
 pub fn ready_pods<'a>(d: &Deployment, pods: &'a [Pod]) -> Result<Vec<&'a Pod>, String> {
     let ns = d.metadata.namespace.as_deref().unwrap_or("");
-    let obj = format!("deployment {ns}/{}", d.metadata.name.as_deref().unwrap_or(""));
+    let obj = format!(
+        "deployment {ns}/{}",
+        d.metadata.name.as_deref().unwrap_or("")
+    );
     let sel = d
         .spec
         .as_ref()
@@ -458,9 +463,7 @@ impl LiveAutoscaler {
                 r.signals.insert(key, sig);
                 continue;
             }
-            let rec = t
-                .scaler
-                .recommend(&sig.signals, c.policy.min, c.policy.max);
+            let rec = t.scaler.recommend(&sig.signals, c.policy.min, c.policy.max);
             if rec.desired != c.replicas {
                 r.proposals.push(Proposal {
                     decision: ScaleDecision {
@@ -535,7 +538,11 @@ pub struct Runner {
 impl Runner {
     /// Starts the watches (one per managed namespace, so only namespaced read permissions are
     /// needed). `None` when autoscaling is off.
-    pub fn start(client: &kube::Client, scope: &Scope, opts: Option<AutoscaleOptions>) -> Option<Self> {
+    pub fn start(
+        client: &kube::Client,
+        scope: &Scope,
+        opts: Option<AutoscaleOptions>,
+    ) -> Option<Self> {
         use futures::StreamExt;
         use kube::runtime::{reflector, watcher, WatchStreamExt};
         let opts = opts?;
@@ -630,7 +637,10 @@ impl Runner {
             pods,
             nodes,
         };
-        let r = self.autoscaler.tick(ctl, &obs, &self.scraper, now_unix_s).await;
+        let r = self
+            .autoscaler
+            .tick(ctl, &obs, &self.scraper, now_unix_s)
+            .await;
         for d in &r.applied {
             if let Decision::Scale(s) = d {
                 eprintln!(

@@ -200,7 +200,9 @@ pub fn scrape_url(p: &Pod) -> Result<String, String> {
         .filter(|ip| !ip.is_empty())
         .ok_or_else(|| format!("pod {name}: no pod IP yet"))?;
     let m = &p.metadata;
-    let port = match annotation(m, keys::METRICS_PORT).or_else(|| annotation(m, keys::PROMETHEUS_PORT)) {
+    let port = match annotation(m, keys::METRICS_PORT)
+        .or_else(|| annotation(m, keys::PROMETHEUS_PORT))
+    {
         Some(v) => v.trim().parse::<u16>().map_err(|_| {
             format!(
                 "pod {name}: metrics port {v:?} ({} / {}) is not a port number",
@@ -349,8 +351,12 @@ pub fn gpu_share(
     max_age_s: f64,
 ) -> Result<GpuShare, String> {
     let name = pod.metadata.name.as_deref().unwrap_or("");
-    let (gpu, alloc) = allocation_from_pod(pod)?
-        .ok_or_else(|| format!("pod {name}: no {} annotation (not bound by gpusched)", keys::GPU_INDEX))?;
+    let (gpu, alloc) = allocation_from_pod(pod)?.ok_or_else(|| {
+        format!(
+            "pod {name}: no {} annotation (not bound by gpusched)",
+            keys::GPU_INDEX
+        )
+    })?;
     let node_name = pod
         .spec
         .as_ref()
@@ -367,16 +373,21 @@ pub fn gpu_share(
     let mem = labels
         .and_then(|l| l.get(keys::GPU_MEMORY_MIB))
         .and_then(|v| v.parse().ok());
-    let model = gpu_model_from_labels(product, mem)
-        .ok_or_else(|| format!("node {node_name}: GPU product {product:?} is not in the catalog"))?;
+    let model = gpu_model_from_labels(product, mem).ok_or_else(|| {
+        format!("node {node_name}: GPU product {product:?} is not in the catalog")
+    })?;
     let raw = annotation(&node.metadata, keys::GPU_METRICS).ok_or_else(|| {
         format!(
             "node {node_name}: no {} annotation (is the gpusched agent running there?)",
             keys::GPU_METRICS
         )
     })?;
-    let summary: NodeSummary = serde_json::from_str(raw)
-        .map_err(|e| format!("node {node_name}: annotation {} is not valid: {e}", keys::GPU_METRICS))?;
+    let summary: NodeSummary = serde_json::from_str(raw).map_err(|e| {
+        format!(
+            "node {node_name}: annotation {} is not valid: {e}",
+            keys::GPU_METRICS
+        )
+    })?;
     let age = now_unix_s - summary.t;
     if age > max_age_s {
         return Err(format!("node {node_name}: GPU metrics are {age:.0} s old"));
@@ -504,11 +515,17 @@ pub fn service_signals(inp: &SignalInput) -> LiveSignals {
             Ok(m) => {
                 match m.waiting {
                     Some(v) => queue += v.max(0.0),
-                    None => miss(Signal::Queue, format!("pod {}: no waiting-requests metric", p.name)),
+                    None => miss(
+                        Signal::Queue,
+                        format!("pod {}: no waiting-requests metric", p.name),
+                    ),
                 }
                 match m.running {
                     Some(v) => running += v.max(0.0),
-                    None => miss(Signal::InFlight, format!("pod {}: no running-requests metric", p.name)),
+                    None => miss(
+                        Signal::InFlight,
+                        format!("pod {}: no running-requests metric", p.name),
+                    ),
                 }
             }
             Err(e) => {
@@ -521,7 +538,10 @@ pub fn service_signals(inp: &SignalInput) -> LiveSignals {
             Some(v) => served += v,
             None if p.metrics.is_ok() => miss(
                 Signal::Served,
-                format!("pod {}: no previous reading of the served counter yet", p.name),
+                format!(
+                    "pod {}: no previous reading of the served counter yet",
+                    p.name
+                ),
             ),
             None => {}
         }
@@ -538,7 +558,10 @@ pub fn service_signals(inp: &SignalInput) -> LiveSignals {
                 }
                 _ => miss(
                     Signal::Gpu,
-                    format!("pod {}: the agent has no utilisation/power for its GPU (MIG?)", p.name),
+                    format!(
+                        "pod {}: the agent has no utilisation/power for its GPU (MIG?)",
+                        p.name
+                    ),
                 ),
             },
             Err(e) => miss(Signal::Gpu, e.clone()),
@@ -552,8 +575,16 @@ pub fn service_signals(inp: &SignalInput) -> LiveSignals {
         t_s: inp.t_s,
         replicas: inp.replicas,
         ready_replicas: inp.ready_replicas,
-        queue_len: if known(Signal::Queue) { queue.round() as u64 } else { 0 },
-        in_flight: if known(Signal::InFlight) { running.round() as u64 } else { 0 },
+        queue_len: if known(Signal::Queue) {
+            queue.round() as u64
+        } else {
+            0
+        },
+        in_flight: if known(Signal::InFlight) {
+            running.round() as u64
+        } else {
+            0
+        },
         efficiency_tops_per_w: match (gpu_known, watts > 0.0) {
             (false, _) => f64::NAN,
             (true, true) => tops / watts,
@@ -606,7 +637,11 @@ weird{} NaN
         assert_eq!(sum_of(&s, "vllm:absent"), None);
         let quoted = s
             .iter()
-            .find(|x| x.labels.iter().any(|(k, v)| k == "finished_reason" && v == "abort"))
+            .find(|x| {
+                x.labels
+                    .iter()
+                    .any(|(k, v)| k == "finished_reason" && v == "abort")
+            })
             .unwrap();
         assert_eq!(quoted.labels[2].1, "a \"quoted\" }name");
         let m = PodMetrics::from_text(VLLM, &MetricNames::default());
@@ -624,7 +659,9 @@ weird{} NaN
     fn malformed_lines_are_skipped() {
         let s = parse_exposition("9bad 1\nok 2\nno_value\nunterminated{a=\"x 3\nx{a=\"1\"} 4\n");
         assert_eq!(
-            s.iter().map(|x| (x.name.as_str(), x.value)).collect::<Vec<_>>(),
+            s.iter()
+                .map(|x| (x.name.as_str(), x.value))
+                .collect::<Vec<_>>(),
             [("ok", 2.0), ("x", 4.0)]
         );
     }
@@ -679,7 +716,10 @@ weird{} NaN
         let out = service_signals(&inp);
         assert!(out.missing.is_empty(), "{:?}", out.missing);
         let s = &out.signals;
-        assert_eq!((s.replicas, s.ready_replicas, s.queue_len, s.in_flight), (3, 2, 10, 3));
+        assert_eq!(
+            (s.replicas, s.ready_replicas, s.queue_len, s.in_flight),
+            (3, 2, 10, 3)
+        );
         let tops = 0.8 * 1000.0 + 0.6 * 1000.0 * 0.5;
         let watts = 500.0 + 400.0 * 0.5;
         assert!((s.efficiency_tops_per_w - tops / watts).abs() < 1e-9);
@@ -711,7 +751,10 @@ weird{} NaN
         };
         let out = service_signals(&inp);
         let kinds: Vec<Signal> = out.missing.iter().map(|(s, _)| *s).collect();
-        assert_eq!(kinds, [Signal::Queue, Signal::InFlight, Signal::Served, Signal::Gpu]);
+        assert_eq!(
+            kinds,
+            [Signal::Queue, Signal::InFlight, Signal::Served, Signal::Gpu]
+        );
         assert!(out.signals.efficiency_tops_per_w.is_nan());
         assert!(out.signals.cost_per_inference.is_nan());
         assert!(out.signals.utilisation.is_nan());
@@ -769,6 +812,9 @@ weird{} NaN
             .unwrap()
             .insert(keys::METRICS_PORT.into(), "http".into());
         let e = scrape_url(&p).unwrap_err();
-        assert!(e.contains("chat-0") && e.contains(keys::METRICS_PORT), "{e}");
+        assert!(
+            e.contains("chat-0") && e.contains(keys::METRICS_PORT),
+            "{e}"
+        );
     }
 }
