@@ -220,7 +220,9 @@ fn opt_in_and_bad_annotations_name_the_object_key_and_allowed_values() {
     .unwrap();
     assert_eq!(p.config, tuned);
 
-    let cases: Vec<(Vec<(&str, &str)>, &[&str])> = vec![
+    // (annotations, what the error must say)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
         (
             vec![(keys::MAX_REPLICAS, "4"), (keys::AUTOSCALER, "keda")],
             &[keys::AUTOSCALER, "\"keda\"", "seeds, hpa or none"],
@@ -665,4 +667,57 @@ async fn scrapes_and_parses_a_vllm_metrics_page_over_http() {
         .await
         .unwrap_err();
     assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+}
+
+/// The shipped example opts in correctly (the README points at it).
+#[test]
+fn the_example_workload_opts_in() {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/example-workload.yaml"
+    ))
+    .unwrap();
+    let d: Deployment = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde_json::Value::deserialize(doc).unwrap())
+        .find(|v| v["kind"] == "Deployment")
+        .map(|v| serde_json::from_value(v).unwrap())
+        .unwrap();
+    let p = deployment_policy(&d, &AutoscalerConfig::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.min, p.max), (1, 6));
+}
+
+/// `--autoscaler FILE` takes the scenario's `[autoscaler]` table; bad files are bad input.
+#[test]
+fn the_autoscaler_flag_reads_the_scenario_table() {
+    use gpusched_live::cmd::{autoscaler_config, CmdError};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("autoscaler.toml");
+    std::fs::write(
+        &p,
+        "kind = \"hpa\"\nmetric = \"queue_per_replica\"\ntarget = 3.0\n",
+    )
+    .unwrap();
+    let c = autoscaler_config(Some(&p)).unwrap();
+    assert_eq!(
+        c,
+        AutoscalerConfig::Hpa(HpaConfig {
+            metric: HpaMetric::QueuePerReplica,
+            target: 3.0,
+            ..Default::default()
+        })
+    );
+    assert_eq!(
+        autoscaler_config(None).unwrap(),
+        AutoscalerConfig::default()
+    );
+    for bad in ["kind = \"keda\"\n", "kind = \"hpa\"\ntarget = -1.0\n"] {
+        std::fs::write(&p, bad).unwrap();
+        assert!(
+            matches!(autoscaler_config(Some(&p)), Err(CmdError::BadInput(_))),
+            "{bad}"
+        );
+    }
 }
