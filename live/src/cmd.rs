@@ -3,11 +3,14 @@
 
 use crate::agent::{self, AgentOptions};
 use crate::apply::{KubeApplier, Scope};
+use crate::autoscale::AutoscaleOptions;
 use crate::controller::{self, Controller, RunOptions};
 use crate::decisions::DecisionLog;
 use crate::dryrun::DryRunApplier;
 use crate::lease::LeaseConfig;
 use crate::nvml::{GpuReader, NvmlReader};
+use crate::signals::MetricNames;
+use gpusched_policies::autoscale::AutoscalerConfig;
 use gpusched_policies::{EngineConfig, GpuCatalog};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,6 +78,29 @@ pub struct ControllerArgs {
     /// Seconds between reconciles (and Lease renewals; the Lease lasts 3× this).
     #[arg(long, default_value_t = 5)]
     pub period_s: u64,
+    /// Controller-wide autoscaling policy (TOML, the scenario's `[autoscaler]` table, e.g.
+    /// `kind = "hpa"`); default: the simulator's default (the seeds' rule). Deployments opt in
+    /// with the label gpusched.io/autoscale=true.
+    #[arg(long)]
+    pub autoscaler: Option<PathBuf>,
+    /// Do not autoscale any Deployment (and do not watch Deployments or HPAs).
+    #[arg(long)]
+    pub no_autoscale: bool,
+    /// Seconds between autoscaling evaluations (the simulator's monitoring tick).
+    #[arg(long, default_value_t = 30)]
+    pub autoscale_period_s: u64,
+    /// Gauge of waiting requests scraped from the serving pods (→ queue length).
+    #[arg(long, default_value = "vllm:num_requests_waiting")]
+    pub waiting_metric: String,
+    /// Gauge of running requests (→ in flight).
+    #[arg(long, default_value = "vllm:num_requests_running")]
+    pub running_metric: String,
+    /// Counter of completed requests (its increase over the period → served).
+    #[arg(long, default_value = "vllm:request_success_total")]
+    pub served_metric: String,
+    /// Energy price for the cost per inference, $/kWh.
+    #[arg(long, default_value_t = 0.13)]
+    pub energy_usd_per_kwh: f64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -166,6 +192,44 @@ fn engine_config(path: Option<&PathBuf>) -> Result<EngineConfig, CmdError> {
     Ok(cfg)
 }
 
+/// Reads `--autoscaler FILE` (the scenario's `[autoscaler]` table) and validates it.
+pub fn autoscaler_config(path: Option<&PathBuf>) -> Result<AutoscalerConfig, CmdError> {
+    let Some(p) = path else {
+        return Ok(AutoscalerConfig::default());
+    };
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| CmdError::BadInput(format!("{}: {e}", p.display())))?;
+    let cfg: AutoscalerConfig =
+        toml::from_str(&text).map_err(|e| CmdError::BadInput(format!("{}: {e}", p.display())))?;
+    cfg.validate()
+        .map_err(|e| CmdError::BadInput(format!("{}: {e}", p.display())))?;
+    Ok(cfg)
+}
+
+/// The autoscaling options the flags ask for (`None` with `--no-autoscale`).
+pub fn autoscale_options(a: &ControllerArgs) -> Result<Option<AutoscaleOptions>, CmdError> {
+    if a.no_autoscale {
+        return Ok(None);
+    }
+    if !(a.energy_usd_per_kwh >= 0.0 && a.energy_usd_per_kwh.is_finite()) {
+        return Err(CmdError::BadInput(format!(
+            "--energy-usd-per-kwh {} must be a non-negative number",
+            a.energy_usd_per_kwh
+        )));
+    }
+    Ok(Some(AutoscaleOptions {
+        config: autoscaler_config(a.autoscaler.as_ref())?,
+        period_s: a.autoscale_period_s.max(1) as f64,
+        metrics: MetricNames {
+            waiting: a.waiting_metric.clone(),
+            running: a.running_metric.clone(),
+            served: a.served_metric.clone(),
+        },
+        energy_usd_per_kwh: a.energy_usd_per_kwh,
+        ..Default::default()
+    }))
+}
+
 pub fn controller(a: &ControllerArgs) -> Result<(), CmdError> {
     let scope = Scope::new(
         a.namespaces.iter().cloned(),
@@ -174,6 +238,7 @@ pub fn controller(a: &ControllerArgs) -> Result<(), CmdError> {
     )
     .map_err(|e| CmdError::BadInput(e.to_string()))?;
     let cfg = engine_config(a.engine.as_ref())?;
+    let autoscale = autoscale_options(a)?;
     let log = match &a.decisions {
         Some(p) => {
             let f = std::fs::OpenOptions::new()
@@ -205,6 +270,7 @@ pub fn controller(a: &ControllerArgs) -> Result<(), CmdError> {
             identity,
             duration_s: (3 * a.period_s.max(1)) as i32,
         },
+        autoscale,
     };
     runtime()?.block_on(async {
         let c = client().await?;

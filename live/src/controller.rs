@@ -427,7 +427,7 @@ impl<A: Applier> Controller<A> {
         }
     }
 
-    fn log(&mut self, now: f64, d: Decision, report: &mut Report) {
+    pub(crate) fn log(&mut self, now: f64, d: Decision, report: &mut Report) {
         if let Some(l) = &mut self.log {
             if let Err(e) = l.record(now, d.clone()) {
                 report.errors.push(format!("decision log: {e}"));
@@ -452,6 +452,8 @@ fn rfc3339(t: f64, micros: bool) -> String {
 pub struct RunOptions {
     pub period: std::time::Duration,
     pub lease: crate::lease::LeaseConfig,
+    /// Autoscaling of opted-in Deployments ([`crate::autoscale`]); `None`: off.
+    pub autoscale: Option<crate::autoscale::AutoscaleOptions>,
 }
 
 /// Watches and reconciles until `shutdown` completes (SIGTERM in the CLI). Only the Lease
@@ -519,6 +521,7 @@ pub async fn run<A: Applier>(
         r = ready => r?,
         _ = &mut shutdown => return Ok(()),
     }
+    let mut autoscale = crate::autoscale::Runner::start(&client, &ctl.scope, opts.autoscale);
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), &opts.lease.namespace);
     // The Lease is renewed by its own task, so a long reconcile (a rollout waits minutes for the
@@ -531,6 +534,7 @@ pub async fn run<A: Applier>(
         lead_tx,
     ));
     let mut tick = tokio::time::interval(opts.period);
+    let mut warned_no_configmap = false;
     loop {
         // Shutdown is only looked at between reconciles: a rollout is never cut in half.
         tokio::select! {
@@ -554,11 +558,15 @@ pub async fn run<A: Applier>(
         let ns: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
         let ps: Vec<Pod> = pods.state().iter().map(|p| (**p).clone()).collect();
         let cm = cms.state().first().map(|c| (**c).clone());
-        if cm.is_none() {
-            eprintln!("warning: ConfigMap {cm_ns}/{cm_name} not found; sharing placements will create no entry until it exists");
+        if cm.is_none() && !warned_no_configmap {
+            warned_no_configmap = true;
+            eprintln!("warning: ConfigMap {cm_ns}/{cm_name} not found; sharing placements wait until it exists");
         }
         let now_s = now.as_millisecond() as f64 / 1000.0;
         let report = ctl.reconcile(&ns, &ps, cm.as_ref(), now_s).await;
+        if let Some(a) = autoscale.as_mut() {
+            a.tick(&mut ctl, &ns, &ps, now_s).await;
+        }
         for e in &report.errors {
             eprintln!("error: {e}");
         }
@@ -604,7 +612,7 @@ async fn elect(
 }
 
 /// Aborts the watch tasks when the controller returns.
-struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+pub(crate) struct AbortOnDrop(pub(crate) Vec<tokio::task::AbortHandle>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

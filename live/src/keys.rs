@@ -46,3 +46,21 @@ pub const MPS_PINNED_MEM_LIMIT: &str = "gpusched.io/mps-pinned-device-mem-limit"
 
 /// The namespace gpusched never reads pods from for scheduling and never writes to.
 pub const KUBE_SYSTEM: &str = "kube-system";
+
+// Autoscaling (issue 7): Deployments opt in, and say their bounds and (optionally) their policy.
+/// Deployment label: `"true"` opts the Deployment in to gpusched's autoscaler (`"false"` or
+/// absent: left alone). A label rather than an annotation so it can be listed with a selector
+/// (`kubectl get deploy -l gpusched.io/autoscale=true`).
+pub const AUTOSCALE: &str = "gpusched.io/autoscale";
+/// Deployment annotation: the fewest replicas the autoscaler may leave (default 1).
+pub const MIN_REPLICAS: &str = "gpusched.io/min-replicas";
+/// Deployment annotation: the most replicas the autoscaler may create (required).
+pub const MAX_REPLICAS: &str = "gpusched.io/max-replicas";
+/// Deployment annotation: `seeds`, `hpa` or `none`, overriding the controller-wide policy.
+pub const AUTOSCALER: &str = "gpusched.io/autoscaler";
+/// Pod annotations naming where the serving process exposes Prometheus metrics. gpusched's own
+/// keys win over the conventional `prometheus.io/*` ones.
+pub const METRICS_PORT: &str = "gpusched.io/metrics-port";
+pub const METRICS_PATH: &str = "gpusched.io/metrics-path";
+pub const PROMETHEUS_PORT: &str = "prometheus.io/port";
+pub const PROMETHEUS_PATH: &str = "prometheus.io/path";

@@ -5,6 +5,8 @@
 //! * [`view`] — the engine's cluster view from Nodes and Pods (a pure function).
 //! * [`controller`] — reflectors + [`lease`] election + placement of `schedulerName: gpusched` pods.
 //! * [`apply`] / [`dryrun`] — decisions as exact API requests, sent or printed.
+//! * [`autoscale`] / [`signals`] — the simulator's autoscalers scaling opted-in Deployments from
+//!   the pods' Prometheus metrics and the agent's GPU readings.
 //! * [`rollback`] — sharing-config rollouts that can always be undone, behind the shared circuit
 //!   breaker.
 //! * [`snapshot`] — the live cluster as a simulator scenario; [`decisions`] — decisions.jsonl in
@@ -12,6 +14,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod autoscale;
 pub mod cmd;
 pub mod controller;
 pub mod decisions;
@@ -21,6 +24,7 @@ pub mod lease;
 pub mod manifests;
 pub mod nvml;
 pub mod rollback;
+pub mod signals;
 pub mod snapshot;
 pub mod testutil;
 pub mod view;

@@ -93,6 +93,7 @@ fn start_controller(api: &FakeApiServer, identity: &str, plugin_timeout: Duratio
             identity: identity.into(),
             duration_s: 2,
         },
+        autoscale: None,
     };
     let (stop, rx) = oneshot::channel::<()>();
     let done = tokio::spawn(controller::run(client, ctl, opts, async {
