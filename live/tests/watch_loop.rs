@@ -65,6 +65,15 @@ impl Running {
 /// Starts a controller replica managing namespace `ml`, the way `gpusched live controller`
 /// does, with a short period and a short plugin wait.
 fn start_controller(api: &FakeApiServer, identity: &str, plugin_timeout: Duration) -> Running {
+    start_controller_with(api, identity, plugin_timeout, None)
+}
+
+fn start_controller_with(
+    api: &FakeApiServer,
+    identity: &str,
+    plugin_timeout: Duration,
+    autoscale: Option<gpusched_live::autoscale::AutoscaleOptions>,
+) -> Running {
     let scope = Scope::new(["ml".to_string()], PLUGIN_NS, PLUGIN_CM).unwrap();
     let client = api.client();
     let mut ctl = Controller::new(
@@ -93,7 +102,7 @@ fn start_controller(api: &FakeApiServer, identity: &str, plugin_timeout: Duratio
             identity: identity.into(),
             duration_s: 2,
         },
-        autoscale: None,
+        autoscale,
     };
     let (stop, rx) = oneshot::channel::<()>();
     let done = tokio::spawn(controller::run(client, ctl, opts, async {
@@ -476,4 +485,144 @@ async fn a_pod_that_cannot_be_placed_says_why_as_kube_scheduler_does() {
         .collect();
     assert_eq!(failed.len(), 2, "{failed:?}");
     ctl.stop().await;
+}
+
+/// Serves a fixed Prometheus text page on 127.0.0.1 (a vLLM pod's /metrics); returns the port.
+async fn serve_metrics(text: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = sock.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opted_in_deployment_is_scaled_from_its_pods_queue() {
+    use gpusched_live::autoscale::AutoscaleOptions;
+    use gpusched_policies::autoscale::{AutoscalerConfig, HpaConfig, HpaMetric};
+    use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    let api = cluster().await;
+    // Two ready replicas, 30 requests queued on each.
+    let port = serve_metrics(
+        "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"m\"} 30\nvllm:num_requests_running{model_name=\"m\"} 4\nvllm:request_success_total{model_name=\"m\",finished_reason=\"stop\"} 100\n",
+    )
+    .await;
+    let app: std::collections::BTreeMap<String, String> =
+        [("app".to_string(), "chat".to_string())].into();
+    api.apply(&Deployment {
+        metadata: ObjectMeta {
+            name: Some("chat".into()),
+            namespace: Some("ml".into()),
+            labels: Some([(keys::AUTOSCALE.to_string(), "true".to_string())].into()),
+            annotations: Some(
+                [
+                    (keys::MIN_REPLICAS.to_string(), "1".to_string()),
+                    (keys::MAX_REPLICAS.to_string(), "6".to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(2),
+            selector: LabelSelector {
+                match_labels: Some(app.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        status: Some(DeploymentStatus {
+            replicas: Some(2),
+            ready_replicas: Some(2),
+            ..Default::default()
+        }),
+    });
+    // A Deployment that did not opt in is never scaled.
+    api.apply(&Deployment {
+        metadata: ObjectMeta {
+            name: Some("batch".into()),
+            namespace: Some("ml".into()),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            ..Default::default()
+        }),
+        status: None,
+    });
+    for name in ["chat-a", "chat-b"] {
+        api.apply(&Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ml".into()),
+                labels: Some(app.clone()),
+                annotations: Some([("prometheus.io/port".to_string(), port.to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some("h100-1".into()),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                pod_ip: Some("127.0.0.1".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        });
+    }
+    let opts = AutoscaleOptions {
+        config: AutoscalerConfig::Hpa(HpaConfig {
+            metric: HpaMetric::QueuePerReplica,
+            target: 5.0,
+            up_stabilisation_s: 0.0,
+            ..Default::default()
+        }),
+        period_s: 0.2,
+        ..Default::default()
+    };
+    let ctl = start_controller_with(&api, "ctl-a", Duration::from_secs(10), Some(opts));
+    let replicas = api
+        .wait_for("chat to be scaled up", WAIT, |a| {
+            let r = a.get("deployments", "ml", "chat")?["spec"]["replicas"].as_i64()?;
+            (r > 2).then_some(r)
+        })
+        .await;
+    ctl.stop().await;
+    // HPA on queue per replica: 12 wanted, the scale-up rate policy allows 6 (also the max).
+    assert_eq!(
+        replicas, 6,
+        "ceil(2 × 30 / 5) = 12, rate-limited to 2 + max(4 pods, 100 %) = 6"
+    );
+    let patches: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/deployments/"))
+        .collect();
+    assert!(patches
+        .iter()
+        .all(|r| r.path == "/apis/apps/v1/namespaces/ml/deployments/chat/scale"));
+    assert_eq!(
+        api.get("deployments", "ml", "batch").unwrap()["spec"]["replicas"],
+        1
+    );
 }
