@@ -3,8 +3,8 @@
 //! Every `interval` it reads every GPU through a [`GpuReader`], serves the readings as Prometheus
 //! text on `/metrics`, and publishes the compact [`crate::nvml::NodeSummary`] as the node
 //! annotation `gpusched.io/gpu-metrics`, which the controller's node watch already receives (no
-//! extra watch, no metrics pipeline needed). The HTTP side is a deliberately tiny server on tokio's
-//! TcpListener: two GET paths, no keep-alive.
+//! extra watch, no metrics pipeline needed). The HTTP side is hyper's HTTP/1 server with two GET
+//! paths.
 
 use crate::apply::Action;
 use crate::keys;
@@ -12,7 +12,6 @@ use crate::nvml::{GpuReader, NodeReading};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::RwLock;
 
@@ -128,40 +127,43 @@ pub fn metrics_text(r: &NodeReading, node: &str) -> String {
     o
 }
 
-/// Serves `/metrics` (the latest text) and `/healthz` until the task is dropped.
+/// Serves `/metrics` (the latest text) and `/healthz` with hyper until the task is dropped.
 pub async fn serve(listener: TcpListener, latest: Arc<RwLock<String>>) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
+        let Ok((sock, _)) = listener.accept().await else {
             continue;
         };
         let latest = latest.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let (status, ctype, body) = match path {
-                "/metrics" => {
-                    let text = latest.read().await.clone();
-                    if text.is_empty() {
-                        (
-                            "503 Service Unavailable",
-                            "text/plain",
-                            "no reading yet\n".to_string(),
-                        )
-                    } else {
-                        ("200 OK", "text/plain; version=0.0.4", text)
-                    }
+            let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                let latest = latest.clone();
+                async move {
+                    let (status, ctype, body) = match (req.method(), req.uri().path()) {
+                        (&hyper::Method::GET, "/metrics") => {
+                            let text = latest.read().await.clone();
+                            if text.is_empty() {
+                                (503, "text/plain", "no reading yet\n".to_string())
+                            } else {
+                                (200, "text/plain; version=0.0.4", text)
+                            }
+                        }
+                        (&hyper::Method::GET, "/healthz") => (200, "text/plain", "ok\n".into()),
+                        _ => (404, "text/plain", "not found\n".into()),
+                    };
+                    hyper::Response::builder()
+                        .status(status)
+                        .header("content-type", ctype)
+                        .body(Full::new(Bytes::from(body)))
                 }
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
-            let resp = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
+            });
+            // A slow or silent client cannot hold a connection for ever.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(5))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(sock), svc);
+            let _ = conn.await;
         });
     }
 }
@@ -233,6 +235,7 @@ pub async fn run<R: GpuReader>(
 mod tests {
     use super::*;
     use crate::nvml::FakeReader;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn prometheus_text_has_every_reading() {
@@ -258,9 +261,11 @@ mod tests {
         let server = tokio::spawn(serve(listener, latest.clone()));
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).await.unwrap();
             out
