@@ -58,6 +58,14 @@ pub struct TokenPerf {
     pub bytes_per_param: f64,
     /// Fixed time per request (scheduling, tokenisation, sampling), ms.
     pub overhead_ms: f64,
+    /// Decode slowdown per extra request batched on the replica. Decode is memory-bound: a
+    /// batched step reads the weights once for the whole batch, and each extra sequence adds
+    /// only its KV cache (Kwon et al., vLLM, SOSP '23). For an 8B GQA model (Llama-3-8B: 32
+    /// layers × 8 KV heads × 128 × 2 (K, V) × 2 bytes = 128 KiB per token) at ~1.2k tokens of
+    /// context that is ~160 MB against 16 GB of weights, ~1 % per sequence; 0.02 leaves room
+    /// for attention compute and longer contexts. Prefill is compute-bound and batches with
+    /// `perf.batch_slowdown` like any other work.
+    pub decode_batch_slowdown: f64,
 }
 
 impl Default for TokenPerf {
@@ -67,6 +75,7 @@ impl Default for TokenPerf {
             decode_mbu: 0.6,
             bytes_per_param: 2.0,
             overhead_ms: 2.0,
+            decode_batch_slowdown: 0.02,
         }
     }
 }
@@ -97,12 +106,18 @@ impl Demand {
 impl TokenPerf {
     /// Prefill and decode time, ms, for `params_b` billion parameters on an exclusive `gpu`.
     pub fn ms(&self, gpu: &GpuSpec, params_b: f64, input: u32, output: u32) -> f64 {
+        let (prefill, decode) = self.phases_ms(gpu, params_b, input, output);
+        self.overhead_ms + prefill + decode
+    }
+
+    /// (prefill, decode) ms on an exclusive `gpu`, without the fixed overhead.
+    pub fn phases_ms(&self, gpu: &GpuSpec, params_b: f64, input: u32, output: u32) -> (f64, f64) {
         let params = params_b * 1e9;
         let prefill_s =
             2.0 * params * input as f64 / (gpu.fp16_dense_tflops * 1e12 * self.prefill_mfu);
         let decode_s = output as f64 * params * self.bytes_per_param
             / (gpu.memory_bandwidth_tbs * 1e12 * self.decode_mbu);
-        self.overhead_ms + (prefill_s + decode_s) * 1000.0
+        (prefill_s * 1000.0, decode_s * 1000.0)
     }
 }
 
@@ -175,6 +190,12 @@ impl PerfConfig {
                 return Err(format!("perf.tokens.{name} = {v} must be within (0, 1]"));
             }
         }
+        if !(0.0..1.0).contains(&t.decode_batch_slowdown) {
+            return Err(format!(
+                "perf.tokens.decode_batch_slowdown = {} must be within 0..1",
+                t.decode_batch_slowdown
+            ));
+        }
         if !(t.bytes_per_param > 0.0 && t.overhead_ms >= 0.0 && t.overhead_ms.is_finite()) {
             return Err("perf.tokens: bytes_per_param must be > 0 and overhead_ms >= 0".into());
         }
@@ -187,6 +208,23 @@ impl PerfConfig {
         match d.tokens {
             Some((i, o)) if !d.ms.is_finite() => self.tokens.ms(gpu, params_b, i, o),
             _ => d.ms / gpu.relative_speed,
+        }
+    }
+
+    /// Time of a request that starts while `k` requests (itself included) run on its replica,
+    /// on an exclusive GPU of `gpu`, ms. Millisecond demands batch with `batch_slowdown`; token
+    /// demands batch their prefill that way and their memory-bound decode with
+    /// `tokens.decode_batch_slowdown`.
+    pub fn batched_ms(&self, d: &Demand, gpu: &GpuSpec, params_b: f64, k: u32) -> f64 {
+        match d.tokens {
+            Some((i, o)) if !d.ms.is_finite() => {
+                let (prefill, decode) = self.tokens.phases_ms(gpu, params_b, i, o);
+                let extra = k.max(1) as f64 - 1.0;
+                self.tokens.overhead_ms
+                    + prefill * self.batch_factor(k)
+                    + decode * (1.0 + self.tokens.decode_batch_slowdown * extra)
+            }
+            _ => self.exclusive_ms(d, gpu, params_b) * self.batch_factor(k),
         }
     }
 
@@ -249,6 +287,29 @@ mod tests {
         assert!((p.power_w(76.0, 697.0, 0.32) - 413.0).abs() < 1e-6);
         assert!((p.power_w(76.0, 697.0, 0.57) - 562.0).abs() < 1e-6);
         assert!((p.power_w(76.0, 697.0, 0.0) - 76.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn batched_decode_costs_far_less_than_batched_compute() {
+        let p = PerfConfig::default();
+        let cat = gpusched_policies::GpuCatalog::default();
+        let h100 = cat.spec(gpusched_policies::GpuModel::H100_80GB);
+        let chat = Demand {
+            ms: f64::NAN,
+            tokens: Some((1000, 200)),
+        };
+        let alone = p.batched_ms(&chat, h100, 8.0, 1);
+        assert!((alone - p.exclusive_ms(&chat, h100, 8.0)).abs() < 1e-9);
+        let sixteen = p.batched_ms(&chat, h100, 8.0, 16);
+        // Decode dominates this request: 16 in a batch cost ~1.3×, not the 2.5× of compute.
+        assert!(
+            sixteen / alone > 1.2 && sixteen / alone < 1.5,
+            "{}",
+            sixteen / alone
+        );
+        let fixed = Demand::ms(100.0);
+        let ratio = p.batched_ms(&fixed, h100, 8.0, 16) / p.batched_ms(&fixed, h100, 8.0, 1);
+        assert!((ratio - p.batch_factor(16)).abs() < 1e-9);
     }
 
     #[test]

@@ -604,10 +604,8 @@ impl<'a> Sim<'a> {
             SharingMode::Mig => mig_share,
             SharingMode::Exclusive | SharingMode::Free => 1.0,
         };
-        let exclusive_ms = perf.exclusive_ms(&demand, self.sc.catalog.spec(g.model), params_b);
-        let service_us = (exclusive_ms * 1000.0 / eff * perf.batch_factor(k))
-            .round()
-            .max(1.0) as SimTime;
+        let batched_ms = perf.batched_ms(&demand, self.sc.catalog.spec(g.model), params_b, k);
+        let service_us = (batched_ms * 1000.0 / eff).round().max(1.0) as SimTime;
         let generation = self.replicas[r as usize].generation;
         self.queue.push(
             t + service_us,
