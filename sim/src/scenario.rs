@@ -252,8 +252,15 @@ pub struct ServiceSpec {
     pub model_memory_gb: f64,
     #[serde(default)]
     pub priority: Priority,
+    /// End-to-end latency SLA, ms (queueing included).
     #[serde(default)]
     pub latency_sla_ms: Option<f64>,
+    /// LLM serving SLOs are a time to first token plus a time per output token (DistServe,
+    /// OSDI '24): with this set, a request carrying token counts meets its SLA when its latency
+    /// is within `latency_sla_ms + sla_per_output_token_ms × output tokens`, so long answers
+    /// get the time they need. Requests without tokens keep `latency_sla_ms`.
+    #[serde(default)]
+    pub sla_per_output_token_ms: Option<f64>,
     #[serde(default)]
     pub kind: WorkloadKind,
     #[serde(default)]

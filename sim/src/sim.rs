@@ -643,7 +643,12 @@ impl<'a> Sim<'a> {
         svc.counts.served += 1;
         svc.win_served += 1;
         svc.win_ref_work_ms += ref_ms;
-        if svc.sla_us.is_none_or(|sla| latency as i64 <= sla) {
+        let output_tokens = demand.tokens.map_or(0, |(_, o)| o);
+        let deadline_us = |sla: i64| sla + (svc.sla_per_token_us * output_tokens as f64) as i64;
+        if svc
+            .sla_us
+            .is_none_or(|sla| latency as i64 <= deadline_us(sla))
+        {
             svc.counts.served_within_sla += 1;
         }
         let _ = svc.hist.record(latency);

@@ -172,6 +172,8 @@ pub struct ServiceSim {
     pub counts: RequestCounts,
     pub hist: Histogram<u64>,
     pub sla_us: Option<i64>,
+    /// Extra SLA per output token for token-carrying requests, µs.
+    pub sla_per_token_us: f64,
     pub timeout_us: i64,
     pub win_arrivals: u64,
     pub win_served: u64,
@@ -187,6 +189,7 @@ impl ServiceSim {
     pub fn new(spec: ServiceSpec, autoscaler: Option<Box<dyn Autoscaler>>) -> Self {
         let workload = spec.workload();
         let sla_us = spec.latency_sla_ms.map(|ms| (ms * 1000.0).round() as i64);
+        let sla_per_token_us = spec.sla_per_output_token_ms.unwrap_or(0.0) * 1000.0;
         let timeout_us = (spec.queue_timeout_s * 1e6).round() as i64;
         Self {
             spec,
@@ -197,6 +200,7 @@ impl ServiceSim {
             counts: RequestCounts::default(),
             hist: latency_histogram(),
             sla_us,
+            sla_per_token_us,
             timeout_us,
             win_arrivals: 0,
             win_served: 0,

@@ -241,6 +241,22 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
                 ),
             ));
         }
+        for (k, v) in [
+            ("latency_sla_ms", svc.latency_sla_ms),
+            ("sla_per_output_token_ms", svc.sla_per_output_token_ms),
+        ] {
+            if let Some(v) = v {
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(bad(key(k), format!("{v} must be a positive number of ms")));
+                }
+            }
+        }
+        if svc.sla_per_output_token_ms.is_some() && svc.latency_sla_ms.is_none() {
+            return Err(bad(
+                key("sla_per_output_token_ms"),
+                "needs latency_sla_ms too (the time to first token part of the SLA)".into(),
+            ));
+        }
         if let Some(p) = svc.share_pct {
             if p == 0 || p > 100 {
                 return Err(bad(key("share_pct"), format!("{p} must be 1..=100")));

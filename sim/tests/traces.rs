@@ -525,3 +525,62 @@ concurrency = 16
         .collect();
     assert!(per[0].abs_diff(per[1]) <= 1, "round-robin: {per:?}");
 }
+
+#[test]
+fn a_per_output_token_sla_gives_long_answers_the_time_they_need() {
+    let text = |sla: &str| {
+        format!(
+            r#"
+name = "token-sla"
+duration_s = 400.0
+seed = 7
+
+[[pools]]
+name = "h100"
+gpu_model = "H100-80GB"
+nodes = 4
+
+[traffic]
+kind = "trace"
+path = "azure-conv-head300.csv"
+
+[[services]]
+name = "chat"
+model_memory_gb = 16.0
+model_params_b = 8.0
+service_time_ms = 100.0
+concurrency = 16
+initial_replicas = 4
+{sla}
+"#
+        )
+    };
+    let attainment = |sla: &str| {
+        let l =
+            gpusched_sim::scenario::load_str(&text(sla), "token-sla.toml", slice(""), &[]).unwrap();
+        gpusched_sim::run(&l, &mut |_| {})
+            .unwrap()
+            .summary
+            .slo_attainment
+    };
+    // 500 ms end to end: every answer of more than a few tokens misses, however idle the fleet.
+    let e2e = attainment("latency_sla_ms = 500.0");
+    // The same 500 ms to the first token plus 50 ms per output token (an 8B model decodes a
+    // token in ~8 ms on an H100): an unloaded fleet meets nearly all of them.
+    let per_token = attainment("latency_sla_ms = 500.0\nsla_per_output_token_ms = 50.0");
+    assert!(e2e < 0.5, "end-to-end 500 ms: {e2e}");
+    assert!(per_token > 0.95, "per token: {per_token}");
+    // Without latency_sla_ms the per-token part has nothing to add to: refused, naming the key.
+    let e = gpusched_sim::scenario::load_str(
+        &text("sla_per_output_token_ms = 50.0"),
+        "token-sla.toml",
+        slice(""),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("sla_per_output_token_ms") && e.contains("latency_sla_ms"),
+        "{e}"
+    );
+}
