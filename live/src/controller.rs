@@ -526,13 +526,26 @@ pub async fn run<A: Applier>(
         Api::namespaced(client.clone(), &opts.lease.namespace);
     // The Lease is renewed by its own task, so a long reconcile (a rollout waits minutes for the
     // device plugin) never lets it expire under a leader that is still acting.
-    let (lead_tx, leading) = tokio::sync::watch::channel(false);
-    let elector = tokio::spawn(elect(
-        leases.clone(),
-        opts.lease.clone(),
-        opts.period,
-        lead_tx,
-    ));
+    // A dry run changes nothing, the Lease included: it acts as if it led, and prints.
+    let dry_run = ctl.applier.is_dry_run();
+    let (lead_tx, leading) = tokio::sync::watch::channel(dry_run);
+    let elector = if dry_run {
+        eprintln!(
+            "dry run: the Lease {}/{} is not taken (that would be a write); this replica prints as if it led",
+            opts.lease.namespace, opts.lease.name
+        );
+        tokio::spawn(async move {
+            let _keep = lead_tx;
+            futures::future::pending::<()>().await
+        })
+    } else {
+        tokio::spawn(elect(
+            leases.clone(),
+            opts.lease.clone(),
+            opts.period,
+            lead_tx,
+        ))
+    };
     let mut tick = tokio::time::interval(opts.period);
     let mut warned_no_configmap = false;
     loop {
@@ -542,7 +555,7 @@ pub async fn run<A: Applier>(
             _ = &mut shutdown => {
                 elector.abort();
                 let _ = elector.await;
-                if *leading.borrow() {
+                if *leading.borrow() && !dry_run {
                     match crate::lease::release(&leases, &opts.lease).await {
                         Ok(()) => eprintln!("released leadership ({})", opts.lease.identity),
                         Err(e) => eprintln!("warning: releasing lease {}/{}: {e}", opts.lease.namespace, opts.lease.name),

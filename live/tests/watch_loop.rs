@@ -626,3 +626,78 @@ async fn an_opted_in_deployment_is_scaled_from_its_pods_queue() {
         1
     );
 }
+
+/// A `Write` the test can read back after the controller has taken the applier.
+#[derive(Clone, Default)]
+struct SharedOut(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedOut {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_prints_every_change_and_sends_no_write_at_all() {
+    use gpusched_live::dryrun::DryRunApplier;
+    let api = cluster().await;
+    api.apply(&pending_pod("ml", "llm-large", 40.0));
+    api.apply(&pending_pod("ml", "tiny", 2.0));
+    let scope = Scope::new(["ml".to_string()], PLUGIN_NS, PLUGIN_CM).unwrap();
+    let out = SharedOut::default();
+    let ctl = Controller::new(
+        EngineConfig::default(),
+        GpuCatalog::default(),
+        2,
+        scope.clone(),
+        DryRunApplier::new(scope, Box::new(out.clone())),
+        None,
+    )
+    .unwrap();
+    let opts = RunOptions {
+        period: Duration::from_millis(100),
+        lease: LeaseConfig {
+            namespace: "gpusched-system".into(),
+            name: "gpusched-controller".into(),
+            identity: "dry".into(),
+            duration_s: 2,
+        },
+        autoscale: None,
+    };
+    let (stop, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(controller::run(api.client(), ctl, opts, async {
+        let _ = rx.await;
+    }));
+    let printed = |o: &SharedOut| String::from_utf8_lossy(&o.0.lock().unwrap()).into_owned();
+    api.wait_for("both bindings to be printed", WAIT, |_| {
+        let p = printed(&out);
+        (p.contains("/pods/llm-large/binding") && p.contains("/pods/tiny/binding")).then_some(())
+    })
+    .await;
+    Running { stop, done }.stop().await;
+    let text = printed(&out);
+    // The sharing rollout for the tiny pod is printed step by step, as it would be sent.
+    for step in [
+        "configmaps/device-plugin-config",
+        "\"unschedulable\":true",
+        keys::DEVICE_PLUGIN_CONFIG,
+    ] {
+        assert!(text.contains(step), "missing {step} in\n{text}");
+    }
+    let writes: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(writes.is_empty(), "a dry run sent {writes:?}");
+    assert!(
+        api.list("leases").is_empty(),
+        "no Lease is taken in a dry run"
+    );
+    assert_eq!(node_name_of(&api, "ml", "llm-large"), None);
+}
