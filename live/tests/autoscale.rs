@@ -4,6 +4,8 @@
 //! conflicts, and the scrape + parse path against a local HTTP server. Time is a parameter
 //! everywhere: no test sleeps.
 
+mod support;
+
 use gpusched_live::apply::{KubeApplier, Scope};
 use gpusched_live::autoscale::{
     competing_hpa, deployment_policy, AutoscaleOptions, LiveAutoscaler, Observed,
@@ -18,18 +20,17 @@ use gpusched_live::testutil::{gpu_node, gpusched_pod};
 use gpusched_policies::autoscale::{AutoscalerConfig, HpaConfig, HpaMetric, SeedsRuleConfig};
 use gpusched_policies::decision::Decision;
 use gpusched_policies::{EngineConfig, GpuCatalog};
-use http::{Request, Response};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
 };
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::client::Body;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use support::mock::mock_client;
 
 const NOW: f64 = 1_700_000_000.0;
 
@@ -474,51 +475,6 @@ fn missing_metrics_never_scale_down_and_hpas_are_not_fought() {
 
 // ---------------------------------------------------------------------------------------------
 // The exact request, through the controller's applier and decision log.
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    uri: String,
-    content_type: String,
-    body: Value,
-}
-
-fn mock_client(replies: Vec<(u16, Value)>) -> (kube::Client, tokio::task::JoinHandle<Vec<Seen>>) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let task = tokio::spawn(async move {
-        let mut handle = std::pin::pin!(handle);
-        let mut seen = Vec::new();
-        for (status, body) in replies {
-            let (req, send) = handle
-                .next_request()
-                .await
-                .expect("the client sent fewer requests than scripted");
-            let method = req.method().to_string();
-            let uri = req.uri().to_string();
-            let content_type = req
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let bytes = req.into_body().collect_bytes().await.unwrap();
-            seen.push(Seen {
-                method,
-                uri,
-                content_type,
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            });
-            send.send_response(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            );
-        }
-        seen
-    });
-    (kube::Client::new(svc, "default"), task)
-}
 
 #[tokio::test]
 async fn a_scale_decision_patches_the_scale_subresource_and_is_logged() {

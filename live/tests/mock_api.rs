@@ -2,68 +2,16 @@
 //! (kube-rs's recommended pattern: `Client::new(mock_service, "default")`). No cluster involved:
 //! the mock plays the API server's part, answering each request with a scripted status and body.
 
+mod support;
+
 use gpusched_live::apply::{Action, Applier, ApplyError, KubeApplier, Scope};
 use gpusched_live::keys;
 use gpusched_live::rollback::{self, RolloutOutcome, RolloutTiming};
 use gpusched_live::testutil::{gpu_node, gpusched_pod};
 use gpusched_policies::rollout::{BreakerState, CircuitBreaker};
-use http::{Request, Response};
-use kube::client::Body;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tower_test::mock;
-
-/// One request as the API server received it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    uri: String,
-    content_type: String,
-    body: Value,
-}
-
-/// Answers the scripted `(status, body)` replies in order and returns what was asked.
-fn mock_client(replies: Vec<(u16, Value)>) -> (kube::Client, tokio::task::JoinHandle<Vec<Seen>>) {
-    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let task = tokio::spawn(async move {
-        let mut handle = std::pin::pin!(handle);
-        let mut seen = Vec::new();
-        for (status, body) in replies {
-            let (req, send) = handle
-                .next_request()
-                .await
-                .expect("the client sent fewer requests than scripted");
-            let method = req.method().to_string();
-            let uri = req.uri().to_string();
-            let content_type = req
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let bytes = req.into_body().collect_bytes().await.unwrap();
-            let body_v = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap()
-            };
-            seen.push(Seen {
-                method,
-                uri,
-                content_type,
-                body: body_v,
-            });
-            send.send_response(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            );
-        }
-        seen
-    });
-    (kube::Client::new(svc, "default"), task)
-}
+use support::mock::mock_client;
 
 fn scope() -> Scope {
     Scope::new(
