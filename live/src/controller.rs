@@ -548,6 +548,7 @@ pub async fn run<A: Applier>(
     };
     let mut tick = tokio::time::interval(opts.period);
     let mut warned_no_configmap = false;
+    let mut shown_notes = std::collections::BTreeSet::new();
     loop {
         // Shutdown is only looked at between reconciles: a rollout is never cut in half.
         tokio::select! {
@@ -583,6 +584,13 @@ pub async fn run<A: Applier>(
         for e in &report.errors {
             eprintln!("error: {e}");
         }
+        // Notes (a node left out of the view, stale GPU metrics, …) are printed when they
+        // appear, not at every reconcile.
+        let notes: std::collections::BTreeSet<String> = report.notes.iter().cloned().collect();
+        for n in notes.difference(&shown_notes) {
+            eprintln!("note: {n}");
+        }
+        shown_notes = notes;
         for (node, o) in &report.rollouts {
             eprintln!(
                 "rollout on {node}: {}",

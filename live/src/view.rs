@@ -330,6 +330,13 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
     for n in nodes {
         let name = n.metadata.name.as_deref().unwrap_or("");
         let Some(product) = label(n, keys::GPU_PRODUCT) else {
+            if gpu_count(n).unwrap_or(0) > 0 {
+                notes.push(format!(
+                    "node {name}: advertises {} but has no {} label (GPU Feature Discovery); left out",
+                    keys::GPU_RESOURCE,
+                    keys::GPU_PRODUCT
+                ));
+            }
             continue;
         };
         if gpu_count(n).unwrap_or(0) == 0 {
@@ -531,6 +538,20 @@ mod tests {
             ..Default::default()
         });
         assert!(workload_from_pod(&p).is_ok());
+    }
+
+    #[test]
+    fn a_gpu_node_without_gfd_labels_is_left_out_with_a_note() {
+        let mut n = gpu_node("gpu-9", "NVIDIA-H100-80GB-HBM3", 8);
+        n.metadata.labels = None;
+        let cpu = gpu_node("cpu-1", "x", 0);
+        let mut cpu_only = cpu.clone();
+        cpu_only.metadata.labels = None;
+        cpu_only.status = None;
+        let v = build_view(&[n, cpu_only], &[], &ViewOptions::default(), 0.0);
+        assert!(v.nodes.is_empty());
+        assert_eq!(v.notes.len(), 1, "{:?}", v.notes);
+        assert!(v.notes[0].contains("gpu-9") && v.notes[0].contains(keys::GPU_PRODUCT));
     }
 
     #[test]
