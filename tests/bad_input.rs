@@ -213,3 +213,15 @@ fn durations_and_ticks_that_cannot_be_simulated_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_trace_path_that_is_a_folder_is_named_as_such() {
+    let folder = common::root().join("scenarios");
+    let text = default_with(
+        "kind = \"diurnal\"          # anchors default to the seeds' day\nscale = 1.0",
+        &format!("kind = \"trace\"\npath = {:?}", folder.to_str().unwrap()),
+    );
+    let (code, err) = run_with(&text, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is a folder, not a trace file"), "{err}");
+}

@@ -417,10 +417,18 @@ fn must_exist(
         return Err(ScenarioError::Invalid {
             path: l.source.clone(),
             key: format!("{key}.path"),
-            problem: format!(
-                "{what} {} does not exist (relative paths resolve against the scenario's folder)",
-                resolved.display()
-            ),
+            problem: if resolved.exists() {
+                format!(
+                    "{} is a {}, not a {what}",
+                    resolved.display(),
+                    if dir { "file" } else { "folder" }
+                )
+            } else {
+                format!(
+                    "{what} {} does not exist (relative paths resolve against the scenario's folder)",
+                    resolved.display()
+                )
+            },
         });
     }
     Ok(())
