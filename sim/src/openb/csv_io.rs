@@ -146,10 +146,37 @@ pub fn read_nodes(path: &Path, models: &mut GpuModels) -> Result<Vec<OpenbNode>>
     Ok(nodes)
 }
 
+/// openb's GPU request: a fraction of one GPU (`num_gpu` 1, `gpu_milli` 1..=1000) or whole GPUs
+/// (`num_gpu` > 1 with `gpu_milli` 1000). Anything else would silently never fit.
+fn check_gpu_request(path: &Path, line: u64, num_gpu: u8, gpu_milli: u32) -> Result<()> {
+    let bad = |field: &str, message: String| OpenbError::Field {
+        path: path.into(),
+        line,
+        field: field.into(),
+        message,
+    };
+    if gpu_milli > 1000 {
+        return Err(bad(
+            "gpu_milli",
+            format!("{gpu_milli} is more than one GPU (1000); ask for whole GPUs with num_gpu"),
+        ));
+    }
+    if num_gpu > 1 && gpu_milli != 1000 {
+        return Err(bad(
+            "gpu_milli",
+            format!(
+                "{gpu_milli} with num_gpu = {num_gpu}: a multi-GPU pod takes whole GPUs (1000)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a pod list; `gpu_spec` names are resolved against the node list's models.
 pub fn read_pods(path: &Path, models: &GpuModels) -> Result<Vec<OpenbPod>> {
     let mut pods = Vec::new();
-    for (_, r) in rows::<PodRow>(path)? {
+    for (line, r) in rows::<PodRow>(path)? {
+        check_gpu_request(path, line, r.num_gpu, r.gpu_milli)?;
         let label: Vec<&str> = r.gpu_spec.split('|').filter(|s| !s.is_empty()).collect();
         let spec = models.parse_spec(&r.gpu_spec);
         pods.push(OpenbPod::new(
@@ -209,6 +236,7 @@ pub fn read_timed_pods(path: &Path, models: &GpuModels) -> Result<Vec<TimedPod>>
         if r.deletion_time.is_some_and(|d| d < creation_s) {
             return Err(field_err("deletion_time", "before creation_time"));
         }
+        check_gpu_request(path, line, r.num_gpu, r.gpu_milli)?;
         let deletion_s = r.deletion_time;
         let p = r;
         let label: Vec<&str> = p.gpu_spec.split('|').filter(|s| !s.is_empty()).collect();
@@ -333,5 +361,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(missing.contains("/nonexistent/x.csv"));
+    }
+
+    #[test]
+    fn gpu_requests_openb_cannot_express_are_refused() {
+        let models = GpuModels::default();
+        let head = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,100,1,1,500\n";
+        for (row, says) in [
+            ("p1,100,1,1,5000\n", "more than one GPU"),
+            ("p1,100,1,2,500\n", "whole GPUs"),
+        ] {
+            let p = tmp("gpu.csv", &format!("{head}{row}"));
+            let err = read_pods(&p, &models).unwrap_err().to_string();
+            assert!(
+                err.contains("line 3") && err.contains("gpu_milli") && err.contains(says),
+                "{err}"
+            );
+        }
+        let ok = tmp("ok.csv", &format!("{head}p1,100,1,4,1000\np2,1,1,0,0\n"));
+        assert_eq!(read_pods(&ok, &models).unwrap().len(), 3);
     }
 }
