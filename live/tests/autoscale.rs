@@ -6,7 +6,7 @@
 
 mod support;
 
-use gpusched_live::apply::{KubeApplier, Scope};
+use gpusched_live::apply::KubeApplier;
 use gpusched_live::autoscale::{
     competing_hpa, deployment_policy, AutoscaleOptions, LiveAutoscaler, Observed,
 };
@@ -31,17 +31,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use support::mock::mock_client;
+use support::scope;
 
 const NOW: f64 = 1_700_000_000.0;
-
-fn scope() -> Scope {
-    Scope::new(
-        ["ml".to_string()],
-        "nvidia-device-plugin",
-        "device-plugin-config",
-    )
-    .unwrap()
-}
 
 fn deployment(ns: &str, name: &str, replicas: i32, annotations: &[(&str, &str)]) -> Deployment {
     Deployment {

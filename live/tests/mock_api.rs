@@ -12,15 +12,7 @@ use gpusched_policies::rollout::{BreakerState, CircuitBreaker};
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::mock::mock_client;
-
-fn scope() -> Scope {
-    Scope::new(
-        ["ml".to_string()],
-        "nvidia-device-plugin",
-        "device-plugin-config",
-    )
-    .unwrap()
-}
+use support::scope;
 
 fn ok_status() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201})

@@ -7,7 +7,7 @@
 
 mod support;
 
-use gpusched_live::apply::{KubeApplier, Scope};
+use gpusched_live::apply::KubeApplier;
 use gpusched_live::controller::{self, Controller, RunOptions};
 use gpusched_live::keys;
 use gpusched_live::lease::LeaseConfig;
@@ -74,7 +74,7 @@ fn start_controller_with(
     plugin_timeout: Duration,
     autoscale: Option<gpusched_live::autoscale::AutoscaleOptions>,
 ) -> Running {
-    let scope = Scope::new(["ml".to_string()], PLUGIN_NS, PLUGIN_CM).unwrap();
+    let scope = support::scope();
     let client = api.client();
     let mut ctl = Controller::new(
         EngineConfig::default(),
@@ -647,7 +647,7 @@ async fn a_dry_run_prints_every_change_and_sends_no_write_at_all() {
     let api = cluster().await;
     api.apply(&pending_pod("ml", "llm-large", 40.0));
     api.apply(&pending_pod("ml", "tiny", 2.0));
-    let scope = Scope::new(["ml".to_string()], PLUGIN_NS, PLUGIN_CM).unwrap();
+    let scope = support::scope();
     let out = SharedOut::default();
     let ctl = Controller::new(
         EngineConfig::default(),
