@@ -59,6 +59,8 @@ pub struct Controller<A: Applier> {
     assumed: BTreeMap<String, Pod>,
     /// Replica numbers of pods seen pending, keyed namespace/name.
     pending_replica: BTreeMap<String, u64>,
+    /// Interrupted-rollout markers already acted on (`node@start`), so each is undone once.
+    recovered: std::collections::BTreeSet<String>,
     /// Last unschedulable reason per pod (logged once per change, as the simulator does).
     last_reason: BTreeMap<String, String>,
 }
@@ -104,6 +106,7 @@ impl<A: Applier> Controller<A> {
             next_replica: 1,
             assumed: BTreeMap::new(),
             last_reason: BTreeMap::new(),
+            recovered: Default::default(),
             pending_replica: BTreeMap::new(),
         })
     }
@@ -117,6 +120,14 @@ impl<A: Applier> Controller<A> {
         now_unix_s: f64,
     ) -> Report {
         let mut report = Report::default();
+        // A rollout that a stopped replica left half done is rolled back first; this reconcile
+        // then ends, so the next one starts from the restored state the watch shows.
+        if self
+            .recover_interrupted(nodes, plugin_config, now_unix_s, &mut report)
+            .await
+        {
+            return report;
+        }
         // Overlay assumed bindings; forget those the watch now shows (or that are gone).
         let mut effective: Vec<Pod> = Vec::with_capacity(pods.len());
         let mut seen = std::collections::BTreeSet::new();
@@ -342,6 +353,57 @@ impl<A: Applier> Controller<A> {
             .await;
         }
         report
+    }
+
+    /// Rolls back every node that carries the in-progress marker of a rollout this process did
+    /// not finish (once per marker). True when something was rolled back.
+    async fn recover_interrupted(
+        &mut self,
+        nodes: &[Node],
+        plugin_config: Option<&ConfigMap>,
+        now: f64,
+        report: &mut Report,
+    ) -> bool {
+        let mut acted = false;
+        for n in nodes {
+            let Some(found) = rollback::interrupted(n) else {
+                continue;
+            };
+            let marker = format!(
+                "{}@{}",
+                n.metadata.name.as_deref().unwrap_or(""),
+                crate::view::annotation(&n.metadata, keys::ROLLOUT_IN_PROGRESS).unwrap_or("")
+            );
+            if !self.recovered.insert(marker) {
+                continue;
+            }
+            let record = match found {
+                Ok(r) => r,
+                Err(e) => {
+                    report.errors.push(format!(
+                        "{e}; an interrupted rollout is left for an operator"
+                    ));
+                    continue;
+                }
+            };
+            acted = true;
+            self.breaker.record_failure(now);
+            let mut rollback_errors = Vec::new();
+            for a in rollback::recovery_actions(&record, nodes, plugin_config, &self.scope) {
+                if let Err(e) = self.applier.apply(&a).await {
+                    rollback_errors.push(e.to_string());
+                }
+            }
+            report.rollouts.push((
+                record.node.clone(),
+                RolloutOutcome::RolledBack {
+                    error: "a rollout was left half done by a controller replica that stopped"
+                        .into(),
+                    rollback_errors,
+                },
+            ));
+        }
+        acted
     }
 
     /// Tells the user why `pod` waits, once per change of reason; true when this is news.

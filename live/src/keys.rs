@@ -18,6 +18,10 @@ pub const GPU_METRICS: &str = "gpusched.io/gpu-metrics";
 /// Node annotation recording the sharing config in force before gpusched changed it (JSON
 /// [`crate::rollback::RollbackRecord`]), so any replica of the controller can roll back.
 pub const ROLLBACK: &str = "gpusched.io/rollback";
+/// Node annotation present while a rollout on the node is under way (its start time). Found by a
+/// leader at the start of a reconcile it can only be left by a replica that stopped mid-change:
+/// the leader rolls the node back with the recorded values.
+pub const ROLLOUT_IN_PROGRESS: &str = "gpusched.io/rollout-in-progress";
 
 /// The scheduler name pods opt in with (`spec.schedulerName`).
 pub const SCHEDULER_NAME: &str = "gpusched";

@@ -247,7 +247,66 @@ pub fn rollback_actions(r: &RollbackRecord, scope: &Scope, entry_written: bool) 
             node: r.node.clone(),
         });
     }
+    out.push(clear_in_progress(&r.node));
     out
+}
+
+/// Removes the in-progress marker: the last step of a rollout and of its rollback.
+fn clear_in_progress(node: &str) -> Action {
+    Action::PatchNodeMeta {
+        node: node.to_string(),
+        labels: Default::default(),
+        annotations: [(keys::ROLLOUT_IN_PROGRESS.to_string(), None)].into(),
+    }
+}
+
+/// The record of a rollout that a stopped replica left half done on `node`, if any.
+pub fn interrupted(node: &Node) -> Option<Result<RollbackRecord, String>> {
+    annotation(&node.metadata, keys::ROLLOUT_IN_PROGRESS)?;
+    let name = node.metadata.name.as_deref().unwrap_or("");
+    Some(
+        annotation(&node.metadata, keys::ROLLBACK)
+            .ok_or_else(|| {
+                format!(
+                    "node {name}: {} without {}",
+                    keys::ROLLOUT_IN_PROGRESS,
+                    keys::ROLLBACK
+                )
+            })
+            .and_then(|raw| {
+                serde_json::from_str(raw).map_err(|e| {
+                    format!(
+                        "node {name}: annotation {} is not valid: {e}",
+                        keys::ROLLBACK
+                    )
+                })
+            }),
+    )
+}
+
+/// Undoes a rollout a stopped replica left half done. Whether it had written its ConfigMap entry
+/// is not known; the entry is removed only when the record says it did not exist before and no
+/// other node's label selects it (entries are shared by content).
+pub fn recovery_actions(
+    record: &RollbackRecord,
+    nodes: &[Node],
+    cm: Option<&ConfigMap>,
+    scope: &Scope,
+) -> Vec<Action> {
+    let entry_there = record.entry_key.as_ref().is_some_and(|k| {
+        cm.and_then(|c| c.data.as_ref())
+            .is_some_and(|d| d.contains_key(k))
+    });
+    let used_elsewhere = nodes.iter().any(|n| {
+        n.metadata.name.as_deref() != Some(record.node.as_str())
+            && n.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(keys::DEVICE_PLUGIN_CONFIG))
+                .is_some_and(|v| Some(v) == record.entry_key.as_ref())
+    });
+    let written = record.entry_before.is_none() && entry_there && !used_elsewhere;
+    rollback_actions(record, scope, written)
 }
 
 #[derive(Debug, PartialEq, Serialize)]
@@ -289,10 +348,16 @@ pub async fn execute<A: Applier>(
             .apply(&Action::PatchNodeMeta {
                 node: r.node.clone(),
                 labels: Default::default(),
-                annotations: [(
-                    keys::ROLLBACK.to_string(),
-                    Some(serde_json::to_string(&r.record).unwrap_or_default()),
-                )]
+                annotations: [
+                    (
+                        keys::ROLLBACK.to_string(),
+                        Some(serde_json::to_string(&r.record).unwrap_or_default()),
+                    ),
+                    (
+                        keys::ROLLOUT_IN_PROGRESS.to_string(),
+                        Some(r.record.t_unix_s.to_string()),
+                    ),
+                ]
                 .into(),
             })
             .await?;
@@ -360,6 +425,7 @@ pub async fn execute<A: Applier>(
                 })
                 .await?;
         }
+        applier.apply(&clear_in_progress(&r.node)).await?;
         Ok(())
     }
     .await;

@@ -335,6 +335,7 @@ async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
         (200, node_json("a100-1")), // label
         (200, with_capacity),       // GET node: plugin advertises 4
         (200, node_json("a100-1")), // uncordon
+        (200, node_json("a100-1")), // in-progress marker removed
     ]);
     let ap = KubeApplier {
         client,
@@ -374,6 +375,7 @@ async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
             ("PATCH", "/api/v1/nodes/a100-1"),
             ("GET", "/api/v1/nodes/a100-1"),
             ("PATCH", "/api/v1/nodes/a100-1"),
+            ("PATCH", "/api/v1/nodes/a100-1"),
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
@@ -392,6 +394,15 @@ async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
         json!({"metadata": {"labels": {"nvidia.com/device-plugin.config": "gpusched-timeslicing-4"}}})
     );
     assert_eq!(s[6].body, json!({"spec": {"unschedulable": null}}));
+    // The record is written with an in-progress marker, removed as the last step.
+    assert_eq!(
+        s[0].body["metadata"]["annotations"][keys::ROLLOUT_IN_PROGRESS],
+        "1000"
+    );
+    assert_eq!(
+        s[7].body,
+        json!({"metadata": {"annotations": {keys::ROLLOUT_IN_PROGRESS: null}}})
+    );
     assert_eq!(breaker.state(1000.0), BreakerState::Closed { failures: 0 });
 }
 
@@ -434,6 +445,7 @@ async fn a_pdb_blocked_rollout_rolls_back_and_three_failures_open_the_breaker() 
             (200, json!({"apiVersion": "v1", "kind": "ConfigMap"})),
             (200, node_json("a100-1")),
             (200, node_json("a100-1")),
+            (200, node_json("a100-1")), // in-progress marker removed
         ]);
         let ap = KubeApplier {
             client,
@@ -466,6 +478,10 @@ async fn a_pdb_blocked_rollout_rolls_back_and_three_failures_open_the_breaker() 
             json!({"metadata": {"labels": {"nvidia.com/device-plugin.config": "gpusched-mps-2"}}})
         );
         assert_eq!(s[7].body, json!({"spec": {"unschedulable": null}}));
+        assert_eq!(
+            s[8].body,
+            json!({"metadata": {"annotations": {keys::ROLLOUT_IN_PROGRESS: null}}})
+        );
     }
     assert!(matches!(breaker.state(1003.0), BreakerState::Open { .. }));
     // While open, nothing is sent at all.

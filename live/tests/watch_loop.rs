@@ -274,6 +274,12 @@ async fn a_sharing_placement_rolls_the_node_config_out_through_the_api() {
     assert!(n["metadata"]["annotations"][keys::ROLLBACK]
         .as_str()
         .is_some());
+    assert!(
+        n["metadata"]["annotations"]
+            .get(keys::ROLLOUT_IN_PROGRESS)
+            .is_none(),
+        "a finished rollout leaves no in-progress marker"
+    );
     assert_ne!(n["spec"]["unschedulable"], Value::Bool(true));
     let order: Vec<String> = api
         .requests()
@@ -700,4 +706,66 @@ async fn a_dry_run_prints_every_change_and_sends_no_write_at_all() {
         "no Lease is taken in a dry run"
     );
     assert_eq!(node_name_of(&api, "ml", "llm-large"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_left_half_done_by_a_stopped_replica_is_rolled_back() {
+    use gpusched_live::rollback::RollbackRecord;
+    let api = cluster().await;
+    // What a replica killed between relabel and uncordon leaves behind: the node cordoned and
+    // relabelled, its new entry written, the record and the in-progress marker on the node.
+    let key = "gpusched-mps-per-client";
+    let mut cm = plugin_configmap();
+    cm.data
+        .as_mut()
+        .unwrap()
+        .insert(key.into(), "version: v1\n".into());
+    api.apply(&cm);
+    let mut node = gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 8);
+    node.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert(keys::DEVICE_PLUGIN_CONFIG.into(), key.into());
+    node.spec.as_mut().unwrap().unschedulable = Some(true);
+    let record = RollbackRecord {
+        node: "a100-1".into(),
+        label_before: None,
+        entry_key: Some(key.into()),
+        entry_before: None,
+        cordoned_before: false,
+        t_unix_s: 1000.0,
+    };
+    node.metadata.annotations = Some(
+        [
+            (
+                keys::ROLLBACK.to_string(),
+                serde_json::to_string(&record).unwrap(),
+            ),
+            (keys::ROLLOUT_IN_PROGRESS.to_string(), "1000".to_string()),
+        ]
+        .into(),
+    );
+    api.apply(&node);
+    let ctl = start_controller(&api, "ctl-new", Duration::from_secs(10));
+    api.wait_for("the node to be restored", WAIT, |a| {
+        let n = a.get("nodes", "", "a100-1")?;
+        (n["metadata"]["annotations"]
+            .get(keys::ROLLOUT_IN_PROGRESS)
+            .is_none())
+        .then_some(())
+    })
+    .await;
+    ctl.stop().await;
+    let n = api.get("nodes", "", "a100-1").unwrap();
+    assert!(n["metadata"]["labels"]
+        .get(keys::DEVICE_PLUGIN_CONFIG)
+        .is_none());
+    assert_ne!(n["spec"]["unschedulable"], Value::Bool(true));
+    let cm = api.get("configmaps", PLUGIN_NS, PLUGIN_CM).unwrap();
+    assert!(
+        cm["data"].get(key).is_none(),
+        "the entry no other node uses is removed"
+    );
+    assert_eq!(cm["data"]["default"], "version: v1\n");
 }
