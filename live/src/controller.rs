@@ -527,60 +527,14 @@ pub async fn run<A: Applier>(
     opts: RunOptions,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ControllerError> {
-    use futures::StreamExt;
-    use kube::runtime::{reflector, watcher, WatchStreamExt};
     use kube::Api;
-    let (nodes, nw) = reflector::store::<Node>();
-    let (pods, pw) = reflector::store::<Pod>();
-    let (cms, cw) = reflector::store::<ConfigMap>();
     let (cm_ns, cm_name) = ctl.scope.plugin_config.clone();
-    let node_stream = reflector(
-        nw,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .applied_objects::<Node>();
-    // All pods: GPU pods of other schedulers occupy GPUs too (read-only outside the managed namespaces).
-    let pod_stream = reflector(
-        pw,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .applied_objects::<Pod>();
-    let cm_stream = reflector(
-        cw,
-        watcher(
-            Api::<ConfigMap>::namespaced(client.clone(), &cm_ns),
-            watcher::Config::default().fields(&format!("metadata.name={cm_name}")),
-        ),
-    )
-    .default_backoff()
-    .applied_objects::<ConfigMap>();
-    // The watch tasks end with this function (and so with a test's controller).
-    let watches = [
-        tokio::spawn(node_stream.for_each(|_| futures::future::ready(()))),
-        tokio::spawn(pod_stream.for_each(|_| futures::future::ready(()))),
-        tokio::spawn(cm_stream.for_each(|_| futures::future::ready(()))),
-    ];
-    let _abort = AbortOnDrop(watches.iter().map(|h| h.abort_handle()).collect());
+    let cluster = ClusterWatch::start(&client, &cm_ns, &cm_name);
     let mut shutdown = std::pin::pin!(shutdown);
     // Events name the replica that acted: the Lease identity.
     ctl.identity = opts.lease.identity.clone();
-    let ready = async {
-        for (what, r) in [
-            ("nodes", nodes.wait_until_ready().await),
-            ("pods", pods.wait_until_ready().await),
-            ("configmap", cms.wait_until_ready().await),
-        ] {
-            r.map_err(|e| ControllerError::Watch {
-                what,
-                message: e.to_string(),
-            })?;
-        }
-        Ok::<(), ControllerError>(())
-    };
     tokio::select! {
-        r = ready => r?,
+        r = cluster.ready() => r?,
         _ = &mut shutdown => return Ok(()),
     }
     let mut autoscale = crate::autoscale::Runner::start(&client, &ctl.scope, opts.autoscale);
@@ -631,9 +585,7 @@ pub async fn run<A: Applier>(
             continue;
         }
         let now = k8s_openapi::jiff::Timestamp::now();
-        let ns: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
-        let ps: Vec<Pod> = pods.state().iter().map(|p| (**p).clone()).collect();
-        let cm = cms.state().first().map(|c| (**c).clone());
+        let (ns, ps, cm) = cluster.snapshot();
         if cm.is_none() && !warned_no_configmap {
             warned_no_configmap = true;
             eprintln!("warning: ConfigMap {cm_ns}/{cm_name} not found; sharing placements wait until it exists");
@@ -659,6 +611,83 @@ pub async fn run<A: Applier>(
                 serde_json::to_string(o).unwrap_or_default()
             );
         }
+    }
+}
+
+/// Reflector stores of what the controller reads: every Node, every Pod (GPU pods of other
+/// schedulers occupy GPUs too; read-only outside the managed namespaces) and the device plugin's
+/// ConfigMap. The watch tasks end when this is dropped.
+struct ClusterWatch {
+    nodes: kube::runtime::reflector::Store<Node>,
+    pods: kube::runtime::reflector::Store<Pod>,
+    configmaps: kube::runtime::reflector::Store<ConfigMap>,
+    _watches: AbortOnDrop,
+}
+
+impl ClusterWatch {
+    fn start(client: &kube::Client, cm_namespace: &str, cm_name: &str) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{reflector, watcher, WatchStreamExt};
+        use kube::Api;
+        let (nodes, nw) = reflector::store::<Node>();
+        let (pods, pw) = reflector::store::<Pod>();
+        let (configmaps, cw) = reflector::store::<ConfigMap>();
+        let node_stream = reflector(
+            nw,
+            watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        )
+        .default_backoff()
+        .applied_objects::<Node>();
+        let pod_stream = reflector(
+            pw,
+            watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        )
+        .default_backoff()
+        .applied_objects::<Pod>();
+        let cm_stream = reflector(
+            cw,
+            watcher(
+                Api::<ConfigMap>::namespaced(client.clone(), cm_namespace),
+                watcher::Config::default().fields(&format!("metadata.name={cm_name}")),
+            ),
+        )
+        .default_backoff()
+        .applied_objects::<ConfigMap>();
+        let tasks = [
+            tokio::spawn(node_stream.for_each(|_| futures::future::ready(()))),
+            tokio::spawn(pod_stream.for_each(|_| futures::future::ready(()))),
+            tokio::spawn(cm_stream.for_each(|_| futures::future::ready(()))),
+        ];
+        Self {
+            nodes,
+            pods,
+            configmaps,
+            _watches: AbortOnDrop(tasks.iter().map(|h| h.abort_handle()).collect()),
+        }
+    }
+
+    /// Completes once every store holds its first full list.
+    async fn ready(&self) -> Result<(), ControllerError> {
+        for (what, r) in [
+            ("nodes", self.nodes.wait_until_ready().await),
+            ("pods", self.pods.wait_until_ready().await),
+            ("configmap", self.configmaps.wait_until_ready().await),
+        ] {
+            r.map_err(|e| ControllerError::Watch {
+                what,
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The objects as the watches show them now.
+    fn snapshot(&self) -> (Vec<Node>, Vec<Pod>, Option<ConfigMap>) {
+        (
+            self.nodes.state().iter().map(|n| (**n).clone()).collect(),
+            self.pods.state().iter().map(|p| (**p).clone()).collect(),
+            self.configmaps.state().first().map(|c| (**c).clone()),
+        )
     }
 }
 
