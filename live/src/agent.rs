@@ -34,15 +34,18 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One exported per-GPU metric: name, Prometheus type, help text, and how to read it.
+type GpuMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::nvml::GpuReading) -> Option<f64>,
+);
+
 /// Prometheus text exposition (version 0.0.4) of one reading.
 pub fn metrics_text(r: &NodeReading, node: &str) -> String {
     let mut o = String::new();
-    let metrics: [(
-        &str,
-        &str,
-        &str,
-        fn(&crate::nvml::GpuReading) -> Option<f64>,
-    ); 8] = [
+    let metrics: [GpuMetric; 8] = [
         (
             "gpusched_gpu_utilisation_ratio",
             "gauge",
