@@ -31,6 +31,22 @@ pub struct PerfConfig {
     pub batch_slowdown: f64,
     /// Tokens → time for requests that carry token counts (see [`TokenPerf`]).
     pub tokens: TokenPerf,
+    /// How the batch a request shares its replica with sets its pace (see [`Batching`]).
+    pub batching: Batching,
+}
+
+/// How the requests in flight on a replica slow each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Batching {
+    /// A request's time is set when it starts, from the batch size then, and kept: cheap, and
+    /// what the default scenario was calibrated with.
+    #[default]
+    FixedAtStart,
+    /// Continuous batching as serving stacks run it: whenever a request joins or leaves the
+    /// replica, every request in flight continues at the pace of the new batch size (its
+    /// remaining work is re-rated), so a long answer speeds up when the batch drains.
+    ProcessorSharing,
 }
 
 /// Turns a request's prompt and output tokens into time on a given GPU model (roofline):
@@ -135,6 +151,7 @@ impl Default for PerfConfig {
             ],
             batch_slowdown: 0.10,
             tokens: TokenPerf::default(),
+            batching: Batching::default(),
         }
     }
 }

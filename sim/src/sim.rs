@@ -4,9 +4,9 @@
 
 use crate::events::{secs, to_secs, EventQueue, SimTime};
 use crate::metrics::*;
-use crate::perf::Demand;
+use crate::perf::{Batching, Demand};
 use crate::scenario::LoadedScenario;
-use crate::state::{GpuSim, Replica, ReplicaState, ServiceSim};
+use crate::state::{GpuSim, InFlight, Replica, ReplicaState, ServiceSim};
 use crate::trace::pipeline::ReplayReport;
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
 use gpusched_policies::autoscale::ServiceSignals;
@@ -59,8 +59,8 @@ enum Event {
     Completion {
         replica: u32,
         generation: u32,
-        arrived: SimTime,
-        demand: Demand,
+        /// The request's current token ([`crate::state::InFlight`]); an older one is stale.
+        token: u64,
     },
     ReplicaReady {
         replica: u32,
@@ -96,6 +96,8 @@ struct Sim<'a> {
     win_hist: Histogram<u64>,
     all_hist: Histogram<u64>,
     win_failed: u64,
+    /// The next completion token (see [`crate::state::InFlight`]).
+    next_token: u64,
     placements: u64,
     unschedulable: u64,
     scale_events: u64,
@@ -127,13 +129,12 @@ pub fn run(sc: &LoadedScenario, progress: &mut dyn FnMut(f64)) -> Result<RunResu
             Event::Completion {
                 replica,
                 generation,
-                arrived,
-                demand,
+                token,
             } => {
                 // A stale generation means the pod died with the request in flight; the request
                 // was failed then.
                 if sim.replicas[replica as usize].generation == generation {
-                    sim.on_completion(t, replica, arrived, demand)
+                    sim.on_completion(t, replica, token)
                 }
             }
             Event::ReplicaReady {
@@ -299,6 +300,7 @@ impl<'a> Sim<'a> {
             win_hist: latency_histogram(),
             all_hist: latency_histogram(),
             win_failed: 0,
+            next_token: 0,
             placements: 0,
             unschedulable: 0,
             scale_events: 0,
@@ -371,6 +373,7 @@ impl<'a> Sim<'a> {
             slice: AllocSlice::Whole,
             generation: 0,
             in_flight: 0,
+            running: Vec::new(),
             busy_since: 0,
             win_busy_us: 0,
             last_reason: None,
@@ -517,6 +520,7 @@ impl<'a> Sim<'a> {
                 self.win_failed += 1;
             }
             rep.in_flight = 0;
+            rep.running.clear();
         }
         rep.generation += 1;
         self.free_slot(t, r, why);
@@ -604,23 +608,75 @@ impl<'a> Sim<'a> {
             SharingMode::Mig => mig_share,
             SharingMode::Exclusive | SharingMode::Free => 1.0,
         };
-        let batched_ms = perf.batched_ms(&demand, self.sc.catalog.spec(g.model), params_b, k);
-        let service_us = (batched_ms * 1000.0 / eff).round().max(1.0) as SimTime;
-        let generation = self.replicas[r as usize].generation;
-        self.queue.push(
-            t + service_us,
-            Event::Completion {
-                replica: r,
-                generation,
-                arrived,
-                demand,
-            },
-        );
+        let full_us =
+            perf.batched_ms(&demand, self.sc.catalog.spec(g.model), params_b, k) * 1000.0 / eff;
+        let token = self.next_token;
+        self.next_token += 1;
+        let rep = &mut self.replicas[r as usize];
+        rep.running.push(InFlight {
+            token,
+            arrived,
+            demand,
+            eff,
+            remaining: 1.0,
+            since: t,
+            full_us,
+        });
+        if perf.batching == Batching::ProcessorSharing {
+            self.rerate(t, r);
+        } else {
+            let generation = rep.generation;
+            self.queue.push(
+                t + (full_us.round().max(1.0) as SimTime),
+                Event::Completion {
+                    replica: r,
+                    generation,
+                    token,
+                },
+            );
+        }
     }
 
-    fn on_completion(&mut self, t: SimTime, r: u32, arrived: SimTime, demand: Demand) {
+    /// Processor sharing: every request in flight on replica `r` continues at the pace of the
+    /// batch size now; its completion is rescheduled (the earlier event becomes stale).
+    fn rerate(&mut self, t: SimTime, r: u32) {
+        let service = self.replicas[r as usize].service as usize;
+        let params_b = self.params_b(service);
+        let Some((_, _, flat)) = self.replicas[r as usize].loc else {
+            return;
+        };
+        let spec = self.sc.catalog.spec(self.gpus[flat as usize].model);
         let perf = &self.sc.scenario.perf;
         let rep = &mut self.replicas[r as usize];
+        let k = rep.running.len() as u32;
+        for e in rep.running.iter_mut() {
+            let done = (t - e.since) as f64 / e.full_us.max(1.0);
+            e.remaining = (e.remaining - done).max(0.0);
+            e.since = t;
+            e.full_us = perf.batched_ms(&e.demand, spec, params_b, k) * 1000.0 / e.eff;
+            e.token = self.next_token;
+            self.next_token += 1;
+            self.queue.push(
+                t + ((e.remaining * e.full_us).round().max(1.0) as SimTime),
+                Event::Completion {
+                    replica: r,
+                    generation: rep.generation,
+                    token: e.token,
+                },
+            );
+        }
+    }
+
+    fn on_completion(&mut self, t: SimTime, r: u32, token: u64) {
+        let perf = &self.sc.scenario.perf;
+        let rep = &mut self.replicas[r as usize];
+        // A request re-rated since this event was scheduled has a newer token: stale event.
+        let Some(i) = rep.running.iter().position(|e| e.token == token) else {
+            return;
+        };
+        let InFlight {
+            arrived, demand, ..
+        } = rep.running.swap_remove(i);
         rep.in_flight -= 1;
         let (node, gpu, flat) = rep.loc.expect("a serving replica is placed");
         if rep.in_flight == 0 {
@@ -653,6 +709,10 @@ impl<'a> Sim<'a> {
         }
         let _ = svc.hist.record(latency);
         let _ = self.win_hist.record(latency);
+        if perf.batching == Batching::ProcessorSharing {
+            // The rest of the batch speeds up now (queued work may join it just below).
+            self.rerate(t, r);
+        }
         match state {
             ReplicaState::Ready => self.pull_queued(t, r),
             ReplicaState::Draining if self.replicas[r as usize].in_flight == 0 => {

@@ -156,10 +156,29 @@ pub struct Replica {
     /// Bumped when the replica's pod dies, so completions of its lost requests are ignored.
     pub generation: u32,
     pub in_flight: u32,
+    /// The requests being served (`in_flight` of them), for their completion and re-rating.
+    pub running: Vec<InFlight>,
     pub busy_since: SimTime,
     pub win_busy_us: i64,
     /// The last unschedulable reason logged, so a pending replica is not logged every tick.
     pub last_reason: Option<String>,
+}
+
+/// A request being served on a replica.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    /// Matches the one live Completion event of this request; re-rating issues a new token, so
+    /// the earlier event is recognised as stale.
+    pub token: u64,
+    pub arrived: SimTime,
+    pub demand: crate::perf::Demand,
+    /// Effective GPU share when it started.
+    pub eff: f64,
+    /// Fraction of the request's work still to do as of `since`.
+    pub remaining: f64,
+    pub since: SimTime,
+    /// Time the whole request takes at the current batch size, µs.
+    pub full_us: f64,
 }
 
 pub struct ServiceSim {

@@ -584,3 +584,56 @@ initial_replicas = 4
         "{e}"
     );
 }
+
+#[test]
+fn processor_sharing_re_rates_the_batch_when_a_request_joins_or_leaves() {
+    // Two 1000 ms requests on one exclusive H100 replica with two slots; the second arrives at
+    // 0.5 s; a batch of two runs each at 1 / 1.5 of full pace (batch_slowdown 0.5).
+    let csv = tmp("ps.csv", "arrival_s,demand_ms\n0.0,1000\n0.5,1000\n");
+    let text = |batching: &str| {
+        format!(
+            r#"
+name = "ps"
+duration_s = 10.0
+seed = 1
+
+[perf]
+batch_slowdown = 0.5
+batching = "{batching}"
+
+[[pools]]
+name = "h100"
+gpu_model = "H100-80GB"
+nodes = 1
+
+[traffic]
+kind = "trace"
+path = {path:?}
+
+[[services]]
+name = "one"
+model_memory_gb = 40.0
+service_time_ms = 1000.0
+concurrency = 2
+"#,
+            path = csv.to_str().unwrap()
+        )
+    };
+    let max_ms = |batching: &str| {
+        let l =
+            gpusched_sim::scenario::load_str(&text(batching), "ps.toml", slice(""), &[]).unwrap();
+        let s = gpusched_sim::run(&l, &mut |_| {}).unwrap().summary;
+        assert_eq!(s.requests.served, 2);
+        (s.latency.max_ms, s.latency.mean_ms)
+    };
+    // Fixed at start: the first runs alone (1.0 s); the second is priced for a batch of two for
+    // its whole life (1.5 s), though it runs alone after 1.0 s.
+    let (fixed_max, fixed_mean) = max_ms("fixed_at_start");
+    assert!((fixed_max - 1500.0).abs() < 15.0, "{fixed_max}");
+    // Processor sharing: the first slows when the second joins (done at 1.25 s); the second
+    // speeds up when the first leaves (done at 1.75 s, 1.25 s after it arrived).
+    let (ps_max, ps_mean) = max_ms("processor_sharing");
+    assert!((ps_max - 1250.0).abs() < 15.0, "{ps_max}");
+    assert!((ps_mean - 1250.0).abs() < 15.0, "{ps_mean}");
+    assert!((fixed_mean - 1250.0).abs() < 15.0, "{fixed_mean}");
+}
