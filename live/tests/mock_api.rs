@@ -304,10 +304,10 @@ fn rollout_fixture() -> (
 
 const TS4: &str = "version: v1\nsharing:\n  timeSlicing:\n    renameByDefault: false\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 4\n";
 
-#[tokio::test]
-async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
+/// The fixture node moved to 4 time-slicing replicas, planned at t = 1000 s.
+fn planned_ts4_rollout() -> rollback::Rollout {
     let (node, pods) = rollout_fixture();
-    let r = rollback::plan_rollout(
+    rollback::plan_rollout(
         &node,
         Some(&empty_plugin_config()),
         Some("gpusched-timeslicing-4"),
@@ -317,7 +317,12 @@ async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
         1000.0,
     )
     .unwrap()
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
+    let r = planned_ts4_rollout();
     assert_eq!(
         r.plugin_ready,
         rollback::PluginReady::GpuCapacity { count: 4 }
@@ -408,18 +413,7 @@ async fn a_rollout_sends_record_entry_cordon_evict_label_then_uncordon() {
 
 #[tokio::test]
 async fn a_pdb_blocked_rollout_rolls_back_and_three_failures_open_the_breaker() {
-    let (node, pods) = rollout_fixture();
-    let r = rollback::plan_rollout(
-        &node,
-        Some(&empty_plugin_config()),
-        Some("gpusched-timeslicing-4"),
-        Some(TS4),
-        &pods,
-        &scope(),
-        1000.0,
-    )
-    .unwrap()
-    .unwrap();
+    let r = planned_ts4_rollout();
     let timing = RolloutTiming {
         evict_retries: 1,
         retry_delay: Duration::ZERO,
