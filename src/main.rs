@@ -36,6 +36,8 @@ enum Command {
     Tune(cli::tune::TuneArgs),
     /// Inspect, synthesise and benchmark traces; turn node inventories into pools.
     Trace(cli::trace::TraceArgs),
+    /// The LLM serving model: model catalogue, fitted stack profiles, fit, fidelity table.
+    Serving(cli::serving::ServingArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +62,6 @@ fn main() -> ExitCode {
         Command::Sweep(a) => cli::sweep::execute(&a),
         Command::Tune(a) => cli::tune::execute(&a),
         Command::Trace(a) => cli::trace::execute(&a),
+        Command::Serving(a) => cli::serving::execute(&a),
     }
 }

@@ -114,6 +114,10 @@ pub fn snapshot(
             .or_insert_with(|| ServiceSpec {
                 name: w.name.clone(),
                 model_memory_gb: w.model_memory_gb,
+                model: None,
+                dtype: Default::default(),
+                serving: None,
+                slo: None,
                 priority: w.priority,
                 latency_sla_ms: w.latency_sla_ms,
                 sla_per_output_token_ms: None,
@@ -153,6 +157,10 @@ pub fn snapshot(
         services.push(ServiceSpec {
             name: "example".into(),
             model_memory_gb: 8.0,
+            model: None,
+            dtype: Default::default(),
+            serving: None,
+            slo: None,
             priority: Default::default(),
             latency_sla_ms: None,
             sla_per_output_token_ms: None,

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod events;
 pub mod experiment;
 pub mod explain;
+pub mod llm;
 pub mod metrics;
 pub mod openb;
 pub mod perf;

@@ -44,14 +44,18 @@ pub enum FailCause {
     Preempted,
     /// In flight on a pod that lost its GPU context (device-plugin / MPS server restart).
     PodRestart,
+    /// Refused by an LLM engine: longer than its max_model_len, larger than its KV cache, or
+    /// without token counts.
+    Rejected,
 }
 
 impl FailCause {
-    pub const ALL: [FailCause; 4] = [
+    pub const ALL: [FailCause; 5] = [
         FailCause::Timeout,
         FailCause::QueueFull,
         FailCause::Preempted,
         FailCause::PodRestart,
+        FailCause::Rejected,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +63,7 @@ impl FailCause {
             FailCause::QueueFull => "queue_full",
             FailCause::Preempted => "preempted",
             FailCause::PodRestart => "pod_restart",
+            FailCause::Rejected => "rejected",
         }
     }
 }
@@ -120,6 +125,38 @@ pub struct ServiceSummary {
     pub replica_hours: f64,
     pub scale_ups: u32,
     pub scale_downs: u32,
+    /// LLM services: time to first token, time per output token, and the engine's counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmServiceSummary>,
+}
+
+/// What an LLM service measured, beside its end-to-end `latency`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LlmServiceSummary {
+    pub model: String,
+    pub dtype: String,
+    pub stack: String,
+    pub tensor_parallel: u32,
+    pub ttft: LatencySummary,
+    /// Time per output token of each request: (end − first token) / (output − 1).
+    pub tpot: LatencySummary,
+    /// The `[services.slo]` percentiles and whether they were met (`None` without an SLO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slo: Option<LlmSloOutcome>,
+    #[serde(flatten)]
+    pub counts: crate::state::LlmCounts,
+    /// Output tokens per second over the run.
+    pub output_tokens_per_s: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LlmSloOutcome {
+    pub percentile: f64,
+    pub ttft_ms: Option<f64>,
+    pub ttft_at_percentile_ms: f64,
+    pub tpot_ms: Option<f64>,
+    pub tpot_at_percentile_ms: f64,
+    pub met: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -206,6 +243,10 @@ pub struct WindowRow {
     pub energy_kwh_cum: f64,
     pub replicas_by_service: Vec<u32>,
     pub qps_by_service: Vec<f64>,
+    pub ttft_p50_ms: f64,
+    pub ttft_p99_ms: f64,
+    pub tpot_p50_ms: f64,
+    pub tpot_p99_ms: f64,
 }
 
 pub struct Timeseries {
@@ -213,6 +254,8 @@ pub struct Timeseries {
     pub services: Vec<String>,
     pub window_s: f64,
     pub rows: Vec<WindowRow>,
+    /// The run has LLM services: the TTFT/TPOT columns are written.
+    pub llm: bool,
 }
 
 impl Timeseries {
@@ -242,6 +285,9 @@ impl Timeseries {
         h.push("energy_kwh_cum".into());
         h.extend(self.services.iter().map(|s| format!("replicas_{s}")));
         h.extend(self.services.iter().map(|s| format!("qps_{s}")));
+        if self.llm {
+            h.extend(["ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms"].map(String::from));
+        }
         h
     }
 
@@ -272,6 +318,11 @@ impl Timeseries {
             rec.push(format!("{:.4}", r.energy_kwh_cum));
             rec.extend(r.replicas_by_service.iter().map(|v| v.to_string()));
             rec.extend(r.qps_by_service.iter().map(|v| format!("{v:.3}")));
+            if self.llm {
+                for v in [r.ttft_p50_ms, r.ttft_p99_ms, r.tpot_p50_ms, r.tpot_p99_ms] {
+                    rec.push(format!("{v:.3}"));
+                }
+            }
             out.write_record(rec)?;
         }
         out.flush()?;

@@ -249,7 +249,21 @@ pub fn seeds_diurnal() -> Vec<(f64, f64)> {
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     pub name: String,
+    /// GPU memory a replica needs, GB (derived from `model` when that is given).
+    #[serde(default)]
     pub model_memory_gb: f64,
+    /// The LLM this service serves, by catalogue name (`gpusched serving models`): its replicas
+    /// run the iteration-level serving engine (see `crate::llm`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Weights and KV-cache format of `model`.
+    #[serde(default)]
+    pub dtype: gpusched_serving::Dtype,
+    #[serde(default)]
+    pub serving: Option<crate::llm::ServingSpec>,
+    /// TTFT / TPOT percentile objectives of an LLM service.
+    #[serde(default)]
+    pub slo: Option<crate::llm::LlmSlo>,
     #[serde(default)]
     pub priority: Priority,
     /// End-to-end latency SLA, ms (queueing included).
@@ -471,6 +485,7 @@ pub fn load_str(
         s.price_per_hour = o.price_per_hour.unwrap_or(s.price_per_hour);
         catalog.set(model, s);
     }
+    crate::llm::resolve(&mut scenario, source)?;
     let loaded = LoadedScenario {
         scenario,
         source: source.to_string(),

@@ -7,6 +7,7 @@ use crate::metrics::*;
 use crate::perf::{Batching, Demand};
 use crate::scenario::LoadedScenario;
 use crate::state::{GpuSim, InFlight, Replica, ReplicaState, ServiceSim};
+
 use crate::trace::pipeline::ReplayReport;
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
 use gpusched_policies::autoscale::ServiceSignals;
@@ -24,6 +25,10 @@ use serde::Serialize;
 /// Planned sharing-layout rollouts (issue 5): a child module, as it drives the private state.
 #[path = "rollout.rs"]
 mod rollout;
+
+/// LLM replicas driven through their serving engines.
+#[path = "llm_replica.rs"]
+mod llm_replica;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -74,6 +79,12 @@ enum Event {
     Tick,
     /// A timer of the sharing-layout rollout.
     RolloutWake,
+    /// An LLM replica's engine finishes its work in progress (a batch change).
+    LlmStep {
+        replica: u32,
+        generation: u32,
+        token: u64,
+    },
 }
 
 struct Sim<'a> {
@@ -108,6 +119,10 @@ struct Sim<'a> {
     reconfig_gpu_seconds: f64,
     reconfigurations: u64,
     rollout: Option<rollout::Exec>,
+    /// Reused buffer of requests an LLM engine finished.
+    llm_done: Vec<gpusched_serving::Finished>,
+    win_ttft: Histogram<u64>,
+    win_tpot: Histogram<u64>,
 }
 
 /// Runs a scenario to its end. `progress` is called at every tick with the fraction done.
@@ -146,6 +161,16 @@ pub fn run(sc: &LoadedScenario, progress: &mut dyn FnMut(f64)) -> Result<RunResu
                 }
             }
             Event::RolloutWake => sim.rollout_wake(t),
+            Event::LlmStep {
+                replica,
+                generation,
+                token,
+            } => {
+                let rep = &sim.replicas[replica as usize];
+                if rep.generation == generation && rep.llm_token == token {
+                    sim.llm_step(t, replica)
+                }
+            }
             Event::ServiceStart { service } => {
                 for _ in 0..sim.services[service as usize].spec.initial_replicas {
                     let r = sim.new_replica(service);
@@ -311,6 +336,9 @@ impl<'a> Sim<'a> {
             reconfig_gpu_seconds: 0.0,
             reconfigurations: 0,
             rollout: None,
+            llm_done: Vec::new(),
+            win_ttft: latency_histogram(),
+            win_tpot: latency_histogram(),
         })
     }
 
@@ -377,6 +405,9 @@ impl<'a> Sim<'a> {
             busy_since: 0,
             win_busy_us: 0,
             last_reason: None,
+            llm: None,
+            llm_next: None,
+            llm_token: 0,
         });
         self.services[service as usize].replicas.push(idx);
         idx
@@ -486,6 +517,8 @@ impl<'a> Sim<'a> {
         rep.slice = p.slice;
         rep.last_reason = None;
         self.placements += 1;
+        self.llm_place(r);
+        let rep = &mut self.replicas[r as usize];
         if warm && delay_s == 0.0 {
             rep.state = ReplicaState::Ready;
         } else {
@@ -505,6 +538,7 @@ impl<'a> Sim<'a> {
     /// The replica's pod dies now (evicted, or its GPU context lost): requests in flight fail
     /// with `cause`, its GPU slice is freed, and it goes back to pending to be placed again.
     fn kill(&mut self, t: SimTime, r: u32, cause: FailCause, why: &str) {
+        self.llm_abort(r);
         let perf = &self.sc.scenario.perf;
         let rep = &mut self.replicas[r as usize];
         let s = rep.service as usize;
@@ -556,6 +590,13 @@ impl<'a> Sim<'a> {
         demand: Demand,
     ) -> Result<(), SimError> {
         let s = service as usize;
+        if self.services[s].llm.is_some() {
+            let svc = &mut self.services[s];
+            svc.counts.arrived += 1;
+            svc.win_arrivals += 1;
+            self.llm_arrival(t, s, demand);
+            return self.pull_arrival(source);
+        }
         let demand = self.sample_demand(s, demand);
         let svc = &mut self.services[s];
         svc.counts.arrived += 1;
@@ -725,6 +766,18 @@ impl<'a> Sim<'a> {
     /// Gives replica `r` queued work until its slots are full, failing requests that timed out.
     fn pull_queued(&mut self, t: SimTime, r: u32) {
         let s = self.replicas[r as usize].service as usize;
+        if self.services[s].llm.is_some() {
+            // An engine queues what it cannot run yet: hand it everything still in time.
+            while let Some((arrived, demand)) = self.services[s].queue.pop_front() {
+                if t - arrived > self.services[s].timeout_us {
+                    self.services[s].counts.fail(FailCause::Timeout);
+                    self.win_failed += 1;
+                    continue;
+                }
+                self.llm_submit(t, r, arrived, demand);
+            }
+            return;
+        }
         let concurrency = self.services[s].spec.concurrency;
         while self.replicas[r as usize].in_flight < concurrency {
             let svc = &mut self.services[s];
@@ -749,6 +802,7 @@ impl<'a> Sim<'a> {
 
     /// Gives a replica's GPU slice back (if it holds one) and logs the release.
     fn free_slot(&mut self, t: SimTime, r: u32, why: &str) {
+        self.llm_retire(r);
         let rep = &mut self.replicas[r as usize];
         let s = rep.service as usize;
         let Some((node, gpu, _)) = rep.loc.take() else {
@@ -784,6 +838,7 @@ impl<'a> Sim<'a> {
         for g in &mut self.gpus {
             g.integrate(t);
         }
+        self.llm_timeouts(t);
         // Requests that waited past their timeout fail now, so queue lengths are honest.
         for svc in &mut self.services {
             while let Some(&(arrived, _)) = svc.queue.front() {
@@ -829,6 +884,8 @@ impl<'a> Sim<'a> {
             svc.win_ref_work_ms = 0.0;
         }
         self.win_hist.reset();
+        self.win_ttft.reset();
+        self.win_tpot.reset();
         self.win_failed = 0;
         if t + self.tick <= self.end {
             self.queue.push(t + self.tick, Event::Tick);
@@ -873,6 +930,10 @@ impl<'a> Sim<'a> {
             p50_ms: percentile_ms(&self.win_hist, 0.50),
             p95_ms: percentile_ms(&self.win_hist, 0.95),
             p99_ms: percentile_ms(&self.win_hist, 0.99),
+            ttft_p50_ms: percentile_ms(&self.win_ttft, 0.50),
+            ttft_p99_ms: percentile_ms(&self.win_ttft, 0.99),
+            tpot_p50_ms: percentile_ms(&self.win_tpot, 0.50),
+            tpot_p99_ms: percentile_ms(&self.win_tpot, 0.99),
             allocated_gpus: allocated,
             fragmentation: if free_all > 0.0 {
                 free_partial / free_all
@@ -1056,6 +1117,9 @@ impl<'a> Sim<'a> {
     }
 
     fn finish(mut self) -> RunResult {
+        for r in 0..self.replicas.len() as u32 {
+            self.llm_retire_counts(r);
+        }
         let reconfig = self.rollout_report();
         let trace_reports: Vec<ReplayReport> =
             self.sources.iter().filter_map(|x| x.report()).collect();
@@ -1109,6 +1173,7 @@ impl<'a> Sim<'a> {
                 replica_hours: svc.replica_seconds / 3600.0,
                 scale_ups: svc.scale_ups,
                 scale_downs: svc.scale_downs,
+                llm: llm_summary(svc, dur_s),
             });
         }
         let mut by_model = std::collections::BTreeMap::new();
@@ -1208,6 +1273,7 @@ impl<'a> Sim<'a> {
             services: self.services.iter().map(|x| x.spec.name.clone()).collect(),
             window_s: to_secs(self.tick),
             rows: self.rows,
+            llm: self.services.iter().any(|s| s.llm.is_some()),
         };
         RunResult {
             summary,
@@ -1216,6 +1282,37 @@ impl<'a> Sim<'a> {
             trace_reports,
         }
     }
+}
+
+/// An LLM service's TTFT/TPOT distributions, SLO outcome and engine counters.
+fn llm_summary(svc: &ServiceSim, dur_s: f64) -> Option<LlmServiceSummary> {
+    let llm = svc.llm.as_ref()?;
+    let slo = svc.spec.slo.as_ref().map(|slo| {
+        let q = slo.percentile / 100.0;
+        let ttft = percentile_ms(&svc.ttft_hist, q);
+        let tpot = percentile_ms(&svc.tpot_hist, q);
+        LlmSloOutcome {
+            percentile: slo.percentile,
+            ttft_ms: slo.ttft_ms,
+            ttft_at_percentile_ms: ttft,
+            tpot_ms: slo.tpot_ms,
+            tpot_at_percentile_ms: tpot,
+            met: svc.counts.served > 0
+                && slo.ttft_ms.is_none_or(|b| ttft <= b)
+                && slo.tpot_ms.is_none_or(|b| tpot <= b),
+        }
+    });
+    Some(LlmServiceSummary {
+        model: llm.arch.name.to_string(),
+        dtype: llm.dtype.as_str().to_string(),
+        stack: llm.stack.name.clone(),
+        tensor_parallel: llm.tp,
+        ttft: LatencySummary::from_histogram(&svc.ttft_hist),
+        tpot: LatencySummary::from_histogram(&svc.tpot_hist),
+        slo,
+        counts: svc.llm_counts.clone(),
+        output_tokens_per_s: if dur_s > 0.0 { svc.llm_counts.output_tokens as f64 / dur_s } else { 0.0 },
+    })
 }
 
 /// For `explain`: builds the scenario's cluster, optionally places the initial replicas, then

@@ -162,6 +162,12 @@ pub struct Replica {
     pub win_busy_us: i64,
     /// The last unschedulable reason logged, so a pending replica is not logged every tick.
     pub last_reason: Option<String>,
+    /// An LLM service's serving engine (built when the replica is placed on its GPUs).
+    pub llm: Option<Box<gpusched_serving::ReplicaEngine>>,
+    /// When the engine's next step event is scheduled, and that event's token (older ones are
+    /// stale).
+    pub llm_next: Option<SimTime>,
+    pub llm_token: u64,
 }
 
 /// A request being served on a replica.
@@ -202,6 +208,29 @@ pub struct ServiceSim {
     pub replicas_max: u32,
     pub scale_ups: u32,
     pub scale_downs: u32,
+    /// The serving setup of an LLM service, and what its requests measured.
+    pub llm: Option<crate::llm::LlmService>,
+    pub ttft_hist: Histogram<u64>,
+    pub tpot_hist: Histogram<u64>,
+    pub llm_counts: LlmCounts,
+}
+
+/// What an LLM service's engines did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LlmCounts {
+    /// Sequences preempted (KV cache full) and recomputed.
+    pub preemptions: u64,
+    /// Requests the engine refused (longer than max_model_len, or larger than the KV cache).
+    pub rejected: u64,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    pub iterations: u64,
+    /// Most sequences one replica ran at once.
+    pub peak_running: u32,
+    /// Highest KV-cache use of one replica, fraction.
+    pub peak_kv_usage: f64,
+    /// KV-cache blocks of one replica (on the last GPU model it was placed on).
+    pub kv_blocks: u64,
 }
 
 impl ServiceSim {
@@ -210,6 +239,7 @@ impl ServiceSim {
         let sla_us = spec.latency_sla_ms.map(|ms| (ms * 1000.0).round() as i64);
         let sla_per_token_us = spec.sla_per_output_token_ms.unwrap_or(0.0) * 1000.0;
         let timeout_us = (spec.queue_timeout_s * 1e6).round() as i64;
+        let spec_llm = spec.clone();
         Self {
             spec,
             workload,
@@ -229,6 +259,10 @@ impl ServiceSim {
             replicas_max: 0,
             scale_ups: 0,
             scale_downs: 0,
+            llm: crate::llm::for_service(&spec_llm),
+            ttft_hist: latency_histogram(),
+            tpot_hist: latency_histogram(),
+            llm_counts: LlmCounts::default(),
         }
     }
 }

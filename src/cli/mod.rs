@@ -7,6 +7,7 @@ pub mod fgd;
 pub mod live;
 pub mod openb_replay;
 pub mod run;
+pub mod serving;
 pub mod sweep;
 pub mod trace;
 pub mod tune;
