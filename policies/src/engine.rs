@@ -133,9 +133,7 @@ impl Engine {
 
     /// PreFilter: the classification of a workload and its sharing mode.
     pub fn classify(&self, w: &WorkloadSpec) -> PlacementRequest {
-        let mut req = self.config.classify.classify(w);
-        admission::apply(self.config.sharing, &mut req, w, &self.config.admission);
-        req
+        self.config.request_for(w)
     }
 
     /// Places one replica of `w` on `nodes`: `Place`, `Preempt` (evict, then place again) or
