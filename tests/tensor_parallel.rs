@@ -117,6 +117,18 @@ traffic = { kind = "poisson", qps = 2.0 }
         })
         .expect("prod preempts a batch replica");
     assert_eq!(preempt.len(), 1, "{preempt:?}");
+    // The victim's release names all four GPUs it gave back.
+    let released = r
+        .decisions
+        .iter()
+        .find_map(|d| match &d.decision {
+            Decision::Release { replica, gpus, .. } if *replica == preempt[0].replica => {
+                Some(gpus.clone())
+            }
+            _ => None,
+        })
+        .expect("the victim's GPUs are released");
+    assert_eq!(released.len(), 4, "{released:?}");
     let prod = places(&r)
         .into_iter()
         .find(|p| p.workload == "prod")

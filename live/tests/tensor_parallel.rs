@@ -207,3 +207,30 @@ fn bad_gpu_indices_annotations_are_noted_not_trusted() {
         view.notes
     );
 }
+
+#[test]
+fn a_tp_pods_gpu_share_counts_all_its_gpus() {
+    let mut node = gpu_node("h100-2", "NVIDIA-H100-80GB-HBM3", 4);
+    node.metadata.annotations = Some(
+        [(
+            keys::GPU_METRICS.to_string(),
+            r#"{"t":1000,"gpus":[{"i":0,"util":0.8,"mem_used_mib":1,"mem_total_mib":81559,"power_w":500},{"i":1,"util":0.1,"mem_used_mib":1,"mem_total_mib":81559,"power_w":100},{"i":2,"util":0.6,"mem_used_mib":1,"mem_total_mib":81559,"power_w":400}]}"#
+                .to_string(),
+        )]
+        .into(),
+    );
+    let mut pod = gpusched_pod("ml", "llama-0", "llama", "h100-2", 0, 1, 100, 70.0, "large");
+    pod.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(keys::GPU_INDICES.into(), "0,2".into());
+    let share =
+        gpusched_live::signals::gpu_share(&pod, &[node], &[pod.clone()], NOW, 120.0).unwrap();
+    assert_eq!(share.gpus, 2);
+    assert!(
+        (share.util.unwrap() - 0.7).abs() < 1e-12,
+        "mean of GPUs 0 and 2"
+    );
+    assert_eq!(share.power_w, Some(900.0), "sum of GPUs 0 and 2");
+}

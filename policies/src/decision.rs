@@ -29,6 +29,9 @@ pub enum Decision {
         replica: u64,
         node: String,
         gpu: u8,
+        /// Every GPU freed, as in [`Placement::gpus`] (serialised only when several).
+        #[serde(skip_serializing_if = "is_single")]
+        gpus: Vec<u8>,
         reason: String,
     },
     /// Evict lower-priority replicas so that a higher-priority one fits (seed 003).

@@ -779,7 +779,7 @@ impl<'a> Sim<'a> {
         };
         rep.extra_gpus.clear();
         // All of its GPUs: a tensor-parallel replica holds several.
-        self.nodes[node as usize].remove_replica(r as u64);
+        let gpus = self.nodes[node as usize].remove_replica(r as u64);
         self.engine.node_changed(node as usize);
         let name = self.nodes[node as usize].name.clone();
         let workload = self.services[s].spec.name.clone();
@@ -790,6 +790,7 @@ impl<'a> Sim<'a> {
                 replica: r as u64,
                 node: name,
                 gpu,
+                gpus,
                 reason: why.to_string(),
             },
         );
