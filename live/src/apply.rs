@@ -534,7 +534,7 @@ pub fn config_yaml(p: &Placement) -> Option<&str> {
 }
 
 /// The annotations written on a pod before it is bound: its allocation (for the view) and its
-/// MPS limits (for its downward-API env).
+/// MPS limits (for its downward-API env). `memory_gb` is what each of its GPUs holds.
 pub fn placement_annotations(
     p: &Placement,
     memory_gb: f64,
@@ -555,6 +555,11 @@ pub fn placement_annotations(
     .into_iter()
     .map(|(k, v)| (k.to_string(), Some(v)))
     .collect();
+    if p.gpus.len() > 1 {
+        // A tensor-parallel pod: the view rebuilds all N of its GPUs from this after a restart.
+        let list: Vec<String> = p.gpus.iter().map(u8::to_string).collect();
+        a.insert(keys::GPU_INDICES.into(), Some(list.join(",")));
+    }
     let (pct, mem_mib) = match p
         .mps
         .as_ref()

@@ -303,7 +303,7 @@ impl<A: Applier> Controller<A> {
                 .spec(view.nodes[p.node_index].model)
                 .memory_gb;
             let mut ok = true;
-            for a in bind_actions(&pod, p, spec.model_memory_gb, gpu_mem) {
+            for a in bind_actions(&pod, p, spec.memory_per_gpu_gb(), gpu_mem) {
                 if let Err(e) = self.applier.apply(&a).await {
                     report.errors.push(format!("{pk}: {e}"));
                     ok = false;
@@ -318,7 +318,7 @@ impl<A: Applier> Controller<A> {
             // Assume the binding (kube-scheduler's "assume"): the next placement sees it.
             let mut bound = pod.clone();
             if let Some(crate::apply::Action::AnnotatePod { annotations, .. }) =
-                bind_actions(&pod, p, spec.model_memory_gb, gpu_mem).first()
+                bind_actions(&pod, p, spec.memory_per_gpu_gb(), gpu_mem).first()
             {
                 let a = bound.metadata.annotations.get_or_insert_default();
                 for (k, v) in annotations {

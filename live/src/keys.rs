@@ -40,6 +40,9 @@ pub const SERVICE_TIME_MS: &str = "gpusched.io/service-time-ms";
 
 // Pod annotations the controller writes when it binds (the cluster view is rebuilt from them).
 pub const GPU_INDEX: &str = "gpusched.io/gpu-index";
+/// Every GPU index of a tensor-parallel pod (`nvidia.com/gpu: N`, N > 1), comma-separated and
+/// ascending (`0,1,2,3`); `gpu-index` keeps the first, so single-GPU pods are written as before.
+pub const GPU_INDICES: &str = "gpusched.io/gpu-indices";
 pub const REPLICA: &str = "gpusched.io/replica";
 pub const CLASS: &str = "gpusched.io/class";
 pub const MEMORY_GB: &str = "gpusched.io/memory-gb";

@@ -328,9 +328,12 @@ pub struct GpuShare {
     pub share_pct: u8,
     /// Σ `share-pct` of the active pods on the same GPU (≥ `share_pct`).
     pub total_share_pct: u32,
-    /// NVML GPU busy, 0..=1 (None under MIG).
+    /// NVML GPU busy, 0..=1 (None under MIG); the mean over a tensor-parallel pod's GPUs.
     pub util: Option<f64>,
+    /// Watts; the sum over a tensor-parallel pod's GPUs.
     pub power_w: Option<f64>,
+    /// GPUs the pod holds (N for a tensor-parallel pod, whole GPUs each).
+    pub gpus: u8,
 }
 
 impl GpuShare {
@@ -392,11 +395,30 @@ pub fn gpu_share(
     if age > max_age_s {
         return Err(format!("node {node_name}: GPU metrics are {age:.0} s old"));
     }
-    let g = summary
-        .gpus
-        .iter()
-        .find(|g| g.i == gpu as u32)
-        .ok_or_else(|| format!("node {node_name}: the agent reports no GPU {gpu}"))?;
+    let reading = |i: u8| {
+        summary
+            .gpus
+            .iter()
+            .find(|g| g.i == i as u32)
+            .ok_or_else(|| format!("node {node_name}: the agent reports no GPU {i}"))
+    };
+    let g = reading(gpu)?;
+    // A tensor-parallel pod computes on all its GPUs: mean busy, summed power.
+    let all = crate::view::gpu_indices_from_pod(pod, gpu)?;
+    let (mut util, mut power_w) = (g.util, g.power_w);
+    if all.len() > 1 {
+        let readings = all
+            .iter()
+            .map(|&i| reading(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = readings.len() as f64;
+        util = readings
+            .iter()
+            .map(|r| r.util)
+            .sum::<Option<f64>>()
+            .map(|u| u / n);
+        power_w = readings.iter().map(|r| r.power_w).sum::<Option<f64>>();
+    }
     let total: u32 = pods
         .iter()
         .filter(|p| pod_is_active(p))
@@ -409,8 +431,9 @@ pub fn gpu_share(
         model,
         share_pct: alloc.share_pct,
         total_share_pct: total.max(alloc.share_pct as u32),
-        util: g.util,
-        power_w: g.power_w,
+        util,
+        power_w,
+        gpus: all.len() as u8,
     })
 }
 
@@ -551,10 +574,11 @@ pub fn service_signals(inp: &SignalInput) -> LiveSignals {
                     let f = g.fraction();
                     let spec = inp.catalog.spec(g.model);
                     let u = u.clamp(0.0, 1.0);
+                    let n = g.gpus.max(1) as f64;
                     busy += u;
-                    tops += u * spec.seeds_tops * f;
+                    tops += u * spec.seeds_tops * f * n;
                     watts += w.max(0.0) * f;
-                    gpu_usd_per_h += g.share_pct as f64 / 100.0 * spec.price_per_hour;
+                    gpu_usd_per_h += g.share_pct as f64 / 100.0 * spec.price_per_hour * n;
                 }
                 _ => miss(
                     Signal::Gpu,
@@ -680,6 +704,7 @@ weird{} NaN
             total_share_pct: total,
             util: Some(util),
             power_w: Some(power),
+            gpus: 1,
         }
     }
 

@@ -144,6 +144,7 @@ pub fn snapshot(
                 max_replicas: 16,
                 queue_timeout_s: 30.0,
                 max_queue: 10_000,
+                tensor_parallel: w.gpus,
             });
         svc.initial_replicas += 1;
         svc.max_replicas = svc.max_replicas.max(svc.initial_replicas);
@@ -184,6 +185,7 @@ pub fn snapshot(
             max_replicas: 16,
             queue_timeout_s: 30.0,
             max_queue: 10_000,
+            tensor_parallel: 1,
         });
     }
     let scenario = Scenario {

@@ -152,7 +152,8 @@ pub fn pod_gpu_request(p: &Pod) -> u32 {
         .sum()
 }
 
-/// Reads the allocation annotations gpusched wrote when it bound the pod.
+/// Reads the allocation annotations gpusched wrote when it bound the pod: its first GPU and
+/// the allocation it holds on each of its GPUs ([`gpu_indices_from_pod`] lists them all).
 pub fn allocation_from_pod(p: &Pod) -> Result<Option<(u8, AllocationView)>, String> {
     let m = &p.metadata;
     let Some(idx) = annotation(m, keys::GPU_INDEX) else {
@@ -161,6 +162,7 @@ pub fn allocation_from_pod(p: &Pod) -> Result<Option<(u8, AllocationView)>, Stri
     let name = m.name.clone().unwrap_or_default();
     let bad = |k: &str, v: &str| format!("pod {name}: annotation {k}={v:?} is not valid");
     let gpu: u8 = idx.parse().map_err(|_| bad(keys::GPU_INDEX, idx))?;
+    gpu_indices_from_pod(p, gpu)?;
     let get =
         |k: &str| annotation(m, k).ok_or_else(|| format!("pod {name}: annotation {k} is missing"));
     let share = get(keys::SHARE_PCT)?;
@@ -201,6 +203,31 @@ pub fn allocation_from_pod(p: &Pod) -> Result<Option<(u8, AllocationView)>, Stri
     )))
 }
 
+/// Every GPU a bound pod holds: `gpusched.io/gpu-indices` for a tensor-parallel pod (it must
+/// list `first`, the `gpu-index`, first, ascending, without repeats), else just `first`.
+pub fn gpu_indices_from_pod(p: &Pod, first: u8) -> Result<Vec<u8>, String> {
+    let Some(raw) = annotation(&p.metadata, keys::GPU_INDICES) else {
+        return Ok(vec![first]);
+    };
+    let name = p.metadata.name.as_deref().unwrap_or("");
+    let bad = || {
+        format!(
+            "pod {name}: annotation {}={raw:?} is not valid: ascending GPU indices starting with {}={first}",
+            keys::GPU_INDICES,
+            keys::GPU_INDEX
+        )
+    };
+    let list: Vec<u8> = raw
+        .split(',')
+        .map(|s| s.trim().parse::<u8>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    if list.first() != Some(&first) || list.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(bad());
+    }
+    Ok(list)
+}
+
 /// The workload a pod belongs to: `gpusched.io/workload`, else the usual app labels, else its name.
 pub fn workload_name(p: &Pod) -> String {
     let m = &p.metadata;
@@ -238,15 +265,9 @@ pub fn workload_from_pod(p: &Pod) -> Result<WorkloadSpec, String> {
         .ok()
         .filter(|v: &f64| v.is_finite() && *v > 0.0)
         .ok_or_else(|| bad(keys::MODEL_MEMORY_GB, mem, "a positive number of GB"))?;
-    let gpus = pod_gpu_request(p);
-    if gpus > 1 {
-        // The engine places a replica on one GPU or a share of one (the seeds' model); the
-        // device plugin would hand such a pod several GPUs that the view could not account for.
-        return Err(format!(
-            "pod {name}: requests {gpus} {}; gpusched places one GPU or a share of one per pod",
-            keys::GPU_RESOURCE
-        ));
-    }
+    // `nvidia.com/gpu: N` with N > 1 is a tensor-parallel replica: N whole GPUs of one node
+    // (the engine refuses it under a sharing mode that slices one GPU, with the reason).
+    let gpus = pod_gpu_request(p).max(1);
     let priority = match annotation(m, keys::PRIORITY) {
         None => Priority::default(),
         Some(v) => enum_from_str(v).ok_or_else(|| bad(keys::PRIORITY, v, "low, medium or high"))?,
@@ -302,6 +323,7 @@ pub fn workload_from_pod(p: &Pod) -> Result<WorkloadSpec, String> {
         opt_out: false,
         priority_class: p.spec.as_ref().and_then(|s| s.priority),
         sharing_mode: None,
+        gpus,
     })
 }
 
@@ -421,14 +443,23 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
         if !pod_is_active(p) {
             continue;
         }
-        match allocation_from_pod(p) {
-            Ok(Some((gpu, a))) => match views[ni].gpus.get_mut(gpu as usize) {
-                Some(g) => g.allocations.push(a),
-                None => notes.push(format!(
-                    "pod {}: GPU index {gpu} does not exist on node {node}",
-                    p.metadata.name.as_deref().unwrap_or("")
-                )),
-            },
+        let bound = allocation_from_pod(p).and_then(|a| match a {
+            Some((gpu, a)) => Ok(Some((gpu_indices_from_pod(p, gpu)?, a))),
+            None => Ok(None),
+        });
+        match bound {
+            Ok(Some((gpus, a))) => {
+                // A tensor-parallel pod holds the same allocation on each of its GPUs.
+                for gpu in gpus {
+                    match views[ni].gpus.get_mut(gpu as usize) {
+                        Some(g) => g.allocations.push(a.clone()),
+                        None => notes.push(format!(
+                            "pod {}: GPU index {gpu} does not exist on node {node}",
+                            p.metadata.name.as_deref().unwrap_or("")
+                        )),
+                    }
+                }
+            }
             Ok(None) => {
                 let n = pod_gpu_request(p);
                 if n > 0 {
@@ -523,21 +554,27 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_asking_for_several_gpus_is_refused_with_the_reason() {
+    fn a_pod_asking_for_several_gpus_is_a_tensor_parallel_workload() {
         use k8s_openapi::api::core::v1::ResourceRequirements;
         use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-        let mut p = pending_pod("ml", "multi", 8.0);
+        let mut p = pending_pod("ml", "multi", 80.0);
         p.spec.as_mut().unwrap().containers[0].resources = Some(ResourceRequirements {
             limits: Some([(keys::GPU_RESOURCE.to_string(), Quantity("2".into()))].into()),
             ..Default::default()
         });
-        let e = workload_from_pod(&p).unwrap_err();
-        assert!(e.contains("requests 2 nvidia.com/gpu"), "{e}");
+        let w = workload_from_pod(&p).unwrap();
+        assert_eq!((w.gpus, w.memory_per_gpu_gb()), (2, 40.0));
         p.spec.as_mut().unwrap().containers[0].resources = Some(ResourceRequirements {
             limits: Some([(keys::GPU_RESOURCE.to_string(), Quantity("1".into()))].into()),
             ..Default::default()
         });
-        assert!(workload_from_pod(&p).is_ok());
+        assert_eq!(workload_from_pod(&p).unwrap().gpus, 1);
+        p.spec.as_mut().unwrap().containers[0].resources = None;
+        assert_eq!(
+            workload_from_pod(&p).unwrap().gpus,
+            1,
+            "no limit: one GPU or a share"
+        );
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub fn apply(
         ),
         SharingPolicy::Admission => admission_flow(req, w, adm, weight),
     };
+    let (slice, reason) = tensor_parallel_slice(policy, req.gpus, slice, reason);
     req.slice = slice;
     req.share_pct = match slice {
         SliceRequest::Whole => 100,
@@ -131,6 +132,47 @@ pub fn apply(
     // Seed 003: MIG workloads never fall back to another GPU family.
     req.hard_family = matches!(slice, SliceRequest::Mig { .. });
     req.sharing_reason = reason;
+}
+
+/// A tensor-parallel replica (`gpus > 1`) takes whole GPUs. Under the policies that pick a
+/// share per workload (size classes, the admission flow) or give whole GPUs anyway, it gets
+/// them; a policy that *is* a sharing mode (MPS, MIG, time-slicing) keeps its slice, which
+/// `SharingFits` then refuses with the reason: a slice of one GPU cannot span NVLink peers.
+fn tensor_parallel_slice(
+    policy: SharingPolicy,
+    gpus: u32,
+    slice: SliceRequest,
+    reason: String,
+) -> (SliceRequest, String) {
+    if gpus <= 1 {
+        return (slice, reason);
+    }
+    match policy {
+        SharingPolicy::Classes | SharingPolicy::Exclusive | SharingPolicy::Admission => (
+            SliceRequest::Whole,
+            format!("tensor-parallel ×{gpus} → {gpus} whole GPUs of one node"),
+        ),
+        _ => (slice, reason),
+    }
+}
+
+/// Why a request cannot be placed whatever the cluster looks like: tensor parallelism under a
+/// sharing mode that slices one GPU. `None` when the request is placeable in principle.
+pub fn tensor_parallel_conflict(req: &PlacementRequest) -> Option<String> {
+    if req.gpus <= 1 || matches!(req.slice, SliceRequest::Whole) {
+        return None;
+    }
+    let mode = match req.slice {
+        SliceRequest::Whole => "whole GPUs",
+        SliceRequest::Mps { .. } | SliceRequest::MpsUniform { .. } => "an MPS share",
+        SliceRequest::Mig { .. } => "a MIG instance",
+        SliceRequest::TimeSlice { .. } => "a time-sliced slot",
+    };
+    Some(format!(
+        "tensor_parallel = {n} needs {n} whole GPUs of one node, but its sharing mode ({}) gives {mode}: MPS, MIG and time-slicing share one GPU and cannot span several",
+        req.sharing_reason,
+        n = req.gpus
+    ))
 }
 
 fn admission_flow(

@@ -169,6 +169,14 @@ impl EngineConfig {
         }
     }
 
+    /// PreFilter under this configuration: the workload's class and sharing mode (what
+    /// [`crate::Engine::classify`] gives; scenario validation calls it without an engine).
+    pub fn request_for(&self, w: &crate::WorkloadSpec) -> crate::PlacementRequest {
+        let mut req = self.classify.classify(w);
+        crate::admission::apply(self.sharing, &mut req, w, &self.admission);
+        req
+    }
+
     /// Checks what serde cannot: ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let scores = self.score_list();

@@ -29,6 +29,9 @@ pub enum Decision {
         replica: u64,
         node: String,
         gpu: u8,
+        /// Every GPU freed, as in [`Placement::gpus`] (serialised only when several).
+        #[serde(skip_serializing_if = "is_single")]
+        gpus: Vec<u8>,
         reason: String,
     },
     /// Evict lower-priority replicas so that a higher-priority one fits (seed 003).
@@ -100,7 +103,12 @@ pub struct Placement {
     #[serde(skip)]
     pub node_index: usize,
     pub node: String,
+    /// The replica's first GPU (the only one unless it is tensor-parallel).
     pub gpu: u8,
+    /// Every GPU of the node the replica holds, ascending, `gpu` first: N for a tensor-parallel
+    /// replica. Serialised only when there are several (single-GPU lines stay as they were).
+    #[serde(skip_serializing_if = "is_single")]
+    pub gpus: Vec<u8>,
     pub share_pct: u8,
     /// The GPU's sharing mode once the replica is on it.
     pub sharing: SharingMode,
@@ -124,6 +132,10 @@ pub struct Placement {
     pub time_slicing: Option<TimeSliceAssignment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matrix: Option<DecisionMatrix>,
+}
+
+fn is_single(gpus: &[u8]) -> bool {
+    gpus.len() <= 1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

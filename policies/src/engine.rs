@@ -15,7 +15,7 @@ use crate::mps::{plan_partition, MpsPlan, MpsRealisation};
 use crate::plugins::filters::{
     FitCtx, GpuAffinity, MemoryFits, NodeSchedulable, SharingFits, UtilisationBelow,
 };
-use crate::plugins::fit::{nominal_share, resolve, select_gpu};
+use crate::plugins::fit::{nominal_share, resolve, select_gpus};
 use crate::plugins::seeds::{
     Affinity, Efficiency, Packing, PackingKind, PowerBonus, SharingHeadroom, Utilisation,
 };
@@ -133,9 +133,7 @@ impl Engine {
 
     /// PreFilter: the classification of a workload and its sharing mode.
     pub fn classify(&self, w: &WorkloadSpec) -> PlacementRequest {
-        let mut req = self.config.classify.classify(w);
-        admission::apply(self.config.sharing, &mut req, w, &self.config.admission);
-        req
+        self.config.request_for(w)
     }
 
     /// Places one replica of `w` on `nodes`: `Place`, `Preempt` (evict, then place again) or
@@ -148,6 +146,16 @@ impl Engine {
         want_matrix: bool,
     ) -> Decision {
         let req = self.classify(w);
+        // No node and no eviction can make a sharing mode span GPUs: say so before filtering
+        // (a MIG request would otherwise be reported as a family mismatch first).
+        if let Some(reason) = admission::tensor_parallel_conflict(&req) {
+            return Decision::Unschedulable {
+                workload: req.workload,
+                replica,
+                reason,
+                matrix: None,
+            };
+        }
         let sel = self.select(&req, nodes, want_matrix);
         let Some(idx) = sel.chosen else {
             if self.config.preemption {
@@ -188,8 +196,11 @@ impl Engine {
         feasible: usize,
     ) -> Placement {
         let ctx = self.ctx();
-        let (gpu, slot) = select_gpu(node, req, &ctx.fit, &ctx.ts, self.config.gpu_selection)
-            .expect("a node that passed SharingFits has a fitting GPU");
+        let mut chosen = select_gpus(node, req, &ctx.fit, &ctx.ts, self.config.gpu_selection)
+            .expect("a node that passed SharingFits has the fitting GPUs");
+        let gpus: Vec<u8> = chosen.iter().map(|(i, _)| *i).collect();
+        // A tensor-parallel replica is whole GPUs only, so its other GPUs need no slot detail.
+        let (gpu, slot) = chosen.swap_remove(0);
         let g = &node.gpus[gpu as usize];
         let resolved = resolve(req.slice, node.model, &ctx.ts);
         let share_pct = nominal_share(req, node.model, &ctx.ts);
@@ -271,10 +282,18 @@ impl Engine {
                 format!("MIG {}", mig.as_ref().map_or("", |m| m.profile.as_str()))
             }
         };
-        let reason = format!(
-            "{:?} {:?}-priority workload ({:.1} GB) → {} GPU {} ({mode_text}: {}); score {score:.1} best of {feasible} feasible",
-            req.class, req.priority, req.memory_gb, node.name, gpu, req.sharing_reason
-        );
+        let reason = if gpus.len() > 1 {
+            let list: Vec<String> = gpus.iter().map(u8::to_string).collect();
+            format!(
+                "{:?} {:?}-priority workload ({:.1} GB per GPU) → {} GPUs {} ({mode_text} ×{}: {}); score {score:.1} best of {feasible} feasible",
+                req.class, req.priority, req.memory_gb, node.name, list.join(","), gpus.len(), req.sharing_reason
+            )
+        } else {
+            format!(
+                "{:?} {:?}-priority workload ({:.1} GB) → {} GPU {} ({mode_text}: {}); score {score:.1} best of {feasible} feasible",
+                req.class, req.priority, req.memory_gb, node.name, gpu, req.sharing_reason
+            )
+        };
         Placement {
             workload: req.workload.clone(),
             replica,
@@ -283,6 +302,7 @@ impl Engine {
             node_index: idx,
             node: node.name.clone(),
             gpu,
+            gpus,
             share_pct,
             sharing,
             mps,
@@ -326,14 +346,19 @@ impl Engine {
                 continue;
             }
             lower.sort_by_key(|(pc, r, ..)| (*pc, std::cmp::Reverse(*r)));
+            // A tensor-parallel victim holds several GPUs: evict it once, from all of them.
+            let mut seen = std::collections::BTreeSet::new();
+            lower.retain(|(_, r, ..)| seen.insert(*r));
             let mut trial = node.clone();
             let mut victims = Vec::new();
             for (pc, r, gpu, workload) in lower {
-                let g = &mut trial.gpus[gpu as usize];
-                let before = g.share_allocated_pct.max(1) as f64;
-                g.remove_allocation(r);
-                // The victim's load leaves with it: scale the measured utilisation down.
-                g.utilisation *= g.share_allocated_pct as f64 / before;
+                for g in &mut trial.gpus {
+                    let before = g.share_allocated_pct.max(1) as f64;
+                    if g.remove_allocation(r).is_some() {
+                        // The victim's load leaves with it: scale the measured utilisation down.
+                        g.utilisation *= g.share_allocated_pct as f64 / before;
+                    }
+                }
                 victims.push(Victim {
                     workload,
                     replica: r,

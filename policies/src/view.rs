@@ -185,6 +185,27 @@ impl NodeView {
             .map(|g| g.index)
     }
 
+    /// Every GPU holding the replica, ascending: several for a tensor-parallel replica.
+    pub fn gpus_of(&self, replica: u64) -> Vec<u8> {
+        self.gpus
+            .iter()
+            .filter(|g| g.allocations.iter().any(|a| a.replica == replica))
+            .map(|g| g.index)
+            .collect()
+    }
+
+    /// Removes the replica's allocation from every GPU that holds one (a tensor-parallel
+    /// replica holds N); returns the GPUs freed.
+    pub fn remove_replica(&mut self, replica: u64) -> Vec<u8> {
+        let mut freed = Vec::new();
+        for g in &mut self.gpus {
+            if g.remove_allocation(replica).is_some() {
+                freed.push(g.index);
+            }
+        }
+        freed
+    }
+
     /// Mean measured utilisation across the node's GPUs.
     pub fn utilisation(&self) -> f64 {
         if self.gpus.is_empty() {

@@ -112,6 +112,15 @@ pub struct WorkloadSpec {
     /// An explicit sharing mode for this workload (seed 004's `sharing-mode` annotation).
     #[serde(default)]
     pub sharing_mode: Option<crate::admission::SharingPolicy>,
+    /// GPUs per replica (tensor parallelism): 1, or N whole GPUs of one node (a real engine
+    /// shards the model over NVLink peers, so the GPUs cannot come from different nodes).
+    /// `model_memory_gb` is the whole replica's; each GPU holds `model_memory_gb / gpus`.
+    #[serde(default = "one_gpu")]
+    pub gpus: u32,
+}
+
+fn one_gpu() -> u32 {
+    1
 }
 
 impl WorkloadSpec {
@@ -129,7 +138,13 @@ impl WorkloadSpec {
             opt_out: false,
             priority_class: None,
             sharing_mode: None,
+            gpus: 1,
         }
+    }
+
+    /// GPU memory each of the replica's GPUs must hold: the model is sharded evenly.
+    pub fn memory_per_gpu_gb(&self) -> f64 {
+        self.model_memory_gb / self.gpus.max(1) as f64
     }
 
     /// Seed 003's priority classes: production-inference 1000, training 500, research 100.
@@ -146,6 +161,7 @@ impl WorkloadSpec {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlacementRequest {
     pub workload: String,
+    /// Memory needed on each GPU the replica takes (the model's memory / `gpus`).
     pub memory_gb: f64,
     pub class: SizeClass,
     pub preferred: GpuFamily,
@@ -161,6 +177,8 @@ pub struct PlacementRequest {
     pub hard_family: bool,
     /// Why the sharing mode was chosen.
     pub sharing_reason: String,
+    /// Whole GPUs of one node the replica needs (tensor parallelism); 1 for everything else.
+    pub gpus: u32,
 }
 
 impl ClassifyConfig {
@@ -188,7 +206,7 @@ impl ClassifyConfig {
         let target = self.target(class);
         PlacementRequest {
             workload: w.name.clone(),
-            memory_gb: w.model_memory_gb,
+            memory_gb: w.memory_per_gpu_gb(),
             class,
             preferred: target.preferred,
             share_pct: w.share_pct.unwrap_or(target.share_pct).clamp(1, 100),
@@ -206,6 +224,7 @@ impl ClassifyConfig {
             priority_class: w.priority_class_value(),
             hard_family: false,
             sharing_reason: "size class".into(),
+            gpus: w.gpus.max(1),
         }
     }
 }

@@ -170,8 +170,8 @@ pub fn for_service(spec: &ServiceSpec) -> Option<LlmService> {
 }
 
 /// Tensor-parallel degree of a service's replicas.
-pub fn tensor_parallel(_spec: &ServiceSpec) -> u32 {
-    1
+pub fn tensor_parallel(spec: &ServiceSpec) -> u32 {
+    spec.tensor_parallel.max(1)
 }
 
 /// Resolves every LLM service of a scenario (model, stack, limits), fills in the GPU memory its
@@ -220,7 +220,8 @@ pub fn resolve(s: &mut Scenario, source: &str) -> Result<Vec<Option<LlmService>>
             }
         }
         if svc.model_memory_gb == 0.0 {
-            svc.model_memory_gb = llm.memory_per_gpu_gb();
+            // The whole replica's: the scheduler gives each of its `tp` GPUs an equal share.
+            svc.model_memory_gb = llm.memory_per_gpu_gb() * llm.tp as f64;
         }
         svc.opt_out = true;
         out.push(Some(llm));

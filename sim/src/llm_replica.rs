@@ -150,11 +150,11 @@ impl Sim<'_> {
         rep.in_flight = now_in;
         if was == 0 && now_in > 0 {
             rep.busy_since = t;
-            self.llm_busy(t, r, 1);
+            self.set_replica_busy(t, r, true);
         } else if was > 0 && now_in == 0 {
             let rep = &mut self.replicas[r as usize];
             rep.win_busy_us += t - rep.busy_since;
-            self.llm_busy(t, r, -1);
+            self.set_replica_busy(t, r, false);
         }
         let s = self.replicas[r as usize].service as usize;
         let c = &mut self.services[s].llm_counts;
@@ -173,16 +173,6 @@ impl Sim<'_> {
             self.llm_retire(r);
             self.release(t, r, "scale-down drained");
         }
-    }
-
-    /// A GPU client became busy (+1) or idle (−1).
-    fn llm_busy(&mut self, t: SimTime, r: u32, delta: i32) {
-        let perf = &self.sc.scenario.perf;
-        let rep = &self.replicas[r as usize];
-        let Some((node, gpu, flat)) = rep.loc else { return };
-        let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
-        let (units, mig) = slice_units(rep.slice, rep.share_pct, self.gpus[flat as usize].model);
-        self.gpus[flat as usize].client_change(t, delta, units, mig, mode, perf);
     }
 
     /// Folds a replica's engine counters into its service before the engine goes away.

@@ -328,7 +328,21 @@ pub struct ServiceSpec {
     /// Arrivals beyond this queue length fail with cause `queue_full`.
     #[serde(default = "max_queue")]
     pub max_queue: u64,
+    /// GPUs per replica: 1, 2, 4 or 8 whole GPUs of one node (tensor parallelism; a real
+    /// engine shards the model over NVLink peers). `model_memory_gb` is the whole model's;
+    /// each GPU holds `model_memory_gb / tensor_parallel`.
+    #[serde(default = "one_u32", skip_serializing_if = "is_one")]
+    pub tensor_parallel: u32,
 }
+
+/// Single-GPU services serialise as before the key existed (snapshots, `--print-scenario`).
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}
+
+/// The tensor-parallel degrees a service may ask for (serving engines shard attention heads
+/// over a power of two of GPUs, at most one 8-GPU node).
+pub const TENSOR_PARALLEL_DEGREES: [u32; 4] = [1, 2, 4, 8];
 
 fn half() -> f64 {
     0.5
@@ -363,6 +377,7 @@ impl ServiceSpec {
             opt_out: self.opt_out,
             priority_class: self.priority_class,
             sharing_mode: self.sharing_mode,
+            gpus: self.tensor_parallel,
         }
     }
 }

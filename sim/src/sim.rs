@@ -397,6 +397,7 @@ impl<'a> Sim<'a> {
             service,
             state: ReplicaState::Pending,
             loc: None,
+            extra_gpus: Vec::new(),
             share_pct: 0,
             slice: AllocSlice::Whole,
             generation: 0,
@@ -493,26 +494,32 @@ impl<'a> Sim<'a> {
                 self.reconfig_gpu_seconds += d.mig_reconfigure_s;
             }
         }
-        if !matches!(p.slice, AllocSlice::Mig { .. }) && g.is_free() {
-            g.mig.clear();
+        // Every GPU the replica takes (N for tensor parallelism; the first is `p.gpu`).
+        let memory_gb = self.services[svc].workload.memory_per_gpu_gb();
+        for &gi in &p.gpus {
+            let g = &mut node.gpus[gi as usize];
+            if !matches!(p.slice, AllocSlice::Mig { .. }) && g.is_free() {
+                g.mig.clear();
+            }
+            g.add_allocation(
+                AllocationView {
+                    workload: p.workload.clone(),
+                    replica: r as u64,
+                    class: p.class,
+                    share_pct: p.share_pct,
+                    memory_gb,
+                    slice: p.slice,
+                    priority_class: p.priority_class,
+                },
+                p.sharing,
+            );
         }
-        let memory_gb = self.services[svc].workload.model_memory_gb;
-        g.add_allocation(
-            AllocationView {
-                workload: p.workload.clone(),
-                replica: r as u64,
-                class: p.class,
-                share_pct: p.share_pct,
-                memory_gb,
-                slice: p.slice,
-                priority_class: p.priority_class,
-            },
-            p.sharing,
-        );
         self.engine.node_changed(p.node_index);
-        let flat = self.node_gpu_base[p.node_index] + p.gpu as u32;
+        let base = self.node_gpu_base[p.node_index];
+        let flat = base + p.gpu as u32;
         let rep = &mut self.replicas[r as usize];
         rep.loc = Some((p.node_index as u32, p.gpu, flat));
+        rep.extra_gpus = p.gpus.iter().skip(1).map(|&g| base + g as u32).collect();
         rep.share_pct = p.share_pct;
         rep.slice = p.slice;
         rep.last_reason = None;
@@ -539,16 +546,12 @@ impl<'a> Sim<'a> {
     /// with `cause`, its GPU slice is freed, and it goes back to pending to be placed again.
     fn kill(&mut self, t: SimTime, r: u32, cause: FailCause, why: &str) {
         self.llm_abort(r);
-        let perf = &self.sc.scenario.perf;
+        let s = self.replicas[r as usize].service as usize;
+        if self.replicas[r as usize].in_flight > 0 {
+            self.set_replica_busy(t, r, false);
+        }
         let rep = &mut self.replicas[r as usize];
-        let s = rep.service as usize;
         if rep.in_flight > 0 {
-            if let Some((node, gpu, flat)) = rep.loc {
-                let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
-                let (units, mig) =
-                    slice_units(rep.slice, rep.share_pct, self.gpus[flat as usize].model);
-                self.gpus[flat as usize].client_change(t, -1, units, mig, mode, perf);
-            }
             for _ in 0..rep.in_flight {
                 self.services[s].counts.fail(cause);
                 self.win_failed += 1;
@@ -562,6 +565,27 @@ impl<'a> Sim<'a> {
         if rep.state != ReplicaState::Gone {
             rep.state = ReplicaState::Pending;
             rep.last_reason = None;
+        }
+    }
+
+    /// Flat indices of every GPU replica `r` holds: its first, then a tensor-parallel
+    /// replica's others. Empty when it is not placed.
+    fn replica_flat_gpus(&self, r: u32) -> impl Iterator<Item = u32> + '_ {
+        self.replicas[r as usize].flat_gpus()
+    }
+
+    /// Replica `r` went busy (its first request in flight) or idle (its last one done) at `t`:
+    /// every GPU it holds changes busy state and power together (a tensor-parallel replica
+    /// computes on all N). The one place the busy/idle accounting happens.
+    fn set_replica_busy(&mut self, t: SimTime, r: u32, busy: bool) {
+        let perf = &self.sc.scenario.perf;
+        let rep = &self.replicas[r as usize];
+        let delta = if busy { 1 } else { -1 };
+        for flat in rep.flat_gpus() {
+            let g = &mut self.gpus[flat as usize];
+            let mode = self.nodes[g.node as usize].gpus[g.gpu as usize].mode;
+            let (units, mig) = slice_units(rep.slice, rep.share_pct, g.model);
+            g.client_change(t, delta, units, mig, mode, perf);
         }
     }
 
@@ -626,19 +650,20 @@ impl<'a> Sim<'a> {
 
     fn start_request(&mut self, t: SimTime, r: u32, arrived: SimTime, demand: Demand) {
         let params_b = self.params_b(self.replicas[r as usize].service as usize);
-        let perf = &self.sc.scenario.perf;
         let rep = &mut self.replicas[r as usize];
         let (node, gpu, flat) = rep.loc.expect("a ready replica is placed");
         rep.in_flight += 1;
         let k = rep.in_flight;
-        let share = rep.share_pct;
-        let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
-        let g = &mut self.gpus[flat as usize];
-        let (units, mig_share) = slice_units(rep.slice, share, g.model);
         if k == 1 {
             rep.busy_since = t;
-            g.client_change(t, 1, units, mig_share, mode, perf);
+            self.set_replica_busy(t, r, true);
         }
+        let perf = &self.sc.scenario.perf;
+        let rep = &self.replicas[r as usize];
+        let share = rep.share_pct;
+        let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
+        let g = &self.gpus[flat as usize];
+        let (units, mig_share) = slice_units(rep.slice, share, g.model);
         let eff = match mode {
             SharingMode::Mps => perf.mps_effective(share, g.busy_share_pct, g.busy_clients),
             // Fair share by weight among the busy clients, less the context-switch loss.
@@ -709,7 +734,6 @@ impl<'a> Sim<'a> {
     }
 
     fn on_completion(&mut self, t: SimTime, r: u32, token: u64) {
-        let perf = &self.sc.scenario.perf;
         let rep = &mut self.replicas[r as usize];
         // A request re-rated since this event was scheduled has a newer token: stale event.
         let Some(i) = rep.running.iter().position(|e| e.token == token) else {
@@ -719,14 +743,13 @@ impl<'a> Sim<'a> {
             arrived, demand, ..
         } = rep.running.swap_remove(i);
         rep.in_flight -= 1;
-        let (node, gpu, flat) = rep.loc.expect("a serving replica is placed");
+        debug_assert!(rep.loc.is_some(), "a serving replica is placed");
         if rep.in_flight == 0 {
             rep.win_busy_us += t - rep.busy_since;
-            let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
-            let (units, mig) =
-                slice_units(rep.slice, rep.share_pct, self.gpus[flat as usize].model);
-            self.gpus[flat as usize].client_change(t, -1, units, mig, mode, perf);
+            self.set_replica_busy(t, r, false);
         }
+        let perf = &self.sc.scenario.perf;
+        let rep = &self.replicas[r as usize];
         let s = rep.service as usize;
         let state = rep.state;
         let latency = (t - arrived).max(1) as u64;
@@ -808,7 +831,9 @@ impl<'a> Sim<'a> {
         let Some((node, gpu, _)) = rep.loc.take() else {
             return;
         };
-        self.nodes[node as usize].gpus[gpu as usize].remove_allocation(r as u64);
+        rep.extra_gpus.clear();
+        // All of its GPUs: a tensor-parallel replica holds several.
+        let gpus = self.nodes[node as usize].remove_replica(r as u64);
         self.engine.node_changed(node as usize);
         let name = self.nodes[node as usize].name.clone();
         let workload = self.services[s].spec.name.clone();
@@ -819,6 +844,7 @@ impl<'a> Sim<'a> {
                 replica: r as u64,
                 node: name,
                 gpu,
+                gpus,
                 reason: why.to_string(),
             },
         );
@@ -999,17 +1025,14 @@ impl<'a> Sim<'a> {
                         ReplicaState::Starting | ReplicaState::Pending => replicas += 1,
                         _ => {}
                     }
-                    if let Some((node, gpu, flat)) = rep.loc {
-                        let g = &self.nodes[node as usize].gpus[gpu as usize];
+                    // Each of its GPUs (N for a tensor-parallel replica) bills its share.
+                    for flat in self.replica_flat_gpus(r) {
+                        let gs = &self.gpus[flat as usize];
+                        let g = &self.nodes[gs.node as usize].gpus[gs.gpu as usize];
                         let total = g.share_allocated_pct.max(1) as f64;
-                        energy_j +=
-                            self.gpus[flat as usize].win_energy_j * rep.share_pct as f64 / total;
+                        energy_j += gs.win_energy_j * rep.share_pct as f64 / total;
                         gpu_usd += rep.share_pct as f64 / 100.0
-                            * self
-                                .sc
-                                .catalog
-                                .spec(self.gpus[flat as usize].model)
-                                .price_per_hour
+                            * self.sc.catalog.spec(gs.model).price_per_hour
                             * window_s
                             / 3600.0;
                     }

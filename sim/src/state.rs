@@ -149,8 +149,11 @@ pub enum ReplicaState {
 pub struct Replica {
     pub service: u32,
     pub state: ReplicaState,
-    /// (node index, GPU index in node, flat GPU index).
+    /// (node index, GPU index in node, flat GPU index) of its first GPU.
     pub loc: Option<(u32, u8, u32)>,
+    /// Flat indices of its other GPUs on the same node (a tensor-parallel replica); empty
+    /// for a single-GPU replica.
+    pub extra_gpus: Vec<u32>,
     pub share_pct: u8,
     pub slice: AllocSlice,
     /// Bumped when the replica's pod dies, so completions of its lost requests are ignored.
@@ -168,6 +171,17 @@ pub struct Replica {
     /// stale).
     pub llm_next: Option<SimTime>,
     pub llm_token: u64,
+}
+
+impl Replica {
+    /// Flat indices of every GPU the replica holds: its first, then a tensor-parallel
+    /// replica's others. Empty when it is not placed.
+    pub fn flat_gpus(&self) -> impl Iterator<Item = u32> + '_ {
+        self.loc
+            .map(|(_, _, flat)| flat)
+            .into_iter()
+            .chain(self.extra_gpus.iter().copied())
+    }
 }
 
 /// A request being served on a replica.

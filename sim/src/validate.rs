@@ -227,14 +227,25 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
                 ),
             ));
         }
+        check_tensor_parallel(l, svc).map_err(|p| bad(key("tensor_parallel"), p))?;
+        // A tensor-parallel replica holds its model sharded over its GPUs.
+        let per_gpu_gb = svc.model_memory_gb / svc.tensor_parallel as f64;
         if !candidates
             .iter()
-            .any(|m| l.catalog.spec(**m).memory_gb + 1e-9 >= svc.model_memory_gb)
+            .any(|m| l.catalog.spec(**m).memory_gb + 1e-9 >= per_gpu_gb)
         {
+            let sharded = if svc.tensor_parallel > 1 {
+                format!(
+                    " ({per_gpu_gb} GB per GPU over tensor_parallel = {})",
+                    svc.tensor_parallel
+                )
+            } else {
+                String::new()
+            };
             return Err(bad(
                 key("model_memory_gb"),
                 format!(
-                    "{} GB fits no GPU in the cluster (largest: {} with {} GB); the workload could never be placed",
+                    "{} GB{sharded} fits no GPU in the cluster (largest: {} with {} GB); the workload could never be placed",
                     svc.model_memory_gb,
                     largest.1.map(|m| m.as_str()).unwrap_or("-"),
                     largest.0
@@ -335,6 +346,53 @@ pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
                 "the services sharing [traffic] have weights adding to 0".into(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// `tensor_parallel`: one of the allowed degrees, no more GPUs than some node the service may
+/// use has, and a sharing mode that gives whole GPUs (MPS, MIG and time-slicing slice one GPU;
+/// a replica spanning N GPUs cannot be a slice). The sharing check asks the engine's own
+/// PreFilter, so it refuses exactly what the engine would.
+fn check_tensor_parallel(
+    l: &LoadedScenario,
+    svc: &crate::scenario::ServiceSpec,
+) -> Result<(), String> {
+    use crate::scenario::TENSOR_PARALLEL_DEGREES;
+    let tp = svc.tensor_parallel;
+    if !TENSOR_PARALLEL_DEGREES.contains(&tp) {
+        return Err(format!("{tp} is not allowed; use one of 1, 2, 4 or 8"));
+    }
+    if tp == 1 {
+        return Ok(());
+    }
+    let s = &l.scenario;
+    let usable = |p: &&crate::scenario::PoolSpec| {
+        p.nodes > 0
+            && (svc.required_gpu_models.is_empty()
+                || svc.required_gpu_models.contains(&p.gpu_model))
+    };
+    let most = s.pools.iter().filter(usable).map(|p| p.gpus_per_node).max();
+    if most.is_none_or(|g| (g as u32) < tp) {
+        return Err(format!(
+            "{tp} GPUs per replica, but no pool the service may use has nodes with that many GPUs (most: {}); a replica's GPUs must be on one node",
+            most.unwrap_or(0)
+        ));
+    }
+    let req = s.engine.request_for(&svc.workload());
+    if gpusched_policies::admission::tensor_parallel_conflict(&req).is_some() {
+        let (k, mode) = match svc.sharing_mode {
+            Some(m) => ("sharing_mode", m),
+            None => ("engine.sharing", s.engine.sharing),
+        };
+        let mode = serde_json::to_value(mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        return Err(format!(
+            "{tp} needs {tp} whole GPUs per replica, but {k} = \"{mode}\" gives it a slice of one GPU ({:?}); MPS, MIG and time-slicing cannot span GPUs: use tensor_parallel = 1 or a sharing mode with whole GPUs (exclusive, classes, admission)",
+            req.slice
+        ));
     }
     Ok(())
 }

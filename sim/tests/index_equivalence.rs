@@ -11,10 +11,15 @@ use gpusched_sim::bench::placement::apply;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn random_cluster(rng: &mut ChaCha8Rng) -> Vec<NodeView> {
+fn random_cluster(rng: &mut ChaCha8Rng, tp: bool) -> Vec<NodeView> {
     let cat = GpuCatalog::default();
     let n = rng.random_range(3..40);
-    let gpus = rng.random_range(1..5u8);
+    // With tensor-parallel replicas in the mix, nodes of 1–8 GPUs (so TP2/4/8 fit some).
+    let gpus = if tp {
+        [1, 2, 4, 8][rng.random_range(0..4)]
+    } else {
+        rng.random_range(1..5u8)
+    };
     (0..n)
         .map(|i| {
             let model = GpuModel::ALL[rng.random_range(0..3)];
@@ -31,9 +36,13 @@ fn random_cluster(rng: &mut ChaCha8Rng) -> Vec<NodeView> {
         .collect()
 }
 
-fn random_workload(rng: &mut ChaCha8Rng, i: u64) -> WorkloadSpec {
+fn random_workload(rng: &mut ChaCha8Rng, i: u64, tp: bool) -> WorkloadSpec {
     let mem = [3.0, 3.0, 8.0, 8.0, 12.0, 20.0, 40.0, 70.0][rng.random_range(0..8)];
     let mut w = WorkloadSpec::new(format!("w{}", i % 5), mem);
+    if tp && rng.random_range(0..3) == 0 {
+        w.gpus = [2, 4, 8][rng.random_range(0..3)];
+        w.model_memory_gb *= w.gpus as f64;
+    }
     w.priority = [
         gpusched_policies::Priority::Low,
         gpusched_policies::Priority::Medium,
@@ -45,11 +54,11 @@ fn random_workload(rng: &mut ChaCha8Rng, i: u64) -> WorkloadSpec {
     w
 }
 
-fn run_case(seed: u64) {
+fn run_case(seed: u64, tp: bool) -> usize {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let policy = PolicyName::ALL[rng.random_range(0..4)];
     let sharing = SharingPolicy::ALL[rng.random_range(0..SharingPolicy::ALL.len())];
-    let mut nodes = random_cluster(&mut rng);
+    let mut nodes = random_cluster(&mut rng, tp);
     let cfg = EngineConfig {
         policy,
         sharing,
@@ -60,10 +69,11 @@ fn run_case(seed: u64) {
     indexed.enable_index();
     assert!(indexed.index_enabled());
     let mut placed: Vec<(usize, u8, u64)> = Vec::new();
+    let mut tp_placed = 0;
     for step in 0..300u64 {
         match rng.random_range(0..10) {
             0..=5 => {
-                let w = random_workload(&mut rng, step);
+                let w = random_workload(&mut rng, step, tp);
                 let a = indexed.place(&nodes, &w, step, false);
                 let b = full.place(&nodes, &w, step, false);
                 assert_eq!(
@@ -71,14 +81,16 @@ fn run_case(seed: u64) {
                     "seed {seed} step {step} policy {policy:?} {sharing:?}"
                 );
                 if let Decision::Place(p) = b {
-                    apply(&mut nodes, &p, w.model_memory_gb);
+                    assert_eq!(p.gpus.len() as u32, w.gpus, "all of a replica's GPUs");
+                    tp_placed += usize::from(w.gpus > 1);
+                    apply(&mut nodes, &p, w.memory_per_gpu_gb());
                     indexed.node_changed(p.node_index);
                     placed.push((p.node_index, p.gpu, step));
                 }
             }
             6 | 7 if !placed.is_empty() => {
-                let (n, g, r) = placed.swap_remove(rng.random_range(0..placed.len()));
-                nodes[n].gpus[g as usize].remove_allocation(r);
+                let (n, _, r) = placed.swap_remove(rng.random_range(0..placed.len()));
+                nodes[n].remove_replica(r);
                 indexed.node_changed(n);
             }
             8 => {
@@ -103,11 +115,20 @@ fn run_case(seed: u64) {
             }
         }
     }
+    tp_placed
 }
 
 #[test]
 fn indexed_decisions_equal_full_scan_decisions() {
     for seed in 0..60 {
-        run_case(seed);
+        run_case(seed, false);
     }
+}
+
+/// The same with tensor-parallel replicas (2, 4 or 8 whole GPUs of one node) in the mix, on
+/// nodes of 1 to 8 GPUs, placed, preempting and removed among single-GPU ones.
+#[test]
+fn indexed_decisions_equal_full_scan_decisions_with_tensor_parallel_replicas() {
+    let placed: usize = (0..60).map(|seed| run_case(seed, true)).sum();
+    assert!(placed > 50, "the mix placed only {placed} TP replicas");
 }

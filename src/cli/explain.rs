@@ -62,8 +62,11 @@ pub fn execute(a: &ExplainArgs) -> ExitCode {
     let (summary, matrix): (String, Option<&DecisionMatrix>) = match &decision {
         Decision::Place(p) => (
             format!(
-                "→ {} GPU {} at {} %: {}",
-                p.node, p.gpu, p.share_pct, p.reason
+                "→ {} {} at {} %: {}",
+                p.node,
+                gpu_list(&p.gpus),
+                p.share_pct,
+                p.reason
             ),
             p.matrix.as_ref(),
         ),
@@ -77,4 +80,13 @@ pub fn execute(a: &ExplainArgs) -> ExitCode {
         print!("{}", gpusched_sim::explain::matrix_table(m));
     }
     ExitCode::SUCCESS
+}
+
+/// `GPU 3`, or `GPUs 0,1,2,3` for a tensor-parallel replica.
+fn gpu_list(gpus: &[u8]) -> String {
+    let list: Vec<String> = gpus.iter().map(u8::to_string).collect();
+    match list.len() {
+        1 => format!("GPU {}", list[0]),
+        _ => format!("GPUs {}", list.join(",")),
+    }
 }

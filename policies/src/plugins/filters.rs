@@ -1,7 +1,7 @@
 //! Filter plugins: may this node take the request at all? Each names what failed and what was
 //! found, so `explain` and decisions.jsonl tell an operator why a node was skipped.
 
-use super::fit::{gpu_fits, memory_fits, node_config_fits, FitConfig, FitStage};
+use super::fit::{gpu_fits, memory_fits, node_config_fits, node_has_gpus, FitConfig, FitStage};
 use crate::admission::TimeSlicingConfig;
 use crate::framework::FilterPlugin;
 use crate::view::NodeView;
@@ -66,6 +66,11 @@ impl FilterPlugin<NodeView, PlacementRequest> for MemoryFits {
         "MemoryFits"
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
+        if req.gpus > 1 {
+            return tp_count_check(node, req, "with the memory", |g| {
+                memory_fits(g, node.model, req, &self.0.ts)
+            });
+        }
         if node
             .gpus
             .iter()
@@ -93,12 +98,17 @@ impl FilterPlugin<NodeView, PlacementRequest> for UtilisationBelow {
         "UtilisationBelow"
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
-        if node
-            .gpus
-            .iter()
-            .any(|g| gpu_fits(node, g, req, &self.0.fit, &self.0.ts, FitStage::Utilisation))
-        {
+        if node_has_gpus(node, req, &self.0.fit, &self.0.ts, FitStage::Utilisation) {
             return Ok(());
+        }
+        if req.gpus > 1 {
+            let why = format!(
+                "with the memory and under {:.0} % utilisation",
+                self.0.fit.max_utilisation * 100.0
+            );
+            return tp_count_check(node, req, &why, |g| {
+                gpu_fits(node, g, req, &self.0.fit, &self.0.ts, FitStage::Utilisation)
+            });
         }
         Err(format!(
             "every GPU with {:.1} GB free is at or above {:.0} % utilisation",
@@ -118,13 +128,17 @@ impl FilterPlugin<NodeView, PlacementRequest> for SharingFits {
         "SharingFits"
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
+        if let Some(why) = crate::admission::tensor_parallel_conflict(req) {
+            return Err(why);
+        }
         node_config_fits(node, req, &self.0.ts)?;
-        if node
-            .gpus
-            .iter()
-            .any(|g| gpu_fits(node, g, req, &self.0.fit, &self.0.ts, FitStage::Sharing))
-        {
+        if node_has_gpus(node, req, &self.0.fit, &self.0.ts, FitStage::Sharing) {
             return Ok(());
+        }
+        if req.gpus > 1 {
+            return tp_count_check(node, req, "free (no other pod on them)", |g| {
+                gpu_fits(node, g, req, &self.0.fit, &self.0.ts, FitStage::Sharing)
+            });
         }
         let free: Vec<String> = node
             .gpus
@@ -138,4 +152,25 @@ impl FilterPlugin<NodeView, PlacementRequest> for SharingFits {
             free.join(", ")
         ))
     }
+}
+
+/// A tensor-parallel replica's check: `fits` must hold on `req.gpus` GPUs of this one node (a
+/// real engine shards the model over NVLink peers, so the GPUs are never split across nodes).
+/// The reason says how many qualify, so an operator sees how far the node is from fitting.
+fn tp_count_check(
+    node: &NodeView,
+    req: &PlacementRequest,
+    what: &str,
+    fits: impl Fn(&crate::view::GpuView) -> bool,
+) -> Result<(), String> {
+    let have = node.gpus.iter().filter(|g| fits(g)).count();
+    if have >= req.gpus as usize {
+        return Ok(());
+    }
+    Err(format!(
+        "tensor_parallel = {n} needs {n} whole GPUs of one node {what} ({:.1} GB each); {have} of the node's {} GPUs qualify",
+        req.memory_gb,
+        node.gpus.len(),
+        n = req.gpus
+    ))
 }

@@ -190,6 +190,24 @@ pub fn gpu_fits(
         && (upto < FitStage::Sharing || slot_fits(g, node.model, req, cfg, ts).is_some())
 }
 
+/// Does the node have the request's GPU count (1, or N for a tensor-parallel replica) passing
+/// the checks up to `upto`? A TP replica's GPUs must all be on this one node.
+pub fn node_has_gpus(
+    node: &NodeView,
+    req: &PlacementRequest,
+    cfg: &FitConfig,
+    ts: &TimeSlicingConfig,
+    upto: FitStage,
+) -> bool {
+    let need = req.gpus.max(1) as usize;
+    node.gpus
+        .iter()
+        .filter(|g| gpu_fits(node, g, req, cfg, ts, upto))
+        .take(need)
+        .count()
+        == need
+}
+
 pub fn fitting_gpus<'a>(
     node: &'a NodeView,
     req: &'a PlacementRequest,
@@ -237,6 +255,39 @@ pub fn select_gpu(
     ts: &TimeSlicingConfig,
     how: GpuSelection,
 ) -> Option<(u8, SlotFit)> {
+    let mut ranked = rank_gpus(node, req, cfg, ts, how);
+    (!ranked.is_empty()).then(|| ranked.swap_remove(0))
+}
+
+/// Picks the request's `gpus` GPUs on an already chosen node, best first by `how` (a
+/// tensor-parallel replica takes the N best-ranked whole GPUs), returned in index order with
+/// their slots; `None` if the node has fewer fitting GPUs.
+pub fn select_gpus(
+    node: &NodeView,
+    req: &PlacementRequest,
+    cfg: &FitConfig,
+    ts: &TimeSlicingConfig,
+    how: GpuSelection,
+) -> Option<Vec<(u8, SlotFit)>> {
+    let need = req.gpus.max(1) as usize;
+    let mut ranked = rank_gpus(node, req, cfg, ts, how);
+    if ranked.len() < need {
+        return None;
+    }
+    ranked.truncate(need);
+    ranked.sort_by_key(|(i, _)| *i);
+    Some(ranked)
+}
+
+/// Every fitting GPU of the node, best first under `how`. Ties keep the lowest index (the
+/// sort is stable and the keys end in the index), so the first is what `min_by_key` picked.
+fn rank_gpus(
+    node: &NodeView,
+    req: &PlacementRequest,
+    cfg: &FitConfig,
+    ts: &TimeSlicingConfig,
+    how: GpuSelection,
+) -> Vec<(u8, SlotFit)> {
     let share = nominal_share(req, node.model, ts) as u16;
     let candidates: Vec<(u8, SlotFit, (bool, u16, i64))> = node
         .gpus
@@ -253,10 +304,11 @@ pub fn select_gpu(
             Some((g.index, fit, key))
         })
         .collect();
-    let best = match how {
-        GpuSelection::FirstFit => candidates.into_iter().min_by_key(|c| (c.2 .0, c.0)),
-        GpuSelection::BestFit => candidates.into_iter().min_by_key(|c| (c.2, c.0)),
-        GpuSelection::WorstFit => candidates.into_iter().min_by_key(|c| {
+    let mut candidates = candidates;
+    match how {
+        GpuSelection::FirstFit => candidates.sort_by_key(|c| (c.2 .0, c.0)),
+        GpuSelection::BestFit => candidates.sort_by_key(|c| (c.2, c.0)),
+        GpuSelection::WorstFit => candidates.sort_by_key(|c| {
             (
                 c.2 .0,
                 std::cmp::Reverse(c.2 .1),
@@ -265,5 +317,5 @@ pub fn select_gpu(
             )
         }),
     };
-    best.map(|(i, f, _)| (i, f))
+    candidates.into_iter().map(|(i, f, _)| (i, f)).collect()
 }

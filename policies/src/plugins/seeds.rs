@@ -173,7 +173,8 @@ impl ScorePlugin<NodeView, PlacementRequest> for Packing {
     }
     fn score(&mut self, req: &PlacementRequest, node: &NodeView) -> f64 {
         let total = node.gpus.len().max(1) as f64;
-        let share = nominal_share(req, node.model, &self.ctx.ts) as f64 / 100.0;
+        // A tensor-parallel replica takes `gpus` whole GPUs.
+        let share = nominal_share(req, node.model, &self.ctx.ts) as f64 / 100.0 * req.gpus as f64;
         let free_after = ((node.share_free_gpus() - share) / total).clamp(0.0, 1.0);
         match self.kind {
             // Least room left is best: fills nodes before opening new ones.

@@ -52,7 +52,7 @@ pub fn workload_mix() -> Vec<WorkloadSpec> {
 }
 
 /// Applies a placement to the node list as the simulator does (node config, MIG layout, the
-/// allocation).
+/// allocation on each of its GPUs). `memory_gb` is per GPU (`WorkloadSpec::memory_per_gpu_gb`).
 pub fn apply(nodes: &mut [NodeView], p: &Placement, memory_gb: f64) {
     let node = &mut nodes[p.node_index];
     if let Some(c) = &p.node_config {
@@ -69,18 +69,20 @@ pub fn apply(nodes: &mut [NodeView], p: &Placement, memory_gb: f64) {
             })
             .collect();
     }
-    g.add_allocation(
-        AllocationView {
-            workload: p.workload.clone(),
-            replica: p.replica,
-            class: p.class,
-            share_pct: p.share_pct,
-            memory_gb,
-            slice: p.slice,
-            priority_class: p.priority_class,
-        },
-        p.sharing,
-    );
+    for &gi in &p.gpus {
+        node.gpus[gi as usize].add_allocation(
+            AllocationView {
+                workload: p.workload.clone(),
+                replica: p.replica,
+                class: p.class,
+                share_pct: p.share_pct,
+                memory_gb,
+                slice: p.slice,
+                priority_class: p.priority_class,
+            },
+            p.sharing,
+        );
+    }
 }
 
 pub fn engine(policy: PolicyName, nodes: usize, indexed: bool) -> Engine {
@@ -108,7 +110,7 @@ pub fn prefill(nodes: &mut [NodeView], policy: PolicyName) -> u64 {
         match e.place(nodes, w, r, false) {
             Decision::Place(p) => {
                 used += p.share_pct as f64 / 100.0;
-                apply(nodes, &p, w.model_memory_gb);
+                apply(nodes, &p, w.memory_per_gpu_gb());
                 e.node_changed(p.node_index);
             }
             _ => break,
@@ -149,7 +151,7 @@ pub fn measure(policy: PolicyName, n: usize, indexed: bool, budget_s: f64) -> Pl
         decisions += 1;
         if let Decision::Place(p) = d {
             let saved = nodes[p.node_index].clone();
-            apply(&mut nodes, &p, w.model_memory_gb);
+            apply(&mut nodes, &p, w.memory_per_gpu_gb());
             e.node_changed(p.node_index);
             nodes[p.node_index] = saved;
             e.node_changed(p.node_index);
