@@ -8,6 +8,7 @@
 //!   + max( weights / (HBM × mbu) + KV / (HBM × kv_mbu),   roofline: memory traffic and compute
 //!          (linear + attention FLOPs) / (peak × mfu) )    overlap, the slower one sets the pace
 //!   + decode sequences × per-sequence cost               paged-attention kernels, sampling
+//!          (compute per GPU × tp^e: thin per-GPU matrices run below peak)
 //!   + all-reduces × latency × log2(tp)                   2 per layer when tp > 1 (NCCL tree/NVLS)
 //!   + all-reduce bytes / NVLink bandwidth                ring: 2(tp−1)/tp of the activations
 //! ```
@@ -63,6 +64,9 @@ pub struct Constants {
     pub mfu: f64,
     pub decode_seq_us: f64,
     pub allreduce_latency_us: f64,
+    /// Tensor parallelism thins every GPU's matrices (hidden/tp columns each), and thin GEMMs
+    /// run below peak: compute time per GPU is multiplied by tp^this (0 = perfect scaling).
+    pub tp_compute_exponent: f64,
 }
 
 /// A decode-only iteration of a fixed set of sequences, as lines in the total context `x`:
@@ -161,7 +165,8 @@ impl IterationCost {
         let kv = (w.decode_ctx + w.prefill_cached) * self.kv_per_token_gpu;
         let mem = weights / self.hbm + kv / self.hbm_kv;
         let attention = a.attention_flops_per_pair() * (w.prefill_pairs + w.decode_ctx);
-        let cmp = (a.linear_flops_per_token() * tokens + attention) / self.tp / self.flops;
+        let cmp = (a.linear_flops_per_token() * tokens + attention) / self.tp / self.flops
+            * self.tp.powf(self.k.tp_compute_exponent);
         let comm = if self.tp > 1.0 {
             let calls = 2.0 * a.layers as f64;
             let bytes = calls * 2.0 * (self.tp - 1.0) / self.tp * tokens * a.hidden as f64 * 2.0;
@@ -211,7 +216,7 @@ mod tests {
     fn a_run_of_decodes_sums_like_its_iterations() {
         let arch = crate::arch::lookup("llama-2-7b").unwrap();
         for gpu in [Accelerator::h100_sxm_80gb(), Accelerator::a100_sxm_40gb()] {
-            let k = Constants { overhead_ms: 1.0, mbu: 0.8, kv_mbu: 0.5, mfu: 0.3, decode_seq_us: 30.0, allreduce_latency_us: 0.0 };
+            let k = Constants { overhead_ms: 1.0, mbu: 0.8, kv_mbu: 0.5, mfu: 0.3, decode_seq_us: 30.0, allreduce_latency_us: 0.0, tp_compute_exponent: 0.0 };
             let cost = IterationCost::with(arch, Dtype::Bf16, &gpu, 1, k, 1.0, 1.0);
             // Big batches cross from memory- to compute-bound as contexts grow.
             for (n, s0) in [(1.0, 500.0), (64.0, 64.0 * 300.0), (250.0, 250.0 * 100.0)] {
@@ -232,7 +237,7 @@ mod tests {
     fn decode_reads_weights_once_for_the_batch() {
         let arch = crate::arch::lookup("llama-3-8b").unwrap();
         let gpu = Accelerator::h100_sxm_80gb();
-        let k = Constants { overhead_ms: 0.0, mbu: 1.0, kv_mbu: 1.0, mfu: 1.0, decode_seq_us: 0.0, allreduce_latency_us: 0.0 };
+        let k = Constants { overhead_ms: 0.0, mbu: 1.0, kv_mbu: 1.0, mfu: 1.0, decode_seq_us: 0.0, allreduce_latency_us: 0.0, tp_compute_exponent: 0.0 };
         let cost = IterationCost::with(arch, Dtype::Bf16, &gpu, 1, k, 1.0, 1.0);
         let one = cost.iteration_ms(&Work { decode_seqs: 1.0, decode_ctx: 1.0, ..Work::default() });
         let many = cost.iteration_ms(&Work { decode_seqs: 64.0, decode_ctx: 64.0, ..Work::default() });

@@ -98,10 +98,11 @@ fn decode_constants(x: &[f64]) -> Constants {
         decode_seq_us: x[3].exp(),
         allreduce_latency_us: x[4].exp(),
         kv_mbu: sigmoid(x[5]),
+        tp_compute_exponent: sigmoid(x[6]),
     }
 }
 fn encode_constants(k: &Constants) -> Vec<f64> {
-    vec![k.overhead_ms.ln(), logit(k.mbu), logit(k.mfu), k.decode_seq_us.ln(), k.allreduce_latency_us.ln(), logit(k.kv_mbu)]
+    vec![k.overhead_ms.ln(), logit(k.mbu), logit(k.mfu), k.decode_seq_us.ln(), k.allreduce_latency_us.ln(), logit(k.kv_mbu), logit(k.tp_compute_exponent)]
 }
 
 fn log_err(ours: f64, measured: f64) -> f64 {
@@ -115,7 +116,7 @@ fn log_err(ours: f64, measured: f64) -> f64 {
 /// Starting point of both fits: middling published figures (overhead a few ms, 60 % of HBM
 /// bandwidth, 50 % of tensor peak, tens of µs per sequence and per all-reduce).
 fn start() -> Constants {
-    Constants { overhead_ms: 3.0, mbu: 0.6, kv_mbu: 0.6, mfu: 0.5, decode_seq_us: 30.0, allreduce_latency_us: 20.0 }
+    Constants { overhead_ms: 3.0, mbu: 0.6, kv_mbu: 0.6, mfu: 0.5, decode_seq_us: 30.0, allreduce_latency_us: 20.0, tp_compute_exponent: 0.1 }
 }
 
 /// Result of the Splitwise fit.
@@ -143,7 +144,7 @@ pub fn fit_splitwise(points: &[SplitwisePoint]) -> Result<SplitwiseFit, Fidelity
     }
     let objective = |x: &[f64]| -> f64 {
         let k = decode_constants(x);
-        let a = (x[6].exp(), x[7].exp());
+        let a = (x[7].exp(), x[8].exp());
         pts.iter()
             .map(|p| {
                 let (pre, dec) = splitwise_time(p, k, a).expect("checked above");
@@ -159,7 +160,7 @@ pub fn fit_splitwise(points: &[SplitwisePoint]) -> Result<SplitwiseFit, Fidelity
         x = nelder_mead(&mut f, &x, 0.5, 4000).0;
     }
     let k = decode_constants(&x);
-    let a = (x[6].exp(), x[7].exp());
+    let a = (x[7].exp(), x[8].exp());
     let mut errors = Vec::new();
     for p in &pts {
         let (pre, dec) = splitwise_time(p, k, a)?;
@@ -179,7 +180,7 @@ pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> 
     let mut profile = base.clone();
     let objective = |x: &[f64], p: &mut StackProfile| -> Result<f64, FidelityError> {
         p.set_constants(decode_constants(x));
-        p.request_overhead_ms = x[6].exp();
+        p.request_overhead_ms = x[7].exp();
         let rows = fidelity::replay_vllm(stages, p)?;
         Ok(rows
             .iter()
@@ -200,7 +201,7 @@ pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> 
     let mut f = |x: &[f64]| objective(x, &mut profile.clone()).unwrap_or(f64::INFINITY);
     let (best, _) = nelder_mead(&mut f, &x, 0.2, max_evals);
     profile.set_constants(decode_constants(&best));
-    profile.request_overhead_ms = best[6].exp();
+    profile.request_overhead_ms = best[7].exp();
     let rows = fidelity::replay_vllm(stages, &profile)?;
     let errors = rows
         .iter()

@@ -29,6 +29,8 @@ pub struct StackProfile {
     pub decode_seq_us: f64,
     /// Latency of one all-reduce per log2(tp) step, µs (2 all-reduces per layer when tp > 1).
     pub allreduce_latency_us: f64,
+    /// Compute time per GPU grows as tp^this (thin matrices under tensor parallelism).
+    pub tp_compute_exponent: f64,
     /// Time outside the engine per request (HTTP, tokenisation, detokenisation, streaming),
     /// added to TTFT and end-to-end latency, ms.
     pub request_overhead_ms: f64,
@@ -144,6 +146,7 @@ impl StackProfile {
             mfu: self.mfu,
             decode_seq_us: self.decode_seq_us,
             allreduce_latency_us: self.allreduce_latency_us,
+            tp_compute_exponent: self.tp_compute_exponent,
         }
     }
 
@@ -154,6 +157,7 @@ impl StackProfile {
         self.mfu = k.mfu;
         self.decode_seq_us = k.decode_seq_us;
         self.allreduce_latency_us = k.allreduce_latency_us;
+        self.tp_compute_exponent = k.tp_compute_exponent;
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -166,6 +170,7 @@ impl StackProfile {
             ("decode_seq_us", self.decode_seq_us, 0.0, 1e5),
             ("allreduce_latency_us", self.allreduce_latency_us, 0.0, 1e4),
             ("request_overhead_ms", self.request_overhead_ms, 0.0, 1e4),
+            ("tp_compute_exponent", self.tp_compute_exponent, 0.0, 1.0),
             ("defaults.gpu_memory_utilization", self.defaults.gpu_memory_utilization, 0.05, 1.0),
             ("defaults.activation_reserve_gb", self.defaults.activation_reserve_gb, 0.0, 1e3),
         ] {

@@ -29,7 +29,7 @@ pub enum ServingCommand {
         #[arg(long)]
         write: Option<PathBuf>,
         /// Objective evaluations per Nelder–Mead pass of the vLLM fit (two passes).
-        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=100_000))]
+        #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(10..=100_000))]
         max_evals: u64,
     },
     /// Replay every reference row as measured and print ours beside measured, signed errors.
@@ -85,8 +85,8 @@ fn profiles() {
     for p in profile::shipped() {
         println!("{}: {}", p.name, p.description);
         println!(
-            "  iteration overhead {:.3} ms, mbu {:.3}, kv_mbu {:.3}, mfu {:.3}, per decode sequence {:.3} µs, all-reduce {:.3} µs/step, request overhead {:.3} ms, chunked prefill {}",
-            p.iteration_overhead_ms, p.mbu, p.kv_mbu, p.mfu, p.decode_seq_us, p.allreduce_latency_us, p.request_overhead_ms, p.chunked_prefill
+            "  iteration overhead {:.3} ms, mbu {:.3}, kv_mbu {:.3}, mfu {:.3}, per decode sequence {:.3} µs, all-reduce {:.3} µs/step, TP compute exponent {:.3}, request overhead {:.3} ms, chunked prefill {}",
+            p.iteration_overhead_ms, p.mbu, p.kv_mbu, p.mfu, p.decode_seq_us, p.allreduce_latency_us, p.tp_compute_exponent, p.request_overhead_ms, p.chunked_prefill
         );
         println!(
             "  fitted on {} ({} rows) by {}: median |error| {:.1} %, max {:.1} %",
@@ -134,8 +134,8 @@ fn run_fit(dir: Option<PathBuf>, write: Option<PathBuf>, max_evals: usize) -> Ex
     let k = sw.constants;
     println!("splitwise-2024 ({} points, prefill and decode iteration):", sw.rows);
     println!(
-        "  overhead {:.4} ms, mbu {:.4}, kv_mbu {:.4}, mfu {:.4}, per sequence {:.3} µs, all-reduce {:.3} µs/step; A100 factors compute {:.4}, memory {:.4}",
-        k.overhead_ms, k.mbu, k.kv_mbu, k.mfu, k.decode_seq_us, k.allreduce_latency_us, sw.a100.compute, sw.a100.memory
+        "  overhead {:.4} ms, mbu {:.4}, kv_mbu {:.4}, mfu {:.4}, per sequence {:.3} µs, all-reduce {:.3} µs/step, TP compute exponent {:.4}; A100 factors compute {:.4}, memory {:.4}",
+        k.overhead_ms, k.mbu, k.kv_mbu, k.mfu, k.decode_seq_us, k.allreduce_latency_us, k.tp_compute_exponent, sw.a100.compute, sw.a100.memory
     );
     println!("  residuals: median |error| {:.1} %, max {:.1} %", med * 100.0, max * 100.0);
     // The GPU factors are in force for the vLLM fit that follows (it runs on H100 only, so they
@@ -157,8 +157,8 @@ fn run_fit(dir: Option<PathBuf>, write: Option<PathBuf>, max_evals: usize) -> Ex
         let k = fitted.constants();
         println!("{} ({} stages: E2E p50, TTFT p50, decode ms/token):", fitted.name, vllm.len());
         println!(
-            "  overhead {:.4} ms, mbu {:.4}, kv_mbu {:.4}, mfu {:.4}, per sequence {:.3} µs, all-reduce {:.3} µs/step, request overhead {:.3} ms",
-            k.overhead_ms, k.mbu, k.kv_mbu, k.mfu, k.decode_seq_us, k.allreduce_latency_us, fitted.request_overhead_ms
+            "  overhead {:.4} ms, mbu {:.4}, kv_mbu {:.4}, mfu {:.4}, per sequence {:.3} µs, all-reduce {:.3} µs/step, TP compute exponent {:.4}, request overhead {:.3} ms",
+            k.overhead_ms, k.mbu, k.kv_mbu, k.mfu, k.decode_seq_us, k.allreduce_latency_us, k.tp_compute_exponent, fitted.request_overhead_ms
         );
         println!("  residuals: median |error| {:.1} %, max {:.1} %", med * 100.0, max * 100.0);
         for p in file.profile.iter_mut() {
@@ -196,6 +196,7 @@ fn round_constants(k: gpusched_serving::cost::Constants) -> gpusched_serving::co
         mfu: sig5(k.mfu),
         decode_seq_us: sig5(k.decode_seq_us),
         allreduce_latency_us: sig5(k.allreduce_latency_us),
+        tp_compute_exponent: sig5(k.tp_compute_exponent),
     }
 }
 
