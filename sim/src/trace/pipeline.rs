@@ -225,6 +225,15 @@ impl Copy {
                     if !r.t_s.is_finite() {
                         let e = err(format!("{} s is not a valid time", r.t_s));
                         self.bad(e)?;
+                    } else if r.t_s > crate::limits::MAX_TRACE_TIME_S {
+                        // Refused, not replayed: a row centuries on would make the replay run
+                        // for ever (or overflow the simulator's microsecond clock).
+                        let e = err(format!(
+                            "{:e} s after the trace's start is beyond the limit of {:e} s (about 317 years)",
+                            r.t_s,
+                            crate::limits::MAX_TRACE_TIME_S
+                        ));
+                        self.bad(e)?;
                     } else if r.t_s < 0.0 {
                         let e = err(format!(
                             "{:.3} s is negative: before the trace's start (time 0, or the first row for absolute timestamps); rows must be in time order",
