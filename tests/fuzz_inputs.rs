@@ -29,6 +29,19 @@ fn cases(default: u32) -> ProptestConfig {
     }
 }
 
+/// With `FUZZ_VERBOSE=1`, one line per case on stderr (`fuzz <kind> refused|ran|panicked`),
+/// for counting what a long run tried.
+fn tally<T, E>(kind: &str, r: &std::thread::Result<Result<T, E>>) {
+    if std::env::var_os("FUZZ_VERBOSE").is_some() {
+        let what = match r {
+            Err(_) => "panicked",
+            Ok(Err(_)) => "refused",
+            Ok(Ok(_)) => "ran",
+        };
+        eprintln!("fuzz {kind} {what}");
+    }
+}
+
 /// Values that break naive parsers: non-finite, negative, zero, huge, overflowing, wrong type.
 const EXTREMES: &[&str] = &[
     "nan",
@@ -190,6 +203,7 @@ proptest! {
         let (name, text) = &all[which % all.len()];
         let m = mutate(text, &muts);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_and_run(name, &m)));
+        tally("scenario", &r);
         prop_assert!(r.is_ok(), "{name} mutated by {muts:?} panicked:\n{}", String::from_utf8_lossy(&m));
     }
 }
@@ -315,6 +329,7 @@ proptest! {
         let p: PathBuf = tmp.path().join(name);
         std::fs::write(&p, &m).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replay(&p, skip)));
+        tally("trace", &r);
         prop_assert!(r.is_ok(), "{name} mutated by {muts:?} panicked:\n{}", String::from_utf8_lossy(&m));
         if let Ok(Err(e)) = r {
             // Refusals are located: the file, and a line for row problems.
@@ -359,7 +374,68 @@ proptest! {
         let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
         a.extend(["--out", out.to_str().unwrap()]);
         let (code, _, err) = common::gpusched(&a);
+        if std::env::var_os("FUZZ_VERBOSE").is_some() {
+            eprintln!("fuzz cli {}", if code == 0 { "ran" } else { "refused" });
+        }
         prop_assert!(!err.contains("panicked"), "{a:?} panicked: {err}");
         prop_assert!(code == 0 || code == 2, "{a:?} exited {code}: {err}");
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(100))]
+
+    /// Sweep specs: mutated copies of scenarios/sweep-fleet.toml are loaded and every point's
+    /// scenario prepared (the runs themselves are the scenario property's business).
+    #[test]
+    fn mutated_sweep_specs_never_panic(muts in proptest::collection::vec(mutation(), 1..4)) {
+        let text = std::fs::read(common::root().join("scenarios/sweep-fleet.toml")).unwrap();
+        let m = mutate(&text, &muts);
+        let tmp = tempfile::tempdir().unwrap();
+        // Beside the shipped scenarios, so that a relative `scenario` resolves as it would.
+        let p = tmp.path().join("sweep.toml");
+        std::fs::write(&p, &m).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            use gpusched_sim::experiment::sweep::{Shard, Sweep};
+            let s = Sweep::load(&p).map_err(|e| e.to_string())?;
+            let points = s.shard(Shard { index: 0, count: 1 });
+            gpusched_sim::experiment::runner::prepare(&s.jobs(&points))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }));
+        tally("sweep", &r);
+        prop_assert!(r.is_ok(), "mutated by {muts:?} panicked:\n{}", String::from_utf8_lossy(&m));
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(100))]
+
+    /// The openb node and pod lists (the FGD reproduction's inputs): mutated rows are refused
+    /// with an error value or read; never a panic.
+    #[test]
+    fn mutated_openb_lists_never_panic(
+        muts in proptest::collection::vec(trace_mutation(), 1..5),
+        pods in any::<bool>(),
+    ) {
+        let name = if pods { "openb-pods-head300.csv" } else { "openb-node-list-gpu-node.csv" };
+        let text = std::fs::read(common::root().join("traces").join(name)).unwrap();
+        let head: Vec<&[u8]> = text.split(|&b| b == b'\n').take(40).collect();
+        let m = mutate_trace(&head.join(&b'\n'), &muts);
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join(name);
+        std::fs::write(&p, &m).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            use gpusched_sim::openb::csv_io::{read_nodes, read_pods, read_timed_pods};
+            let mut models = gpusched_policies::openb::GpuModels::default();
+            if pods {
+                read_pods(&p, &models).map(|_| ()).and_then(|_| read_timed_pods(&p, &models).map(|_| ()))
+            } else {
+                read_nodes(&p, &mut models).map(|_| ())
+            }
+            .map_err(|e| e.to_string())
+        }));
+        tally("openb", &r);
+        prop_assert!(r.is_ok(), "{name} mutated by {muts:?} panicked:\n{}", String::from_utf8_lossy(&m));
     }
 }

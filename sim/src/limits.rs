@@ -82,18 +82,24 @@ pub fn check(l: &LoadedScenario) -> Result<(), ScenarioError> {
         ));
     }
     let duration = l.duration_s();
-    let mut requests = 0.0;
+    // Each source with its key, so the error can name the largest.
+    let mut sources: Vec<(String, f64)> = Vec::new();
     if let Some(t) = &s.traffic {
-        requests += expected_requests(t, duration);
+        sources.push(("traffic".into(), expected_requests(t, duration)));
     }
-    for x in &s.services {
+    for (i, x) in s.services.iter().enumerate() {
         if let Some(t) = &x.traffic {
-            requests += expected_requests(t, duration);
+            sources.push((format!("services[{i}].traffic"), expected_requests(t, duration)));
         }
     }
+    let requests: f64 = sources.iter().map(|s| s.1).sum();
     if !(requests <= MAX_REQUESTS) {
+        let largest = sources
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or("traffic".to_string(), |s| s.0.clone());
         return Err(bad(
-            "traffic",
+            &largest,
             format!(
                 "{requests:.3e} requests over {duration} s (duration × rate); the limit is {MAX_REQUESTS:e}: shorten the run or lower the rate"
             ),
