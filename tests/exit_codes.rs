@@ -14,7 +14,7 @@ fn bad_input_is_exit_2_under_every_subcommand() {
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         ("run", vec!["run", BAD_TRACE, "--no-plots", "--out", o], "year-9999.csv:3"),
         ("run flag", vec!["run", "--set", "costs.energy_usd_per_kwh=nan", "--out", o], "costs.energy_usd_per_kwh"),
-        ("explain", vec!["explain", "--set", "pools.0.nodes=-1"], "pools.0.nodes"),
+        ("explain", vec!["explain", "--set", "pools.0.nodes=-1"], "pools[0].nodes"),
         ("compare", vec!["compare", BAD_TRACE, "--seeds", "1", "--no-plots", "--out", o], "year-9999.csv:3"),
         ("compare flag", vec!["compare", "--seeds", "18446744073709551615", "--out", o], "--seeds"),
         ("sweep", vec!["sweep", "tests/corpus/bad-input/sweep-slo-nan.toml", "--out", o], "slo.max_p99_ms"),

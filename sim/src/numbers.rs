@@ -56,8 +56,8 @@ const DAY_S: f64 = 86_400.0;
 pub const RULES: &[Rule] = &[
     // Any u64 is a seed.
     range("seed", 0.0, 1.8446744073709552e19, ""),
-    positive("duration_h", limits::MAX_DURATION_S / 3600.0, "h"),
-    positive("duration_s", limits::MAX_DURATION_S, "s"),
+    positive("duration_h", limits::MAX_DURATION_S / 3600.0, "h (10 years)"),
+    positive("duration_s", limits::MAX_DURATION_S, "s (10 years)"),
     positive("tick_s", DAY_S, "s"),
     // Per-GPU-model catalog overrides.
     positive("gpu_models.*.memory_gb", 4096.0, "GB"),
@@ -159,6 +159,10 @@ impl Rule {
 
     /// "0 < x <= 4096 GB", "0 <= x <= 1".
     pub fn describe(&self) -> String {
+        if self.min_exclusive && self.min == 0.0 {
+            // The word users look for first; the range follows.
+            return format!("a positive number, 0 < x <= {}{}", num(self.max), unit(self.unit));
+        }
         let op = if self.min_exclusive { "<" } else { "<=" };
         let unit = if self.unit.is_empty() {
             String::new()
@@ -166,6 +170,14 @@ impl Rule {
             format!(" {}", self.unit)
         };
         format!("{} {op} x <= {}{unit}", num(self.min), num(self.max))
+    }
+}
+
+fn unit(u: &str) -> String {
+    if u.is_empty() {
+        String::new()
+    } else {
+        format!(" {u}")
     }
 }
 
@@ -216,6 +228,27 @@ pub fn check_flag(flag: &str, key: &str, v: f64) -> Result<(), String> {
     }
 }
 
+/// A key as the rest of the validation writes it: `services[2].traffic.qps`,
+/// `gpu_models."H100-80GB".tdp_w` (quoted where TOML needs quotes).
+fn shown_key(path: &[String]) -> String {
+    let mut s = String::new();
+    for p in path {
+        if p.parse::<usize>().is_ok() {
+            s.push_str(&format!("[{p}]"));
+            continue;
+        }
+        if !s.is_empty() {
+            s.push('.');
+        }
+        if p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            s.push_str(p);
+        } else {
+            s.push_str(&format!("{p:?}"));
+        }
+    }
+    s
+}
+
 /// Checks every number under `v`; `source` names the file in the error.
 pub fn check(source: &str, v: &toml::Value) -> Result<(), ScenarioError> {
     let mut path = Vec::new();
@@ -260,7 +293,7 @@ fn walk(source: &str, v: &toml::Value, path: &mut Vec<String>) -> Result<(), Sce
     match problem {
         Some(problem) => Err(ScenarioError::Invalid {
             path: source.to_string(),
-            key: path.join("."),
+            key: shown_key(path),
             problem,
         }),
         None => Ok(()),
