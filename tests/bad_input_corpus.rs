@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! # expect: <a substring of the error>
-//! # command: sweep          (optional; default `run`)
+//! # command: sweep          (optional: run (default), compare, sweep or fgd)
 //! ```
 //!
 //! Add a case by dropping a file here: the test picks up every `*.toml`.
@@ -40,6 +40,7 @@ fn every_corpus_input_is_refused_with_its_message() {
             "run" => vec!["run", p, "--no-plots", "--out", o],
             "compare" => vec!["compare", p, "--seeds", "1", "--no-plots", "--out", o],
             "sweep" => vec!["sweep", p, "--no-plots", "--out", o],
+            "fgd" => vec!["fgd", "run", "--scenario", p, "--no-plots", "--out", o],
             c => panic!("{}: unknown command {c}", f.display()),
         };
         let (code, _, err) = common::gpusched(&args);

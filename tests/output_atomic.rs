@@ -135,6 +135,8 @@ fn bad_out_paths_are_bad_input_under_every_command() {
                 o,
             ],
             vec!["trace", "synth", "--kind", "poisson", "--duration-s", "10", "--out", o],
+            vec!["fgd", "run", "--pod-lists", "openb_pod_list_default", "--seeds", "1", "--out", o],
+            vec!["run", "scenarios/openb-dynamic.toml", "--no-plots", "--out", o],
         ];
         for args in commands {
             let (code, _, err) = common::gpusched(&args);

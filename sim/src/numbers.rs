@@ -138,6 +138,22 @@ pub const RULES: &[Rule] = &[
     positive("perf.tokens.prefill_mfu", 1.0, ""),
     positive("perf.tokens.decode_mbu", 1.0, ""),
     positive("perf.tokens.bytes_per_param", 64.0, "bytes"),
+    // Specs of the other commands (sweep, `[fgd]`, `[openb_replay]`) go through the same walk.
+    range("seeds", 0.0, 1.8446744073709552e19, ""),
+    positive("growth", 1e6, "× traffic"),
+    // Axis values are scenario values: checked by the scenario's rules once applied.
+    range("axes.values", -1.8446744073709552e19, 1.8446744073709552e19, ""),
+    range("search.samples", 1.0, limits::MAX_RUNS as f64, "fleets"),
+    range("search.seed", 0.0, 1.8446744073709552e19, ""),
+    positive("fgd.tune", limits::MAX_TOP_UP, "× (pods after top-up = pods × tune)"),
+    positive("openb_replay.static_tune", limits::MAX_TOP_UP, "× (pods after top-up = pods × tune)"),
+    positive("openb_replay.speedup", 1e9, "×"),
+    range("openb_replay.buckets", 1.0, 100_000.0, "buckets"),
+    range("openb_replay.retry_cap", 0.0, 1e6, "retries"),
+    range("openb_replay.retry_delay_s", 0.0, limits::MAX_DURATION_S, "s"),
+    range("openb_replay.tail_s", 0.0, limits::MAX_DURATION_S, "s"),
+    range("openb_replay.window_start_s", 0.0, limits::MAX_TRACE_TIME_S, "s"),
+    range("openb_replay.window_end_s", 0.0, limits::MAX_TRACE_TIME_S, "s"),
     // Rollouts.
     positive("reconfig.qps_gate.safe_qps", limits::MAX_RATE_QPS, "req/s"),
     positive("reconfig.qps_gate.caution_qps", limits::MAX_RATE_QPS, "req/s"),

@@ -168,11 +168,18 @@ fn parse_policies(v: &[String]) -> Result<Vec<OpenbPolicy>, String> {
 fn experiment(a: &RunArgs) -> Result<Experiment, String> {
     let sc = match &a.scenario {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str::<ScenarioFile>(&text)
+            let text = gpusched_sim::text::read_utf8(path)
                 .map_err(|e| format!("{}: {e}", path.display()))?
-                .fgd
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let sc = toml::from_str::<ScenarioFile>(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .fgd;
+            // Every number through the one range check (gpusched_sim::numbers).
+            if let Ok(v) = toml::from_str::<toml::Value>(&text) {
+                gpusched_sim::numbers::check(&path.display().to_string(), &v)
+                    .map_err(|e| e.to_string())?;
+            }
+            sc
         }
         None => ScenarioFgd::default(),
     };

@@ -169,6 +169,11 @@ impl Sweep {
         let spec: SweepSpec = toml::from_str(&text).map_err(|e| {
             ExperimentError::BadInput(format!("{}: {}", path.display(), e.to_string().trim_end()))
         })?;
+        // Every number through the one range check (crate::numbers), naming the spec's key.
+        if let Ok(v) = toml::from_str::<toml::Value>(&text) {
+            crate::numbers::check(&path.display().to_string(), &v)
+                .map_err(|e| ExperimentError::BadInput(e.to_string()))?;
+        }
         let base = path.parent().unwrap_or(Path::new(""));
         // Every refusal names the spec file, not only the key.
         Sweep::from_spec(spec, base).map_err(|e| match e {
