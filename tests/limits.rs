@@ -34,6 +34,7 @@ fn sizes_past_a_limit_are_refused_naming_it() {
         (vec!["run", "--set", "services.0.max_queue=1e12", "--out", o], "services[0].max_queue"),
         (vec!["trace", "synth", "--kind", "poisson", "--qps", "1000000", "--duration-s", "3e8", "--out", o], "the limit is 1e10"),
         (vec!["fgd", "run", "--tune", "11", "--out", o], "pods after top-up"),
+        (vec!["run", "--set", "tick_s=0.01", "--set", "duration_h=40", "--out", o], "GiB of timeseries"),
     ] {
         let started = Instant::now();
         let (code, _, err) = common::gpusched(&args);

@@ -39,6 +39,10 @@ pub const MAX_RUNS: u64 = 100_000;
 /// The FGD top-up target (pods after top-up = pods × this).
 pub const MAX_TOP_UP: f64 = 10.0;
 
+/// Memory the per-tick timeseries may take (one row per monitoring tick, with a column per
+/// service and per GPU model, kept until the run writes timeseries.csv).
+pub const MAX_TIMESERIES_BYTES: f64 = 4.0 * 1024.0 * 1024.0 * 1024.0;
+
 /// Checks the cluster, service and traffic sizes of a loaded scenario.
 pub fn check(l: &LoadedScenario) -> Result<(), ScenarioError> {
     let s = &l.scenario;
@@ -82,6 +86,19 @@ pub fn check(l: &LoadedScenario) -> Result<(), ScenarioError> {
         ));
     }
     let duration = l.duration_s();
+    // A row is ~320 bytes plus 12 per service and 16 per GPU model (metrics::WindowRow).
+    let ticks = duration / s.tick_s;
+    let row = 320.0 + 12.0 * s.services.len() as f64 + 16.0 * 3.0;
+    if ticks * row > MAX_TIMESERIES_BYTES {
+        return Err(bad(
+            "tick_s",
+            format!(
+                "{ticks:.0} ticks × {} services need about {:.1} GiB of timeseries; the limit is 4 GiB (raise tick_s or shorten the run)",
+                s.services.len(),
+                ticks * row / (1024.0 * 1024.0 * 1024.0)
+            ),
+        ));
+    }
     // Each source with its key, so the error can name the largest.
     let mut sources: Vec<(String, f64)> = Vec::new();
     if let Some(t) = &s.traffic {
