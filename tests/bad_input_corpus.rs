@@ -30,7 +30,8 @@ fn every_corpus_input_is_refused_with_its_message() {
                 .find_map(|l| l.strip_prefix(&format!("# {k}: ")))
                 .map(|s| s.trim().to_string())
         };
-        let expect = header("expect").unwrap_or_else(|| panic!("{}: no `# expect:` line", f.display()));
+        let expect =
+            header("expect").unwrap_or_else(|| panic!("{}: no `# expect:` line", f.display()));
         let command = header("command").unwrap_or_else(|| "run".into());
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
@@ -46,7 +47,9 @@ fn every_corpus_input_is_refused_with_its_message() {
         let (code, _, err) = common::gpusched(&args);
         let name = f.file_name().unwrap().to_string_lossy();
         if code != 2 || !err.contains(&expect) || err.contains("panicked") {
-            failures.push(format!("{name}: exit {code}, expected 2 and `{expect}`; stderr:\n{err}"));
+            failures.push(format!(
+                "{name}: exit {code}, expected 2 and `{expect}`; stderr:\n{err}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));

@@ -12,32 +12,122 @@ fn bad_input_is_exit_2_under_every_subcommand() {
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
-        ("run", vec!["run", BAD_TRACE, "--no-plots", "--out", o], "year-9999.csv:3"),
-        ("run flag", vec!["run", "--set", "costs.energy_usd_per_kwh=nan", "--out", o], "costs.energy_usd_per_kwh"),
-        ("explain", vec!["explain", "--set", "pools.0.nodes=-1"], "pools[0].nodes"),
-        ("compare", vec!["compare", BAD_TRACE, "--seeds", "1", "--no-plots", "--out", o], "year-9999.csv:3"),
-        ("compare flag", vec!["compare", "--seeds", "18446744073709551615", "--out", o], "--seeds"),
-        ("sweep", vec!["sweep", "tests/corpus/bad-input/sweep-slo-nan.toml", "--out", o], "slo.max_p99_ms"),
-        ("sweep flag", vec!["sweep", "scenarios/sweep-fleet.toml", "--max-p99-ms", "nan", "--out", o], "--max-p99-ms"),
         (
-            "tune",
+            "run",
+            vec!["run", BAD_TRACE, "--no-plots", "--out", o],
+            "year-9999.csv:3",
+        ),
+        (
+            "run flag",
+            vec!["run", "--set", "costs.energy_usd_per_kwh=nan", "--out", o],
+            "costs.energy_usd_per_kwh",
+        ),
+        (
+            "explain",
+            vec!["explain", "--set", "pools.0.nodes=-1"],
+            "pools[0].nodes",
+        ),
+        (
+            "compare",
             vec![
-                "tune", "--train", BAD_TRACE, "--holdout", BAD_TRACE, "--budget", "1",
-                "--train-seeds", "1", "--holdout-seeds", "1", "--out", o,
+                "compare",
+                BAD_TRACE,
+                "--seeds",
+                "1",
+                "--no-plots",
+                "--out",
+                o,
             ],
             "year-9999.csv:3",
         ),
-        ("fgd", vec!["fgd", "run", "--tune", "nan", "--out", o], "--tune"),
-        ("fgd seeds", vec!["fgd", "run", "--seeds", "0..18446744073709551615", "--out", o], "seed range"),
-        ("trace synth", vec!["trace", "synth", "--kind", "poisson", "--qps", "inf", "--out", o], "--qps"),
-        ("trace inspect", vec!["trace", "inspect", "no/such/trace.csv"], "no/such/trace.csv"),
-        ("unknown flag", vec!["run", "--no-such-flag"], "--no-such-flag"),
+        (
+            "compare flag",
+            vec!["compare", "--seeds", "18446744073709551615", "--out", o],
+            "--seeds",
+        ),
+        (
+            "sweep",
+            vec![
+                "sweep",
+                "tests/corpus/bad-input/sweep-slo-nan.toml",
+                "--out",
+                o,
+            ],
+            "slo.max_p99_ms",
+        ),
+        (
+            "sweep flag",
+            vec![
+                "sweep",
+                "scenarios/sweep-fleet.toml",
+                "--max-p99-ms",
+                "nan",
+                "--out",
+                o,
+            ],
+            "--max-p99-ms",
+        ),
+        (
+            "tune",
+            vec![
+                "tune",
+                "--train",
+                BAD_TRACE,
+                "--holdout",
+                BAD_TRACE,
+                "--budget",
+                "1",
+                "--train-seeds",
+                "1",
+                "--holdout-seeds",
+                "1",
+                "--out",
+                o,
+            ],
+            "year-9999.csv:3",
+        ),
+        (
+            "fgd",
+            vec!["fgd", "run", "--tune", "nan", "--out", o],
+            "--tune",
+        ),
+        (
+            "fgd seeds",
+            vec![
+                "fgd",
+                "run",
+                "--seeds",
+                "0..18446744073709551615",
+                "--out",
+                o,
+            ],
+            "seed range",
+        ),
+        (
+            "trace synth",
+            vec![
+                "trace", "synth", "--kind", "poisson", "--qps", "inf", "--out", o,
+            ],
+            "--qps",
+        ),
+        (
+            "trace inspect",
+            vec!["trace", "inspect", "no/such/trace.csv"],
+            "no/such/trace.csv",
+        ),
+        (
+            "unknown flag",
+            vec!["run", "--no-such-flag"],
+            "--no-such-flag",
+        ),
     ];
     let mut failures = Vec::new();
     for (what, args, expect) in cases {
         let (code, _, err) = common::gpusched(&args);
         if code != 2 || !err.contains(expect) || err.contains("panicked") {
-            failures.push(format!("{what}: {args:?} exited {code}, expected 2 and `{expect}`:\n{err}"));
+            failures.push(format!(
+                "{what}: {args:?} exited {code}, expected 2 and `{expect}`:\n{err}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));

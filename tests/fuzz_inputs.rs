@@ -76,9 +76,11 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Flip { at, byte }),
         any::<usize>().prop_map(|line| Mutation::DeleteLine { line }),
-        (any::<usize>(), 0..EXTREMES.len()).prop_map(|(nth, value)| Mutation::Number { nth, value }),
+        (any::<usize>(), 0..EXTREMES.len())
+            .prop_map(|(nth, value)| Mutation::Number { nth, value }),
         // Numbers twice as often: they are where the sense checks live.
-        (any::<usize>(), 0..EXTREMES.len()).prop_map(|(nth, value)| Mutation::Number { nth, value }),
+        (any::<usize>(), 0..EXTREMES.len())
+            .prop_map(|(nth, value)| Mutation::Number { nth, value }),
     ]
 }
 
@@ -88,11 +90,22 @@ fn numbers(text: &[u8]) -> Vec<(usize, usize)> {
     let mut i = 0;
     while i < text.len() {
         let starts = text[i].is_ascii_digit()
-            && (i == 0 || !(text[i - 1].is_ascii_alphanumeric() || text[i - 1] == b'_' || text[i - 1] == b'-' && i >= 2 && text[i - 2].is_ascii_alphanumeric()));
+            && (i == 0
+                || !(text[i - 1].is_ascii_alphanumeric()
+                    || text[i - 1] == b'_'
+                    || text[i - 1] == b'-' && i >= 2 && text[i - 2].is_ascii_alphanumeric()));
         if starts {
-            let s = if i > 0 && (text[i - 1] == b'-' || text[i - 1] == b'+') { i - 1 } else { i };
+            let s = if i > 0 && (text[i - 1] == b'-' || text[i - 1] == b'+') {
+                i - 1
+            } else {
+                i
+            };
             let mut e = i;
-            while e < text.len() && (text[e].is_ascii_digit() || matches!(text[e], b'.' | b'e' | b'E' | b'_') || (matches!(text[e], b'-' | b'+') && matches!(text[e - 1], b'e' | b'E'))) {
+            while e < text.len()
+                && (text[e].is_ascii_digit()
+                    || matches!(text[e], b'.' | b'e' | b'E' | b'_')
+                    || (matches!(text[e], b'-' | b'+') && matches!(text[e - 1], b'e' | b'E')))
+            {
                 e += 1;
             }
             v.push((s, e));
@@ -173,12 +186,15 @@ fn load_and_run(name: &str, bytes: &[u8]) -> Result<(), String> {
             let tmp = tempfile::tempdir().unwrap();
             let p = tmp.path().join(name);
             std::fs::write(&p, bytes).unwrap();
-            let e = gpusched_sim::load_file(&p, &[]).err().expect("non-UTF-8 is refused");
+            let e = gpusched_sim::load_file(&p, &[])
+                .err()
+                .expect("non-UTF-8 is refused");
             assert!(e.to_string().contains("line"), "names the line: {e}");
             return Err(e.to_string());
         }
     };
-    let l = gpusched_sim::scenario::load_str(&text, name, dir.clone(), &[]).map_err(|e| e.to_string())?;
+    let l = gpusched_sim::scenario::load_str(&text, name, dir.clone(), &[])
+        .map_err(|e| e.to_string())?;
     // Bound the run: ten minutes, whatever the mutation did to the duration.
     let mut t: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
     t.remove("duration_h");
@@ -188,7 +204,9 @@ fn load_and_run(name: &str, bytes: &[u8]) -> Result<(), String> {
     if l.duration_s() > 3600.0 * 24.0 {
         return Ok(()); // still long (a typo the limits accept): not run here
     }
-    gpusched_sim::run(&l, &mut |_| {}).map(|_| ()).map_err(|e| e.to_string())
+    gpusched_sim::run(&l, &mut |_| {})
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 proptest! {
@@ -246,10 +264,19 @@ const TRACE_EXTREMES: &[&str] = &[
 
 #[derive(Debug, Clone)]
 enum TraceMutation {
-    Flip { at: usize, byte: u8 },
-    DeleteLine { line: usize },
+    Flip {
+        at: usize,
+        byte: u8,
+    },
+    DeleteLine {
+        line: usize,
+    },
     /// Replace field `field` of line `line` with an extreme value.
-    Field { line: usize, field: usize, value: usize },
+    Field {
+        line: usize,
+        field: usize,
+        value: usize,
+    },
 }
 
 fn trace_mutation() -> impl Strategy<Value = TraceMutation> {
@@ -271,18 +298,28 @@ fn mutate_trace(text: &[u8], muts: &[TraceMutation]) -> Vec<u8> {
                 let n = t.len();
                 t[at % n] = *byte;
             }
-            TraceMutation::DeleteLine { line } => t = mutate(&t, &[Mutation::DeleteLine { line: *line }]),
+            TraceMutation::DeleteLine { line } => {
+                t = mutate(&t, &[Mutation::DeleteLine { line: *line }])
+            }
             TraceMutation::Field { line, field, value } => {
                 let s = String::from_utf8_lossy(&t).into_owned();
                 let mut lines: Vec<String> = s.split('\n').map(str::to_string).collect();
                 let k = line % lines.len();
-                let sep = if lines[k].trim_start().starts_with('{') { ':' } else { ',' };
+                let sep = if lines[k].trim_start().starts_with('{') {
+                    ':'
+                } else {
+                    ','
+                };
                 let mut fields: Vec<String> = lines[k].split(sep).map(str::to_string).collect();
                 let f = field % fields.len();
                 let v = TRACE_EXTREMES[*value];
                 fields[f] = if sep == ':' {
                     // JSON: keep the line's shape, replace a value.
-                    let tail = if fields[f].trim_end().ends_with('}') { "}" } else { ", \"x\"" };
+                    let tail = if fields[f].trim_end().ends_with('}') {
+                        "}"
+                    } else {
+                        ", \"x\""
+                    };
                     format!(" {v}{tail}")
                 } else {
                     v.to_string()
@@ -302,13 +339,20 @@ fn replay(path: &Path, skip: bool) -> Result<u64, String> {
     let mut spec = gpusched_sim::trace::pipeline::TraceSpec::new(path);
     spec.skip_bad_rows = skip;
     spec.rate_scale = 2.5;
-    let mut p = gpusched_sim::trace::pipeline::Pipeline::open(&spec, path, 7, 0).map_err(|e| e.to_string())?;
+    let mut p = gpusched_sim::trace::pipeline::Pipeline::open(&spec, path, 7, 0)
+        .map_err(|e| e.to_string())?;
     let mut n = 0u64;
     while let Some(r) = p.next_request() {
         let r = r.map_err(|e| e.to_string())?;
-        assert!(r.t_s.is_finite() && r.t_s >= 0.0, "a replayed time is sane: {r:?}");
+        assert!(
+            r.t_s.is_finite() && r.t_s >= 0.0,
+            "a replayed time is sane: {r:?}"
+        );
         n += 1;
-        assert!(n < 1_000_000, "a 40-line trace cannot make a million requests");
+        assert!(
+            n < 1_000_000,
+            "a 40-line trace cannot make a million requests"
+        );
     }
     Ok(n)
 }
@@ -342,23 +386,80 @@ proptest! {
 fn flag_case() -> impl Strategy<Value = Vec<String>> {
     let value = (0..EXTREMES.len()).prop_map(|i| EXTREMES[i].trim_matches('"').to_string());
     let key = proptest::sample::select(vec![
-        "seed", "duration_s", "tick_s", "pools.0.nodes", "pools.1.gpus_per_node",
-        "services.0.concurrency", "services.0.max_replicas", "services.2.service_time_ms",
-        "traffic.scale", "costs.energy_usd_per_kwh", "autoscaler.up_stabilisation_s",
-        "gpu_models.H100-80GB.tdp_w", "engine.weights.efficiency", "services.0.traffic.qps",
+        "seed",
+        "duration_s",
+        "tick_s",
+        "pools.0.nodes",
+        "pools.1.gpus_per_node",
+        "services.0.concurrency",
+        "services.0.max_replicas",
+        "services.2.service_time_ms",
+        "traffic.scale",
+        "costs.energy_usd_per_kwh",
+        "autoscaler.up_stabilisation_s",
+        "gpu_models.H100-80GB.tdp_w",
+        "engine.weights.efficiency",
+        "services.0.traffic.qps",
     ]);
     let cmd = prop_oneof![
         (key, value.clone()).prop_map(|(k, v)| vec![
-            "run".into(), "--no-plots".into(), "--set".into(), "duration_h=0.05".into(),
-            "--set".into(), format!("{k}={v}"),
+            "run".into(),
+            "--no-plots".into(),
+            "--set".into(),
+            "duration_h=0.05".into(),
+            "--set".into(),
+            format!("{k}={v}"),
         ]),
-        value.clone().prop_map(|v| vec!["run".into(), "--no-plots".into(), "--set".into(), "duration_h=0.05".into(), "--seed".into(), v]),
-        (proptest::sample::select(vec!["--qps", "--duration-s", "--scale", "--rate-scale", "--from-qps", "--to-qps", "--bin-s"]), value.clone())
-            .prop_map(|(f, v)| vec!["trace".into(), "synth".into(), "--kind".into(), "ramp".into(), "--duration-s".into(), "5".into(), f.into(), v]),
-        (proptest::sample::select(vec!["--seeds", "--first-seed"]), value.clone())
-            .prop_map(|(f, v)| vec!["compare".into(), "--no-plots".into(), "--set".into(), "duration_h=0.01".into(), f.into(), v]),
-        (proptest::sample::select(vec!["--seeds", "--tune"]), value)
-            .prop_map(|(f, v)| vec!["fgd".into(), "run".into(), "--pod-lists".into(), "none".into(), f.into(), v]),
+        value.clone().prop_map(|v| vec![
+            "run".into(),
+            "--no-plots".into(),
+            "--set".into(),
+            "duration_h=0.05".into(),
+            "--seed".into(),
+            v
+        ]),
+        (
+            proptest::sample::select(vec![
+                "--qps",
+                "--duration-s",
+                "--scale",
+                "--rate-scale",
+                "--from-qps",
+                "--to-qps",
+                "--bin-s"
+            ]),
+            value.clone()
+        )
+            .prop_map(|(f, v)| vec![
+                "trace".into(),
+                "synth".into(),
+                "--kind".into(),
+                "ramp".into(),
+                "--duration-s".into(),
+                "5".into(),
+                f.into(),
+                v
+            ]),
+        (
+            proptest::sample::select(vec!["--seeds", "--first-seed"]),
+            value.clone()
+        )
+            .prop_map(|(f, v)| vec![
+                "compare".into(),
+                "--no-plots".into(),
+                "--set".into(),
+                "duration_h=0.01".into(),
+                f.into(),
+                v
+            ]),
+        (proptest::sample::select(vec!["--seeds", "--tune"]), value).prop_map(|(f, v)| vec![
+            "fgd".into(),
+            "run".into(),
+            "--pod-lists".into(),
+            "none".into(),
+            f.into(),
+            v
+        ]),
     ];
     cmd
 }

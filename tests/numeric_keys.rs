@@ -27,75 +27,245 @@ const VALUES: &[(&str, &str)] = &[
 const ACCEPTED: &[(&str, &str, &str)] = &[
     ("seed", "zero", "any u64 is a seed"),
     ("seed", "huge", "any u64 is a seed (i64::MAX is one)"),
-    ("services.[].start_at_s", "zero", "0 = deployed at the start"),
+    (
+        "services.[].start_at_s",
+        "zero",
+        "0 = deployed at the start",
+    ),
     ("services.[].min_replicas", "zero", "scale to zero"),
-    ("services.[].initial_replicas", "zero", "created with no replica, scaled up on demand"),
-    ("services.[].traffic_weight", "zero", "a service without a share of the shared traffic"),
-    ("services.[].startup_s", "zero", "an instant start (a model already in memory)"),
-    ("services.[].queue_timeout_s", "zero", "fail anything that has to queue"),
-    ("services.[].max_queue", "zero", "no queue: reject when every slot is busy"),
-    ("services.[].service_time_cv", "zero", "constant service time"),
+    (
+        "services.[].initial_replicas",
+        "zero",
+        "created with no replica, scaled up on demand",
+    ),
+    (
+        "services.[].traffic_weight",
+        "zero",
+        "a service without a share of the shared traffic",
+    ),
+    (
+        "services.[].startup_s",
+        "zero",
+        "an instant start (a model already in memory)",
+    ),
+    (
+        "services.[].queue_timeout_s",
+        "zero",
+        "fail anything that has to queue",
+    ),
+    (
+        "services.[].max_queue",
+        "zero",
+        "no queue: reject when every slot is busy",
+    ),
+    (
+        "services.[].service_time_cv",
+        "zero",
+        "constant service time",
+    ),
     ("services.[].traffic.qps", "zero", "an idle service"),
     ("services.[].traffic.scale", "zero", "an idle service"),
-    ("services.[].traffic.at_s", "zero", "the batch arrives at the start"),
+    (
+        "services.[].traffic.at_s",
+        "zero",
+        "the batch arrives at the start",
+    ),
     ("services.[].traffic.count", "zero", "an empty batch"),
-    ("services.[].traffic.start_s", "zero", "the ramp starts at once"),
-    ("services.[].traffic.from_qps", "zero", "a ramp up from idle"),
+    (
+        "services.[].traffic.start_s",
+        "zero",
+        "the ramp starts at once",
+    ),
+    (
+        "services.[].traffic.from_qps",
+        "zero",
+        "a ramp up from idle",
+    ),
     ("services.[].traffic.to_qps", "zero", "a ramp down to idle"),
-    ("services.[].traffic.states.[].qps", "zero", "an MMPP off state"),
-    ("services.[].traffic.superpose_jitter_s", "zero", "superposed copies in lockstep"),
-    ("services.[].traffic.window_start_s", "zero", "the window starts at the trace's start"),
+    (
+        "services.[].traffic.states.[].qps",
+        "zero",
+        "an MMPP off state",
+    ),
+    (
+        "services.[].traffic.superpose_jitter_s",
+        "zero",
+        "superposed copies in lockstep",
+    ),
+    (
+        "services.[].traffic.window_start_s",
+        "zero",
+        "the window starts at the trace's start",
+    ),
     ("services.[].traffic.reorder_rows", "zero", "a sorted trace"),
-    ("services.[].priority_class", "zero", "any Kubernetes priority value"),
-    ("services.[].priority_class", "negative", "Kubernetes priority values may be negative"),
+    (
+        "services.[].priority_class",
+        "zero",
+        "any Kubernetes priority value",
+    ),
+    (
+        "services.[].priority_class",
+        "negative",
+        "Kubernetes priority values may be negative",
+    ),
     ("traffic.qps", "zero", "no shared traffic"),
     ("traffic.scale", "zero", "no shared traffic"),
-    ("traffic.anchors.[].[]", "zero", "hour 0 and idle hours are anchors"),
+    (
+        "traffic.anchors.[].[]",
+        "zero",
+        "hour 0 and idle hours are anchors",
+    ),
     ("traffic.at_s", "zero", "the batch arrives at the start"),
     ("traffic.count", "zero", "an empty batch"),
     ("traffic.start_s", "zero", "the ramp starts at once"),
     ("traffic.from_qps", "zero", "a ramp up from idle"),
     ("traffic.to_qps", "zero", "a ramp down to idle"),
     ("traffic.states.[].qps", "zero", "an MMPP off state"),
-    ("traffic.superpose_jitter_s", "zero", "superposed copies in lockstep"),
-    ("traffic.window_start_s", "zero", "the window starts at the trace's start"),
+    (
+        "traffic.superpose_jitter_s",
+        "zero",
+        "superposed copies in lockstep",
+    ),
+    (
+        "traffic.window_start_s",
+        "zero",
+        "the window starts at the trace's start",
+    ),
     ("traffic.reorder_rows", "zero", "a sorted trace"),
-    ("services.[].traffic.anchors.[].[]", "zero", "hour 0 and idle hours are anchors"),
-    ("perf.mps_alone_curve.[].[]", "zero", "the curve starts at (0 % thread cap, 0 throughput)"),
-    ("perf.power_curve.[].[]", "zero", "the curve starts at (no work, idle power)"),
-    ("costs.energy_usd_per_kwh", "zero", "free energy (a cost of hardware only)"),
-    ("disruption.plugin_restart_s", "zero", "an instant device-plugin restart"),
-    ("disruption.mig_reconfigure_s", "zero", "an instant MIG re-layout"),
-    ("gpu_models.*.idle_w", "zero", "a GPU that draws nothing idle"),
-    ("gpu_models.*.price_per_hour", "zero", "owned hardware: energy cost only"),
-    ("node_state.[].background_utilisation", "zero", "no other tenant"),
-    ("autoscaler.up_stabilisation_s", "zero", "no stabilisation (Kubernetes' own default up)"),
-    ("autoscaler.down_stabilisation_s", "zero", "no stabilisation"),
-    ("autoscaler.tolerance", "zero", "HPA without a tolerance band"),
-    ("autoscaler.up_max_pods", "zero", "no pod-count limit on scale-up"),
-    ("autoscaler.up_max_percent", "zero", "no percentage limit on scale-up"),
-    ("autoscaler.down_max_percent", "zero", "no percentage limit on scale-down"),
+    (
+        "services.[].traffic.anchors.[].[]",
+        "zero",
+        "hour 0 and idle hours are anchors",
+    ),
+    (
+        "perf.mps_alone_curve.[].[]",
+        "zero",
+        "the curve starts at (0 % thread cap, 0 throughput)",
+    ),
+    (
+        "perf.power_curve.[].[]",
+        "zero",
+        "the curve starts at (no work, idle power)",
+    ),
+    (
+        "costs.energy_usd_per_kwh",
+        "zero",
+        "free energy (a cost of hardware only)",
+    ),
+    (
+        "disruption.plugin_restart_s",
+        "zero",
+        "an instant device-plugin restart",
+    ),
+    (
+        "disruption.mig_reconfigure_s",
+        "zero",
+        "an instant MIG re-layout",
+    ),
+    (
+        "gpu_models.*.idle_w",
+        "zero",
+        "a GPU that draws nothing idle",
+    ),
+    (
+        "gpu_models.*.price_per_hour",
+        "zero",
+        "owned hardware: energy cost only",
+    ),
+    (
+        "node_state.[].background_utilisation",
+        "zero",
+        "no other tenant",
+    ),
+    (
+        "autoscaler.up_stabilisation_s",
+        "zero",
+        "no stabilisation (Kubernetes' own default up)",
+    ),
+    (
+        "autoscaler.down_stabilisation_s",
+        "zero",
+        "no stabilisation",
+    ),
+    (
+        "autoscaler.tolerance",
+        "zero",
+        "HPA without a tolerance band",
+    ),
+    (
+        "autoscaler.up_max_pods",
+        "zero",
+        "no pod-count limit on scale-up",
+    ),
+    (
+        "autoscaler.up_max_percent",
+        "zero",
+        "no percentage limit on scale-up",
+    ),
+    (
+        "autoscaler.down_max_percent",
+        "zero",
+        "no percentage limit on scale-down",
+    ),
     ("autoscaler.queue_up_above", "zero", "scale up on any queue"),
-    ("autoscaler.queue_down_below", "zero", "never scale down on the queue"),
-    ("autoscaler.efficiency_min_tops_per_w", "zero", "no efficiency condition"),
-    ("autoscaler.cost_per_inference_above", "zero", "scale down whenever idle enough"),
-    ("engine.affinity_mismatch", "zero", "the seeds' affinity term off for other families"),
-    ("engine.headroom_free_gpu", "zero", "no sharing-headroom credit for free GPUs"),
-    ("engine.weights.*", "zero", "a score term switched off (the sum must stay > 0)"),
+    (
+        "autoscaler.queue_down_below",
+        "zero",
+        "never scale down on the queue",
+    ),
+    (
+        "autoscaler.efficiency_min_tops_per_w",
+        "zero",
+        "no efficiency condition",
+    ),
+    (
+        "autoscaler.cost_per_inference_above",
+        "zero",
+        "scale down whenever idle enough",
+    ),
+    (
+        "engine.affinity_mismatch",
+        "zero",
+        "the seeds' affinity term off for other families",
+    ),
+    (
+        "engine.headroom_free_gpu",
+        "zero",
+        "no sharing-headroom credit for free GPUs",
+    ),
+    (
+        "engine.weights.*",
+        "zero",
+        "a score term switched off (the sum must stay > 0)",
+    ),
     ("perf.mps_loss_per_extra_client", "zero", "ideal MPS"),
     ("perf.timeslice_loss", "zero", "ideal time-slicing"),
     ("perf.batch_slowdown", "zero", "batching without slowdown"),
     ("perf.tokens.overhead_ms", "zero", "no per-request overhead"),
-    ("perf.tokens.decode_batch_slowdown", "zero", "decode batching without slowdown"),
-    ("pools.[].nodes", "zero", "an empty pool (others hold the GPUs)"),
+    (
+        "perf.tokens.decode_batch_slowdown",
+        "zero",
+        "decode batching without slowdown",
+    ),
+    (
+        "pools.[].nodes",
+        "zero",
+        "an empty pool (others hold the GPUs)",
+    ),
 ];
 
 /// A prefix of the key that accepts zero wherever it is (new subsections of `reconfig` and
 /// `engine` hold counts and thresholds for which 0 means "off").
 const ACCEPTED_ZERO_UNDER: &[(&str, &str)] = &[
-    ("reconfig.", "rollout counts, budgets and delays: 0 = none / off"),
+    (
+        "reconfig.",
+        "rollout counts, budgets and delays: 0 = none / off",
+    ),
     ("engine.fit.", "fit thresholds: 0 = no minimum"),
-    ("engine.classify.", "size-class bounds: 0 = the smallest class"),
+    (
+        "engine.classify.",
+        "size-class bounds: 0 = the smallest class",
+    ),
     ("engine.time_slicing.", "time-slicing settings: 0 = off"),
     ("engine.admission.", "admission thresholds: 0 = off"),
 ];
@@ -170,7 +340,10 @@ fn scenarios() -> Vec<(String, String, PathBuf)> {
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         let t: toml::Table = toml::from_str(&text).unwrap();
-        if ["axes", "fgd", "openb_replay"].iter().any(|k| t.contains_key(*k)) {
+        if ["axes", "fgd", "openb_replay"]
+            .iter()
+            .any(|k| t.contains_key(*k))
+        {
             continue; // specs of other commands
         }
         v.push((
@@ -199,8 +372,13 @@ fn every_numeric_key_refuses_or_documents_bad_values() {
         let mut out = Vec::new();
         leaves(&v, &mut Vec::new(), &mut out);
         for (path, int) in out {
-            keys.entry(pattern(&path))
-                .or_insert((name.clone(), full.clone(), base.clone(), path, int));
+            keys.entry(pattern(&path)).or_insert((
+                name.clone(),
+                full.clone(),
+                base.clone(),
+                path,
+                int,
+            ));
         }
     }
     assert!(keys.len() > 60, "walked only {} keys", keys.len());
@@ -236,13 +414,17 @@ fn every_numeric_key_refuses_or_documents_bad_values() {
                         // A relation between keys names the key it blames (min <= max).
                         || msg.contains(leaf.as_str());
                     if !located {
-                        problems.push(format!("{pat} = {raw}: refusal does not name the key: {msg}"));
+                        problems.push(format!(
+                            "{pat} = {raw}: refusal does not name the key: {msg}"
+                        ));
                     }
                     refused += 1;
                 }
                 Ok(l) => {
                     if !accepted(pat, class) {
-                        problems.push(format!("{pat} = {raw} ({class}): accepted, but not in the allow-list"));
+                        problems.push(format!(
+                            "{pat} = {raw} ({class}): accepted, but not in the allow-list"
+                        ));
                         continue;
                     }
                     accepted_n += 1;
@@ -252,11 +434,19 @@ fn every_numeric_key_refuses_or_documents_bad_values() {
                         t.remove("duration_h");
                         t.insert("duration_s".into(), toml::Value::Float(600.0));
                         let short = toml::to_string(&t).unwrap();
-                        let l = gpusched_sim::scenario::load_str(&short, name, base.clone(), &[set.clone()])
-                            .unwrap_or(l);
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gpusched_sim::run(&l, &mut |_| {})));
+                        let l = gpusched_sim::scenario::load_str(
+                            &short,
+                            name,
+                            base.clone(),
+                            &[set.clone()],
+                        )
+                        .unwrap_or(l);
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            gpusched_sim::run(&l, &mut |_| {})
+                        }));
                         if r.is_err() {
-                            problems.push(format!("{pat} = {raw}: accepted, then the run panicked"));
+                            problems
+                                .push(format!("{pat} = {raw}: accepted, then the run panicked"));
                         }
                     }
                 }
@@ -268,5 +458,10 @@ fn every_numeric_key_refuses_or_documents_bad_values() {
         keys.len(),
         VALUES.len()
     );
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

@@ -60,19 +60,30 @@ fn a_write_failing_part_way_leaves_the_earlier_run_untouched() {
         .current_dir(common::root());
     let r = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "a failed write is a failed run: {err}");
+    assert_eq!(
+        r.status.code(),
+        Some(1),
+        "a failed write is a failed run: {err}"
+    );
     assert!(
         err.contains("untouched") && err.contains(out.to_str().unwrap()),
         "says the earlier output is kept: {err}"
     );
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(listing(&out), before, "the earlier folder is untouched");
-    assert_eq!(names(tmp.path()), vec!["run".to_string()], "no staging folder left");
+    assert_eq!(
+        names(tmp.path()),
+        vec!["run".to_string()],
+        "no staging folder left"
+    );
 
     // And a good run replaces it whole.
     let (code, _, err) = run_to(&out);
     assert_eq!(code, 0, "{err}");
-    assert_ne!(std::fs::read_to_string(out.join("report.md")).unwrap(), "earlier run\n");
+    assert_ne!(
+        std::fs::read_to_string(out.join("report.md")).unwrap(),
+        "earlier run\n"
+    );
     assert_eq!(names(tmp.path()), vec!["run".to_string()]);
 }
 
@@ -115,7 +126,16 @@ fn bad_out_paths_are_bad_input_under_every_command() {
         let o = out.to_str().unwrap();
         let commands: Vec<Vec<&str>> = vec![
             vec!["run", "--set", "duration_h=0.1", "--no-plots", "--out", o],
-            vec!["compare", "--seeds", "1", "--set", "duration_h=0.1", "--no-plots", "--out", o],
+            vec![
+                "compare",
+                "--seeds",
+                "1",
+                "--set",
+                "duration_h=0.1",
+                "--no-plots",
+                "--out",
+                o,
+            ],
             vec!["sweep", &spec, "--no-plots", "--out", o],
             vec![
                 "tune",
@@ -134,9 +154,33 @@ fn bad_out_paths_are_bad_input_under_every_command() {
                 "--out",
                 o,
             ],
-            vec!["trace", "synth", "--kind", "poisson", "--duration-s", "10", "--out", o],
-            vec!["fgd", "run", "--pod-lists", "openb_pod_list_default", "--seeds", "1", "--out", o],
-            vec!["run", "scenarios/openb-dynamic.toml", "--no-plots", "--out", o],
+            vec![
+                "trace",
+                "synth",
+                "--kind",
+                "poisson",
+                "--duration-s",
+                "10",
+                "--out",
+                o,
+            ],
+            vec![
+                "fgd",
+                "run",
+                "--pod-lists",
+                "openb_pod_list_default",
+                "--seeds",
+                "1",
+                "--out",
+                o,
+            ],
+            vec![
+                "run",
+                "scenarios/openb-dynamic.toml",
+                "--no-plots",
+                "--out",
+                o,
+            ],
         ];
         for args in commands {
             let (code, _, err) = common::gpusched(&args);
@@ -146,8 +190,14 @@ fn bad_out_paths_are_bad_input_under_every_command() {
                 continue;
             }
             assert_eq!(code, 2, "{args:?}: {err}");
-            assert!(err.contains(o) || err.contains(file.to_str().unwrap()), "{args:?} names the path: {err}");
-            assert!(!err.contains("os error"), "{args:?}: a clear message, not a raw OS error: {err}");
+            assert!(
+                err.contains(o) || err.contains(file.to_str().unwrap()),
+                "{args:?} names the path: {err}"
+            );
+            assert!(
+                !err.contains("os error"),
+                "{args:?}: a clear message, not a raw OS error: {err}"
+            );
         }
     }
 }

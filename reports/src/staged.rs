@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 pub enum OutputError {
     #[error("--out {path}: {problem}")]
     Target { path: PathBuf, problem: String },
-    #[error("writing {path} failed: {source}; nothing was replaced (any earlier {shown} is untouched)")]
+    #[error(
+        "writing {path} failed: {source}; nothing was replaced (any earlier {shown} is untouched)"
+    )]
     Write {
         path: PathBuf,
         shown: String,
@@ -44,9 +46,9 @@ fn prepare_target(path: &Path, dir: bool) -> Result<PathBuf, OutputError> {
     if path.as_os_str().is_empty() {
         return Err(bad("the path is empty".into()));
     }
-    let name = path.file_name().ok_or_else(|| {
-        bad("names no file or folder (it ends in `..` or is a root)".into())
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| bad("names no file or folder (it ends in `..` or is a root)".into()))?;
     if name.to_str().is_none() {
         return Err(bad("the name is not valid UTF-8".into()));
     }
@@ -268,7 +270,11 @@ mod tests {
             fs::write(s.path().join("report.md"), "half").unwrap();
         }
         assert_eq!(fs::read_to_string(target.join("report.md")).unwrap(), "old");
-        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "no staging folder left");
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            1,
+            "no staging folder left"
+        );
         let s = StagedDir::new(&target).unwrap();
         fs::write(s.path().join("summary.json"), "new").unwrap();
         s.commit().unwrap();
@@ -282,7 +288,10 @@ mod tests {
         let d = tempfile_dir();
         fs::write(d.join("f"), "x").unwrap();
         let e = StagedDir::new(&d.join("f").join("run")).err().unwrap();
-        assert!(e.is_input_error() && e.to_string().contains("is a file"), "{e}");
+        assert!(
+            e.is_input_error() && e.to_string().contains("is a file"),
+            "{e}"
+        );
         let e = StagedDir::new(&d.join("f")).err().unwrap();
         assert!(e.is_input_error(), "{e}");
         let _ = fs::remove_dir_all(&d);

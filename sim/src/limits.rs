@@ -72,10 +72,7 @@ pub fn check(l: &LoadedScenario) -> Result<(), ScenarioError> {
     if s.services.len() > MAX_SERVICES {
         return Err(bad(
             "services",
-            format!(
-                "{} services; the limit is {MAX_SERVICES}",
-                s.services.len()
-            ),
+            format!("{} services; the limit is {MAX_SERVICES}", s.services.len()),
         ));
     }
     let pods: u64 = s.services.iter().map(|x| x.max_replicas as u64).sum();
@@ -106,7 +103,10 @@ pub fn check(l: &LoadedScenario) -> Result<(), ScenarioError> {
     }
     for (i, x) in s.services.iter().enumerate() {
         if let Some(t) = &x.traffic {
-            sources.push((format!("services[{i}].traffic"), expected_requests(t, duration)));
+            sources.push((
+                format!("services[{i}].traffic"),
+                expected_requests(t, duration),
+            ));
         }
     }
     let requests: f64 = sources.iter().map(|s| s.1).sum();

@@ -56,7 +56,11 @@ const DAY_S: f64 = 86_400.0;
 pub const RULES: &[Rule] = &[
     // Any u64 is a seed.
     range("seed", 0.0, 1.8446744073709552e19, ""),
-    positive("duration_h", limits::MAX_DURATION_S / 3600.0, "h (10 years)"),
+    positive(
+        "duration_h",
+        limits::MAX_DURATION_S / 3600.0,
+        "h (10 years)",
+    ),
     positive("duration_s", limits::MAX_DURATION_S, "s (10 years)"),
     positive("tick_s", DAY_S, "s"),
     // Per-GPU-model catalog overrides.
@@ -84,20 +88,55 @@ pub const RULES: &[Rule] = &[
     positive("services.sla_per_output_token_ms", 3_600_000.0, "ms"),
     range("services.share_pct", 1.0, 100.0, "%"),
     // Kubernetes priority-class values are any 32-bit integer, negative included.
-    range("services.priority_class", -2_147_483_648.0, 2_147_483_647.0, ""),
-    range("services.concurrency", 1.0, limits::MAX_CONCURRENCY as f64, "requests"),
-    range("services.initial_replicas", 0.0, limits::MAX_REPLICAS as f64, "replicas"),
-    range("services.min_replicas", 0.0, limits::MAX_REPLICAS as f64, "replicas"),
-    range("services.max_replicas", 0.0, limits::MAX_REPLICAS as f64, "replicas"),
+    range(
+        "services.priority_class",
+        -2_147_483_648.0,
+        2_147_483_647.0,
+        "",
+    ),
+    range(
+        "services.concurrency",
+        1.0,
+        limits::MAX_CONCURRENCY as f64,
+        "requests",
+    ),
+    range(
+        "services.initial_replicas",
+        0.0,
+        limits::MAX_REPLICAS as f64,
+        "replicas",
+    ),
+    range(
+        "services.min_replicas",
+        0.0,
+        limits::MAX_REPLICAS as f64,
+        "replicas",
+    ),
+    range(
+        "services.max_replicas",
+        0.0,
+        limits::MAX_REPLICAS as f64,
+        "replicas",
+    ),
     range("services.startup_s", 0.0, DAY_S, "s"),
     range("services.start_at_s", 0.0, limits::MAX_DURATION_S, "s"),
     range("services.queue_timeout_s", 0.0, limits::MAX_DURATION_S, "s"),
     // A queue is held in memory (a batch arrives all at once).
-    range("services.max_queue", 0.0, limits::MAX_QUEUE as f64, "requests"),
+    range(
+        "services.max_queue",
+        0.0,
+        limits::MAX_QUEUE as f64,
+        "requests",
+    ),
     range("services.traffic_weight", 0.0, 1e6, ""),
     // Traffic, wherever it is (top level or per service).
     range("traffic.qps", 0.0, limits::MAX_RATE_QPS, "req/s"),
-    range("traffic.anchors", 0.0, limits::MAX_RATE_QPS, "(hour 0..=24, req/s)"),
+    range(
+        "traffic.anchors",
+        0.0,
+        limits::MAX_RATE_QPS,
+        "(hour 0..=24, req/s)",
+    ),
     range("traffic.scale", 0.0, 1e6, "×"),
     range("traffic.count", 0.0, limits::MAX_REQUESTS, "requests"),
     range("traffic.at_s", 0.0, limits::MAX_DURATION_S, "s"),
@@ -120,11 +159,26 @@ pub const RULES: &[Rule] = &[
     // The autoscaler: thresholds and stabilisation windows.
     range("autoscaler.up_stabilisation_s", 0.0, DAY_S, "s"),
     range("autoscaler.down_stabilisation_s", 0.0, DAY_S, "s"),
-    range("autoscaler.step_up", 1.0, limits::MAX_REPLICAS as f64, "replicas"),
-    range("autoscaler.step_down", 1.0, limits::MAX_REPLICAS as f64, "replicas"),
+    range(
+        "autoscaler.step_up",
+        1.0,
+        limits::MAX_REPLICAS as f64,
+        "replicas",
+    ),
+    range(
+        "autoscaler.step_down",
+        1.0,
+        limits::MAX_REPLICAS as f64,
+        "replicas",
+    ),
     positive("autoscaler.target", 1e9, ""),
     range("autoscaler.tolerance", 0.0, 0.999, ""),
-    range("autoscaler.up_max_pods", 0.0, limits::MAX_REPLICAS as f64, "pods"),
+    range(
+        "autoscaler.up_max_pods",
+        0.0,
+        limits::MAX_REPLICAS as f64,
+        "pods",
+    ),
     range("autoscaler.up_max_percent", 0.0, 1e6, "%"),
     range("autoscaler.down_max_percent", 0.0, 100.0, "%"),
     // Engine terms in 0..=1.
@@ -142,22 +196,58 @@ pub const RULES: &[Rule] = &[
     range("seeds", 0.0, 1.8446744073709552e19, ""),
     positive("growth", 1e6, "× traffic"),
     // Axis values are scenario values: checked by the scenario's rules once applied.
-    range("axes.values", -1.8446744073709552e19, 1.8446744073709552e19, ""),
+    range(
+        "axes.values",
+        -1.8446744073709552e19,
+        1.8446744073709552e19,
+        "",
+    ),
     range("search.samples", 1.0, limits::MAX_RUNS as f64, "fleets"),
     range("search.seed", 0.0, 1.8446744073709552e19, ""),
-    positive("fgd.tune", limits::MAX_TOP_UP, "× (pods after top-up = pods × tune)"),
-    positive("openb_replay.static_tune", limits::MAX_TOP_UP, "× (pods after top-up = pods × tune)"),
+    positive(
+        "fgd.tune",
+        limits::MAX_TOP_UP,
+        "× (pods after top-up = pods × tune)",
+    ),
+    positive(
+        "openb_replay.static_tune",
+        limits::MAX_TOP_UP,
+        "× (pods after top-up = pods × tune)",
+    ),
     positive("openb_replay.speedup", 1e9, "×"),
     range("openb_replay.buckets", 1.0, 100_000.0, "buckets"),
     range("openb_replay.retry_cap", 0.0, 1e6, "retries"),
-    range("openb_replay.retry_delay_s", 0.0, limits::MAX_DURATION_S, "s"),
+    range(
+        "openb_replay.retry_delay_s",
+        0.0,
+        limits::MAX_DURATION_S,
+        "s",
+    ),
     range("openb_replay.tail_s", 0.0, limits::MAX_DURATION_S, "s"),
-    range("openb_replay.window_start_s", 0.0, limits::MAX_TRACE_TIME_S, "s"),
-    range("openb_replay.window_end_s", 0.0, limits::MAX_TRACE_TIME_S, "s"),
+    range(
+        "openb_replay.window_start_s",
+        0.0,
+        limits::MAX_TRACE_TIME_S,
+        "s",
+    ),
+    range(
+        "openb_replay.window_end_s",
+        0.0,
+        limits::MAX_TRACE_TIME_S,
+        "s",
+    ),
     // Rollouts.
     positive("reconfig.qps_gate.safe_qps", limits::MAX_RATE_QPS, "req/s"),
-    positive("reconfig.qps_gate.caution_qps", limits::MAX_RATE_QPS, "req/s"),
-    positive("reconfig.qps_gate.no_update_qps", limits::MAX_RATE_QPS, "req/s"),
+    positive(
+        "reconfig.qps_gate.caution_qps",
+        limits::MAX_RATE_QPS,
+        "req/s",
+    ),
+    positive(
+        "reconfig.qps_gate.no_update_qps",
+        limits::MAX_RATE_QPS,
+        "req/s",
+    ),
     range("reconfig.drain_timeout_s", 0.0, DAY_S, "s"),
     range("reconfig.surge_timeout_s", 0.0, DAY_S, "s"),
     range("reconfig.pods_timeout_s", 0.0, DAY_S, "s"),
@@ -177,7 +267,11 @@ impl Rule {
     pub fn describe(&self) -> String {
         if self.min_exclusive && self.min == 0.0 {
             // The word users look for first; the range follows.
-            return format!("a positive number, 0 < x <= {}{}", num(self.max), unit(self.unit));
+            return format!(
+                "a positive number, 0 < x <= {}{}",
+                num(self.max),
+                unit(self.unit)
+            );
         }
         let op = if self.min_exclusive { "<" } else { "<=" };
         let unit = if self.unit.is_empty() {
@@ -236,9 +330,15 @@ pub fn check_flag(flag: &str, key: &str, v: f64) -> Result<(), String> {
     let parts: Vec<&str> = key.split('.').collect();
     let rule = rule_for(&parts);
     if !v.is_finite() {
-        Err(format!("{flag} {v}: not a number; allowed: {}", rule.describe()))
+        Err(format!(
+            "{flag} {v}: not a number; allowed: {}",
+            rule.describe()
+        ))
     } else if !rule.allows(v) {
-        Err(format!("{flag} {v}: out of range; allowed: {}", rule.describe()))
+        Err(format!(
+            "{flag} {v}: out of range; allowed: {}",
+            rule.describe()
+        ))
     } else {
         Ok(())
     }
@@ -300,9 +400,15 @@ fn walk(source: &str, v: &toml::Value, path: &mut Vec<String>) -> Result<(), Sce
     let p = parts(path);
     let rule = rule_for(&p);
     let problem = if !value.is_finite() {
-        Some(format!("{value} is not a number; allowed: {}", rule.describe()))
+        Some(format!(
+            "{value} is not a number; allowed: {}",
+            rule.describe()
+        ))
     } else if !rule.allows(value) {
-        Some(format!("{value} is out of range; allowed: {}", rule.describe()))
+        Some(format!(
+            "{value} is out of range; allowed: {}",
+            rule.describe()
+        ))
     } else {
         None
     };

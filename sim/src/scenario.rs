@@ -441,9 +441,9 @@ pub fn load_str(
     // Every number, at any depth, wherever it came from (see crate::numbers).
     crate::numbers::check(source, &table)?;
     if !overrides.is_empty() {
-        scenario = table.try_into().map_err(|e: toml::de::Error| {
-            crate::validate::blame_override(text, overrides, e)
-        })?;
+        scenario = table
+            .try_into()
+            .map_err(|e: toml::de::Error| crate::validate::blame_override(text, overrides, e))?;
     }
     if let Some(inv) = scenario.pools_from.clone() {
         let path = if inv.path.is_absolute() {

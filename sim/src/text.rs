@@ -16,7 +16,12 @@ pub fn utf8(bytes: Vec<u8>) -> Result<String, String> {
         let at = e.utf8_error().valid_up_to();
         let b = e.as_bytes();
         let line = b[..at].iter().filter(|&&c| c == b'\n').count() + 1;
-        let col = at - b[..at].iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1) + 1;
+        let col = at
+            - b[..at]
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
         format!("line {line}, byte {col}: not valid UTF-8 text (save the file as UTF-8)")
     })
 }

@@ -103,7 +103,10 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
         ));
     }
     let Some(last) = a.first_seed.checked_add(a.seeds) else {
-        return bad_input(format!("--first-seed {}: the seeds run past 2^64", a.first_seed));
+        return bad_input(format!(
+            "--first-seed {}: the seeds run past 2^64",
+            a.first_seed
+        ));
     };
     let seeds: Vec<u64> = (a.first_seed..last).collect();
     let baseline = match &a.baseline {

@@ -68,7 +68,10 @@ pub fn fail(e: impl Classify) -> ExitCode {
 }
 
 /// A report writer's error inside a staged folder: the earlier output is untouched (exit 1).
-pub fn write_failed(stage: &gpusched_reports::staged::StagedDir, e: gpusched_reports::ReportError) -> ExitCode {
+pub fn write_failed(
+    stage: &gpusched_reports::staged::StagedDir,
+    e: gpusched_reports::ReportError,
+) -> ExitCode {
     let (path, source) = match e {
         gpusched_reports::ReportError::Io { path, source } => (path, source),
         gpusched_reports::ReportError::Other { path, message } => {

@@ -2,8 +2,8 @@
 //! replayed over time under several policies, written to out/<name>/ (summary.json,
 //! timeseries.csv, report.md, plots).
 
-use super::{bad_input, fail, stage_out};
 use super::run::RunArgs;
+use super::{bad_input, fail, stage_out};
 use gpusched_sim::openb::replay::{load_replay, run_replay};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -221,7 +221,9 @@ fn finish(
         Err(code) => return code,
     };
     // `sweep merge` writes into its first shard folder by default: keep the shard files.
-    if let Err(e) = stage.keep_from_existing(|n| n.starts_with("sweep-part-") && n.ends_with(".json")) {
+    if let Err(e) =
+        stage.keep_from_existing(|n| n.starts_with("sweep-part-") && n.ends_with(".json"))
+    {
         return super::fail(e);
     }
     match gpusched_reports::compare::write_sweep(stage.path(), result, plots) {

@@ -426,7 +426,11 @@ fn synth(a: &SynthArgs) -> ExitCode {
         ("--from-qps", "traffic.from_qps", a.from_qps),
         ("--to-qps", "traffic.to_qps", a.to_qps),
         ("--ramp-start-s", "traffic.start_s", a.ramp_start_s),
-        ("--ramp-end-s", "traffic.end_s", a.ramp_end_s.unwrap_or(a.duration_s)),
+        (
+            "--ramp-end-s",
+            "traffic.end_s",
+            a.ramp_end_s.unwrap_or(a.duration_s),
+        ),
         ("--bin-s", "traffic.bin_s", a.bin_s),
         ("--rate-scale", "traffic.rate_scale", a.rate_scale),
     ];

@@ -93,7 +93,10 @@ pub fn execute(a: &TuneArgs) -> ExitCode {
             h.label = format!("{} (held out)", h.label);
         }
     }
-    for (flag, n) in [("--train-seeds", a.train_seeds), ("--holdout-seeds", a.holdout_seeds)] {
+    for (flag, n) in [
+        ("--train-seeds", a.train_seeds),
+        ("--holdout-seeds", a.holdout_seeds),
+    ] {
         if n > gpusched_sim::limits::MAX_SEEDS {
             return super::bad_input(format!(
                 "{flag} {n}: the limit is {}",
@@ -111,7 +114,10 @@ pub fn execute(a: &TuneArgs) -> ExitCode {
             gpusched_sim::limits::MAX_RUNS
         ));
     }
-    for (flag, v) in [("--max-p99-ms", a.max_p99_ms), ("--max-failed-pct", a.max_failed_pct)] {
+    for (flag, v) in [
+        ("--max-p99-ms", a.max_p99_ms),
+        ("--max-failed-pct", a.max_failed_pct),
+    ] {
         if let Some(v) = v {
             if !(v >= 0.0 && v.is_finite()) {
                 return super::bad_input(format!("{flag} {v}: must be a finite number >= 0"));

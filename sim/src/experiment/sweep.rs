@@ -200,7 +200,10 @@ impl Sweep {
                 crate::limits::MAX_SEEDS
             )));
         }
-        for (k, v) in [("max_p99_ms", spec.slo.max_p99_ms), ("max_failed_pct", spec.slo.max_failed_pct)] {
+        for (k, v) in [
+            ("max_p99_ms", spec.slo.max_p99_ms),
+            ("max_failed_pct", spec.slo.max_failed_pct),
+        ] {
             if let Some(v) = v {
                 if !(v >= 0.0 && v.is_finite()) {
                     return Err(ExperimentError::BadInput(format!(
@@ -334,7 +337,9 @@ fn fleets(levels: &[Vec<Level>], search: &Search) -> Result<Vec<Vec<usize>>, Exp
     let total: usize = levels
         .iter()
         .try_fold(1usize, |a, l| a.checked_mul(l.len()))
-        .ok_or_else(|| ExperimentError::BadInput("sweep: the grid has more than 2^64 fleets".into()))?;
+        .ok_or_else(|| {
+            ExperimentError::BadInput("sweep: the grid has more than 2^64 fleets".into())
+        })?;
     let decode = |mut k: usize| -> Vec<usize> {
         // Last axis fastest, like nested loops written in axis order.
         let mut idx = vec![0; levels.len()];

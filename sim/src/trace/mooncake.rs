@@ -73,7 +73,8 @@ impl RequestStream for Reader {
             // (read_line would fail before counting it), and a line is bounded in length so a
             // file without newlines cannot grow the buffer without limit.
             let mut bytes = Vec::new();
-            match std::io::Read::take(&mut self.r, MAX_LINE_BYTES + 1).read_until(b'\n', &mut bytes) {
+            match std::io::Read::take(&mut self.r, MAX_LINE_BYTES + 1).read_until(b'\n', &mut bytes)
+            {
                 Ok(0) => {
                     self.done = true;
                     return None;
@@ -95,10 +96,9 @@ impl RequestStream for Reader {
                 Ok(t) => self.buf = t,
                 Err(e) => {
                     let at = e.utf8_error().valid_up_to() + 1;
-                    return Some(Err(self.err(
-                        "-",
-                        format!("byte {at}: not valid UTF-8 text"),
-                    )));
+                    return Some(Err(
+                        self.err("-", format!("byte {at}: not valid UTF-8 text"))
+                    ));
                 }
             }
             if self.buf.trim().is_empty() {

@@ -76,7 +76,12 @@ fn qps_curve(
 ) -> Vec<(f64, f64)> {
     if span_mins <= DENSE_CURVE_MINUTES {
         (first_min..first_min + span_mins)
-            .map(|m| (m as f64, per_min.get(&m).copied().unwrap_or(0) as f64 / 60.0))
+            .map(|m| {
+                (
+                    m as f64,
+                    per_min.get(&m).copied().unwrap_or(0) as f64 / 60.0,
+                )
+            })
             .collect()
     } else {
         per_min
