@@ -87,6 +87,18 @@ fn bad_input_is_exit_2_under_every_subcommand() {
             "year-9999.csv:3",
         ),
         (
+            "sweep shards",
+            vec![
+                "sweep",
+                "scenarios/sweep-fleet.toml",
+                "--emit-k8s-job",
+                o,
+                "--shards",
+                "18446744073709551615",
+            ],
+            "--shards",
+        ),
+        (
             "fgd",
             vec!["fgd", "run", "--tune", "nan", "--out", o],
             "--tune",

@@ -112,8 +112,19 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         .unwrap_or_else(|| PathBuf::from("out/sweep").join(&sweep.spec.name));
 
     if let Some(file) = &a.emit_k8s_job {
-        if a.shards == 0 {
-            return bad_input("--shards must be at least 1");
+        // An Indexed Job's completions are a 32-bit count, and a shard without points is a
+        // pod that does nothing: at most one shard per point.
+        if a.shards == 0 || a.shards > sweep.points.len() {
+            return bad_input(format!(
+                "--shards {}: must be 1..={} (the sweep's points)",
+                a.shards,
+                sweep.points.len()
+            ));
+        }
+        if let Some(p) = a.parallelism {
+            if p == 0 || p > a.shards {
+                return bad_input(format!("--parallelism {p}: must be 1..={}", a.shards));
+            }
         }
         let mut extra = Vec::new();
         if let Some(v) = a.max_p99_ms {
