@@ -106,3 +106,23 @@ fn sizes_past_a_limit_are_refused_naming_it() {
         );
     }
 }
+
+/// A coefficient of variation so small that cv² underflows used to give the Gamma demand an
+/// infinite shape and panic ("validated parameters"); such a demand is constant.
+#[test]
+fn a_service_time_cv_that_underflows_runs_as_a_constant_demand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = tmp.path().join("out");
+    let (code, _, err) = common::gpusched(&[
+        "run",
+        "--set",
+        "services.0.service_time_cv=1e-200",
+        "--set",
+        "duration_h=0.05",
+        "--no-plots",
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
