@@ -201,3 +201,43 @@ fn bad_out_paths_are_bad_input_under_every_command() {
         }
     }
 }
+
+/// The same under `compare`: its report files are small, so a limit of one block fails the
+/// first write larger than 512 bytes.
+#[test]
+fn a_compare_whose_write_fails_leaves_the_earlier_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cmp");
+    let o = out.to_str().unwrap();
+    let args = [
+        "compare",
+        "--seeds",
+        "1",
+        "--set",
+        "duration_h=0.05",
+        "--no-plots",
+        "--out",
+        o,
+    ];
+    let (code, _, err) = common::gpusched(&args);
+    assert_eq!(code, 0, "{err}");
+    let before = listing(&out);
+    let r = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_gpusched"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("untouched"), "{err}");
+    assert_eq!(listing(&out), before, "the earlier report is untouched");
+    assert_eq!(
+        names(tmp.path()),
+        vec!["cmp".to_string()],
+        "no staging folder left"
+    );
+}
