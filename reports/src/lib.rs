@@ -6,5 +6,6 @@ pub mod fgd;
 pub mod font;
 pub mod openb_dynamic;
 pub mod run_report;
+pub mod staged;
 
 pub use run_report::{write_run, ReportError};

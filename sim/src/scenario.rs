@@ -427,10 +427,15 @@ pub fn gpu_model_from_name(name: &str) -> Option<GpuModel> {
 /// Loads a scenario file, applying `--set key=value` overrides.
 pub fn load_file(path: &Path, overrides: &[String]) -> Result<LoadedScenario, ScenarioError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: shown.clone(),
-        source,
-    })?;
+    let text = crate::text::read_utf8(path)
+        .map_err(|source| ScenarioError::Io {
+            path: shown.clone(),
+            source,
+        })?
+        .map_err(|message| ScenarioError::Parse {
+            path: shown.clone(),
+            message,
+        })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     load_str(&text, &shown, base, overrides)
 }
@@ -457,17 +462,17 @@ pub fn load_str(
     };
     // Deserialising straight from the text keeps line and column numbers in the errors.
     let mut scenario: Scenario = toml::from_str(text).map_err(parse_err)?;
+    let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+    for arg in overrides {
+        apply_override(&mut table, arg)?;
+    }
+    let table = toml::Value::Table(table);
+    // Every number, at any depth, wherever it came from (see crate::numbers).
+    crate::numbers::check(source, &table)?;
     if !overrides.is_empty() {
-        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
-        for arg in overrides {
-            apply_override(&mut table, arg)?;
-        }
-        scenario = toml::Value::Table(table)
+        scenario = table
             .try_into()
-            .map_err(|e: toml::de::Error| ScenarioError::Override {
-                arg: overrides.join(" "),
-                problem: e.to_string().trim_end().to_string(),
-            })?;
+            .map_err(|e: toml::de::Error| crate::validate::blame_override(text, overrides, e))?;
     }
     if let Some(inv) = scenario.pools_from.clone() {
         let path = if inv.path.is_absolute() {

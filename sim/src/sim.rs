@@ -38,6 +38,16 @@ pub enum SimError {
     Engine(#[from] gpusched_policies::config::ConfigError),
 }
 
+impl SimError {
+    /// Every way a run can stop early is a problem with what it was given (a malformed trace
+    /// row, an engine setting): exit code 2, like a malformed scenario, under every command.
+    pub fn is_input_error(&self) -> bool {
+        match self {
+            SimError::Trace(_) | SimError::Engine(_) => true,
+        }
+    }
+}
+
 /// One line of decisions.jsonl: the time, then the decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionRecord {
@@ -256,10 +266,11 @@ impl<'a> Sim<'a> {
             .map(|x| {
                 let cv = x.service_time_cv;
                 // Gamma with mean m and coefficient of variation cv: shape 1/cv², scale m·cv².
-                (cv > 0.0).then(|| {
-                    Gamma::new(1.0 / (cv * cv), x.service_time_ms * cv * cv)
-                        .expect("validated parameters")
-                })
+                // A cv so small that cv² underflows (1e-200) gives shape = inf, which Gamma
+                // refuses: such a demand is constant, as with cv = 0 (it used to panic here).
+                (cv > 0.0)
+                    .then(|| Gamma::new(1.0 / (cv * cv), x.service_time_ms * cv * cv).ok())
+                    .flatten()
             })
             .collect();
         let end = secs(sc.duration_s());

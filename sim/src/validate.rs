@@ -5,6 +5,58 @@ use crate::scenario::{LoadedScenario, ScenarioError, TrafficSpec};
 use std::collections::BTreeSet;
 
 pub fn validate(l: &LoadedScenario) -> Result<(), ScenarioError> {
+    validate_semantics(l)?;
+    // Sizes last: they assume the ranges above hold.
+    crate::limits::check(l)?;
+    catalog_consistent(l)
+}
+
+/// The overrides' error names the one `--set` that broke the scenario (applied in turn),
+/// not the whole list a sweep point or a variant expanded to.
+pub fn blame_override(text: &str, overrides: &[String], e: toml::de::Error) -> ScenarioError {
+    let problem = e.to_string().trim_end().to_string();
+    let mut table: toml::Table = toml::from_str(text).unwrap_or_default();
+    for arg in overrides {
+        if crate::scenario::apply_override(&mut table, arg).is_err() {
+            break;
+        }
+        let ok: Result<crate::scenario::Scenario, _> = toml::Value::Table(table.clone()).try_into();
+        if let Err(e) = ok {
+            return ScenarioError::Override {
+                arg: arg.clone(),
+                problem: e.to_string().trim_end().to_string(),
+            };
+        }
+    }
+    ScenarioError::Override {
+        arg: overrides.join(" "),
+        problem,
+    }
+}
+
+/// The GPU catalog after the scenario's overrides must describe a possible GPU: idle power
+/// at most the TDP (the energy model interpolates between them).
+fn catalog_consistent(l: &LoadedScenario) -> Result<(), ScenarioError> {
+    for name in l.scenario.gpu_models.keys() {
+        let Some(m) = crate::scenario::gpu_model_from_name(name) else {
+            continue;
+        };
+        let s = l.catalog.spec(m);
+        if s.idle_w > s.tdp_w {
+            return Err(ScenarioError::Invalid {
+                path: l.source.clone(),
+                key: format!("gpu_models.\"{name}\".idle_w"),
+                problem: format!(
+                    "{} W is above the TDP of {} W; idle power must be at most tdp_w",
+                    s.idle_w, s.tdp_w
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn validate_semantics(l: &LoadedScenario) -> Result<(), ScenarioError> {
     let s = &l.scenario;
     let bad = |key: String, problem: String| ScenarioError::Invalid {
         path: l.source.clone(),

@@ -95,10 +95,20 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
             return bad_input(format!("variant `{}` is given twice", v.name));
         }
     }
-    if a.seeds == 0 {
-        return bad_input("--seeds must be at least 1");
+    if a.seeds == 0 || a.seeds > gpusched_sim::limits::MAX_SEEDS {
+        return bad_input(format!(
+            "--seeds {}: must be 1..={}",
+            a.seeds,
+            gpusched_sim::limits::MAX_SEEDS
+        ));
     }
-    let seeds: Vec<u64> = (a.first_seed..a.first_seed + a.seeds).collect();
+    let Some(last) = a.first_seed.checked_add(a.seeds) else {
+        return bad_input(format!(
+            "--first-seed {}: the seeds run past 2^64",
+            a.first_seed
+        ));
+    };
+    let seeds: Vec<u64> = (a.first_seed..last).collect();
     let baseline = match &a.baseline {
         None => None,
         Some(b) if variants.iter().any(|v| &v.name == b) && !Path::new(b).is_file() => {
@@ -170,6 +180,13 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
             }
         }
     }
+    let runs = refs.len() as u64 * variants.len() as u64 * seeds.len() as u64;
+    if runs > gpusched_sim::limits::MAX_RUNS {
+        return bad_input(format!(
+            "scenarios × variants × seeds is {runs} runs; the limit is {}",
+            gpusched_sim::limits::MAX_RUNS
+        ));
+    }
     let mut jobs = Vec::new();
     for (r, label) in refs.iter().zip(&labels) {
         for v in &variants {
@@ -187,6 +204,11 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
         }
     }
 
+    // An unusable --out is refused before any run; the report is written whole or not at all.
+    let stage = match super::stage_out(&a.out) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let started = Instant::now();
     let bar = ProgressBar::new(jobs.len() as u64);
     bar.set_style(
@@ -198,8 +220,7 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             bar.finish_and_clear();
-            eprintln!("error: {e}");
-            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+            return super::fail(e);
         }
     };
     bar.finish_and_clear();
@@ -214,22 +235,24 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
     let violations = evaluate(&exprs, &pairs);
     let gate_md = gate_markdown(&exprs, &violations);
     match gpusched_reports::compare::write_compare(
-        &a.out,
+        stage.path(),
         &report,
         base_variant.as_deref(),
         &gate_md,
         !a.no_plots,
     ) {
-        Ok(files) => eprintln!(
-            "{} runs in {wall:.1} s; wrote {} files to {}",
-            report.runs.len(),
-            files.len(),
-            a.out.display()
-        ),
-        Err(e) => {
-            eprintln!("error: writing the report: {e}");
-            return ExitCode::from(1);
+        Ok(files) => {
+            if let Err(e) = stage.commit() {
+                return super::fail(e);
+            }
+            eprintln!(
+                "{} runs in {wall:.1} s; wrote {} files to {}",
+                report.runs.len(),
+                files.len(),
+                a.out.display()
+            )
         }
+        Err(e) => return super::write_failed(&stage, e),
     }
     print!("{}", report.to_markdown(base_variant.as_deref()));
     print!("{gate_md}");

@@ -133,6 +133,13 @@ fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
         if b < a {
             return Err(format!("empty seed range `{s}`"));
         }
+        // Counted before collected: `0..=18446744073709551615` must not allocate.
+        if b - a >= gpusched_sim::limits::MAX_SEEDS {
+            return Err(format!(
+                "seed range `{s}` has more than {} seeds",
+                gpusched_sim::limits::MAX_SEEDS
+            ));
+        }
         return Ok((a..=b).collect());
     }
     s.split(',')
@@ -161,11 +168,18 @@ fn parse_policies(v: &[String]) -> Result<Vec<OpenbPolicy>, String> {
 fn experiment(a: &RunArgs) -> Result<Experiment, String> {
     let sc = match &a.scenario {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str::<ScenarioFile>(&text)
+            let text = gpusched_sim::text::read_utf8(path)
                 .map_err(|e| format!("{}: {e}", path.display()))?
-                .fgd
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let sc = toml::from_str::<ScenarioFile>(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .fgd;
+            // Every number through the one range check (gpusched_sim::numbers).
+            if let Ok(v) = toml::from_str::<toml::Value>(&text) {
+                gpusched_sim::numbers::check(&path.display().to_string(), &v)
+                    .map_err(|e| e.to_string())?;
+            }
+            sc
         }
         None => ScenarioFgd::default(),
     };
@@ -199,14 +213,32 @@ fn experiment(a: &RunArgs) -> Result<Experiment, String> {
     if exp.runs() == 0 {
         return Err("nothing to run".into());
     }
-    if !(exp.tune > 0.0) {
-        return Err(format!("--tune must be positive, got {}", exp.tune));
+    if !(exp.tune > 0.0 && exp.tune <= gpusched_sim::limits::MAX_TOP_UP) {
+        return Err(format!(
+            "--tune {}: the top-up target must be within 0 < x <= {} (pods after top-up = pods × tune)",
+            exp.tune,
+            gpusched_sim::limits::MAX_TOP_UP
+        ));
+    }
+    if exp.seeds.len() as u64 > gpusched_sim::limits::MAX_SEEDS
+        || exp.runs() as u64 > gpusched_sim::limits::MAX_RUNS
+    {
+        return Err(format!(
+            "{} seeds, {} runs: the limits are {} seeds and {} runs",
+            exp.seeds.len(),
+            exp.runs(),
+            gpusched_sim::limits::MAX_SEEDS,
+            gpusched_sim::limits::MAX_RUNS
+        ));
     }
     Ok(exp)
 }
 
 fn run_cmd(a: &RunArgs) -> Result<ExitCode, String> {
     let exp = experiment(a)?;
+    // The tables and plots appear whole or not at all (gpusched_reports::staged); an unusable
+    // --out is refused before the runs.
+    let stage = gpusched_reports::staged::StagedDir::new(&a.out).map_err(|e| e.to_string())?;
     let n = exp.runs();
     eprintln!(
         "fgd run: {} pod lists × {} policies × {} seeds = {n} runs, tune {}",
@@ -233,11 +265,22 @@ fn run_cmd(a: &RunArgs) -> Result<ExitCode, String> {
     };
     let results = run_experiment(&exp, a.jobs, &progress).map_err(|e| e.to_string())?;
     eprintln!("{n} runs in {:.2} s", started.elapsed().as_secs_f64());
-    write_all(&a.out, &results).map_err(|e| e.to_string())?;
-    eprintln!("tables written to {}", a.out.display());
-    if !a.no_plots {
-        plots(&a.out, &results)?;
+    // A write that fails part-way is a failed run (exit 1), not bad input.
+    let written = write_all(stage.path(), &results)
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            if a.no_plots {
+                Ok(())
+            } else {
+                plots(stage.path(), &results)
+            }
+        })
+        .map_err(|e| stage.write_error(stage.path(), std::io::Error::other(e)))
+        .and_then(|_| stage.commit());
+    if let Err(e) = written {
+        return Ok(super::fail(e));
     }
+    eprintln!("tables written to {}", a.out.display());
     match &a.reference {
         Some(r) => compare_cmd(r, &a.out, a.tolerance_pp, 0.5, None),
         None => Ok(ExitCode::SUCCESS),
@@ -260,7 +303,7 @@ fn compare_cmd(
     let md = c.to_markdown();
     println!("{md}");
     if let Some(path) = report {
-        std::fs::write(path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
+        gpusched_reports::staged::write_file(path, md.as_bytes()).map_err(|e| e.to_string())?;
     }
     Ok(if c.passed() {
         ExitCode::SUCCESS

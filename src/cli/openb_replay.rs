@@ -2,8 +2,8 @@
 //! replayed over time under several policies, written to out/<name>/ (summary.json,
 //! timeseries.csv, report.md, plots).
 
-use super::bad_input;
 use super::run::RunArgs;
+use super::{bad_input, fail, stage_out};
 use gpusched_sim::openb::replay::{load_replay, run_replay};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,24 +18,24 @@ pub fn execute(a: &RunArgs, scenario: &Path) -> ExitCode {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&l.name));
+    // Checked before the replay; written whole or not at all (see gpusched_reports::staged).
+    let stage = match stage_out(&out) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let started = Instant::now();
     let o = match run_replay(&l) {
         Ok(o) => o,
         Err(e) => return bad_input(format!("{}: {e}", l.source.display())),
     };
     let wall = started.elapsed().as_secs_f64();
-    if let Err(e) = std::fs::create_dir_all(&out) {
-        eprintln!("error: {}: {e}", out.display());
-        return ExitCode::from(1);
-    }
     let figures = if a.no_plots {
         Vec::new()
     } else {
-        match gpusched_reports::openb_dynamic::write_plots(&out, &o) {
+        match gpusched_reports::openb_dynamic::write_plots(stage.path(), &o) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("error: plots: {e}");
-                return ExitCode::from(1);
+                return fail(stage.write_error(stage.path(), std::io::Error::other(e)));
             }
         }
     };
@@ -45,10 +45,13 @@ pub fn execute(a: &RunArgs, scenario: &Path) -> ExitCode {
         ("report.md", o.report_md(&figures)),
     ];
     for (name, body) in &files {
-        if let Err(e) = std::fs::write(out.join(name), body) {
-            eprintln!("error: {}: {e}", out.join(name).display());
-            return ExitCode::from(1);
+        let p = stage.path().join(name);
+        if let Err(e) = std::fs::write(&p, body) {
+            return fail(stage.write_error(&p, e));
         }
+    }
+    if let Err(e) = stage.commit() {
+        return fail(e);
     }
     let s = &o.summary;
     println!(

@@ -1,6 +1,6 @@
 //! `gpusched run [SCENARIO]`: simulate and write out/<scenario>/.
 
-use super::{bad_input, load_scenario};
+use super::{bad_input, fail, load_scenario, stage_out, write_failed};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +49,12 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&sc.scenario.name));
+    // Refuse an unusable --out before simulating, and write into a staging sibling so a
+    // failure part-way leaves any earlier run's folder as it was.
+    let stage = match stage_out(&out) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let started = Instant::now();
     // The bar appears only once a run has taken more than a second.
     let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
@@ -72,24 +78,19 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             bar.finish_and_clear();
-            // A malformed trace is bad input (exit 2), like a malformed scenario.
-            if matches!(e, gpusched_sim::SimError::Trace(_)) {
-                return bad_input(format!("{}: {e}", sc.source));
-            }
-            eprintln!("error: {}: {e}", sc.source);
-            return ExitCode::from(1);
+            return fail(Located(&sc.source, e));
         }
     };
     bar.finish_and_clear();
     super::trace::print_replay_reports(&result.trace_reports);
     let wall = started.elapsed().as_secs_f64();
-    let written = match gpusched_reports::write_run(&out, &result, !a.no_plots) {
+    let written = match gpusched_reports::write_run(stage.path(), &result, !a.no_plots) {
         Ok(w) => w,
-        Err(e) => {
-            eprintln!("error: writing the report: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return write_failed(&stage, e),
     };
+    if let Err(e) = stage.commit() {
+        return fail(e);
+    }
     let s = &result.summary;
     println!(
         "{}: {} requests, {} served, {} failed, p99 {:.1} ms, SLO {:.2} %, {:.1} kWh, ${:.2} (${:.4}/1k inferences)",
@@ -104,6 +105,21 @@ pub fn execute(a: &RunArgs) -> ExitCode {
     );
     println!("wrote {} files to {}", written.files.len(), out.display());
     ExitCode::SUCCESS
+}
+
+/// A run's error prefixed with the scenario it came from, keeping its class.
+struct Located<'a>(&'a str, gpusched_sim::SimError);
+
+impl std::fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0, self.1)
+    }
+}
+
+impl super::Classify for Located<'_> {
+    fn is_input_error(&self) -> bool {
+        self.1.is_input_error()
+    }
 }
 
 /// Spec files for other commands live in scenarios/ too: say which command runs them rather

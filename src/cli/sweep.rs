@@ -79,6 +79,18 @@ fn slo_with(base: &Slo, p99: Option<f64>, failed: Option<f64>) -> Slo {
     }
 }
 
+/// The SLO flags: finite and >= 0 (NaN would make every fleet fail the SLO, silently).
+fn check_slo_flags(p99: Option<f64>, failed: Option<f64>) -> Result<(), String> {
+    for (flag, v) in [("--max-p99-ms", p99), ("--max-failed-pct", failed)] {
+        if let Some(v) = v {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(format!("{flag} {v}: must be a finite number >= 0"));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn execute(a: &SweepArgs) -> ExitCode {
     if let Some(SweepCmd::Merge(m)) = &a.cmd {
         return execute_merge(m);
@@ -90,6 +102,9 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return bad_input(e),
     };
+    if let Err(e) = check_slo_flags(a.max_p99_ms, a.max_failed_pct) {
+        return bad_input(e);
+    }
     let slo = slo_with(&sweep.spec.slo, a.max_p99_ms, a.max_failed_pct);
     let out = a
         .out
@@ -97,8 +112,19 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         .unwrap_or_else(|| PathBuf::from("out/sweep").join(&sweep.spec.name));
 
     if let Some(file) = &a.emit_k8s_job {
-        if a.shards == 0 {
-            return bad_input("--shards must be at least 1");
+        // An Indexed Job's completions are a 32-bit count, and a shard without points is a
+        // pod that does nothing: at most one shard per point.
+        if a.shards == 0 || a.shards > sweep.points.len() {
+            return bad_input(format!(
+                "--shards {}: must be 1..={} (the sweep's points)",
+                a.shards,
+                sweep.points.len()
+            ));
+        }
+        if let Some(p) = a.parallelism {
+            if p == 0 || p > a.shards {
+                return bad_input(format!("--parallelism {p}: must be 1..={}", a.shards));
+            }
         }
         let mut extra = Vec::new();
         if let Some(v) = a.max_p99_ms {
@@ -117,9 +143,8 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
             extra_args: extra,
         };
         let text = serde_json::to_string_pretty(&job_manifest(&params)).unwrap_or_default() + "\n";
-        if let Err(e) = std::fs::write(file, text) {
-            eprintln!("error: {}: {e}", file.display());
-            return ExitCode::from(1);
+        if let Err(e) = gpusched_reports::staged::write_file(file, text.as_bytes()) {
+            return super::fail(e);
         }
         println!(
             "wrote {} ({} points in {} shards). Then: kubectl apply -f {}; when it completes, \
@@ -133,12 +158,23 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // An unusable --out is refused before any run (the staging folder is opened again, and
+    // filled, once the results are in).
+    let out_ok = if a.shard.is_some() {
+        gpusched_reports::staged::check_file_target(&out.join("sweep-part.json"))
+    } else {
+        gpusched_reports::staged::StagedDir::new(&out).map(drop)
+    };
+    if let Err(e) = out_ok {
+        return super::fail(e);
+    }
     // Validate every point's scenario before running any.
     let shard = a.shard.unwrap_or(Shard { index: 0, count: 1 });
     let points = sweep.shard(shard);
     let jobs = sweep.jobs(&points);
     if let Err(e) = gpusched_sim::experiment::runner::prepare(&jobs) {
-        return bad_input(e);
+        // Name the spec: the point's overrides came from its axes.
+        return bad_input(format!("{}: {e}", spec_path.display()));
     }
     let started = Instant::now();
     let bar = ProgressBar::new(jobs.len() as u64);
@@ -151,8 +187,7 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             bar.finish_and_clear();
-            eprintln!("error: {e}");
-            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+            return super::fail(e);
         }
     };
     bar.finish_and_clear();
@@ -172,22 +207,15 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
             slo,
             rows,
         };
+        // Shards share one folder: each part is one file, written whole (temp + rename).
         let path = out.join(part.file_name());
-        let written = std::fs::create_dir_all(&out).and_then(|_| {
-            std::fs::write(
-                &path,
-                serde_json::to_string_pretty(&part).unwrap_or_default() + "\n",
-            )
-        });
-        return match written {
+        let text = serde_json::to_string_pretty(&part).unwrap_or_default() + "\n";
+        return match gpusched_reports::staged::write_file(&path, text.as_bytes()) {
             Ok(()) => {
                 println!("wrote {}", path.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                ExitCode::from(1)
-            }
+            Err(e) => super::fail(e),
         };
     }
     let result = recommend(&sweep.spec.name, &sweep.fingerprint, &slo, rows);
@@ -199,8 +227,21 @@ fn finish(
     result: &gpusched_sim::experiment::sweep::SweepResult,
     plots: bool,
 ) -> ExitCode {
-    match gpusched_reports::compare::write_sweep(out, result, plots) {
+    let stage = match super::stage_out(out) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // `sweep merge` writes into its first shard folder by default: keep the shard files.
+    if let Err(e) =
+        stage.keep_from_existing(|n| n.starts_with("sweep-part-") && n.ends_with(".json"))
+    {
+        return super::fail(e);
+    }
+    match gpusched_reports::compare::write_sweep(stage.path(), result, plots) {
         Ok(files) => {
+            if let Err(e) = stage.commit() {
+                return super::fail(e);
+            }
             for r in &result.recommendations {
                 match r.point {
                     Some(i) => println!(
@@ -217,10 +258,7 @@ fn finish(
             println!("wrote {} files to {}", files.len(), out.display());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: writing the sweep: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => super::write_failed(&stage, e),
     }
 }
 
@@ -254,6 +292,9 @@ fn execute_merge(m: &MergeArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return bad_input(e),
     };
+    if let Err(e) = check_slo_flags(m.max_p99_ms, m.max_failed_pct) {
+        return bad_input(e);
+    }
     let slo = slo_with(&slo, m.max_p99_ms, m.max_failed_pct);
     let result = recommend(&name, &fingerprint, &slo, rows);
     let out = m.out.clone().unwrap_or_else(|| m.dirs[0].clone());

@@ -296,9 +296,10 @@ fn show(a: &InspectArgs, r: InspectReport) -> ExitCode {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out/trace-inspect").join(&stem));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return bad_input(format!("{}: {e}", dir.display()));
-    }
+    let stage = match super::stage_out(&dir) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let panel = LinePanel {
         title: format!("{stem}: requests per second, 1-minute windows"),
         x_label: "minute".into(),
@@ -308,15 +309,15 @@ fn show(a: &InspectArgs, r: InspectReport) -> ExitCode {
             points: r.qps_per_min.clone(),
         }],
     };
-    match panels_to_files(&dir, "qps", (1100, 420), &[panel]) {
-        Ok(()) => {
+    let written = panels_to_files(stage.path(), "qps", (1100, 420), &[panel])
+        .map_err(|e| stage.write_error(stage.path(), std::io::Error::other(e)))
+        .and_then(|_| stage.commit());
+    match written {
+        Ok(_) => {
             println!("plot: {}/qps.svg and qps.png", dir.display());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: plotting: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => super::fail(e),
     }
 }
 
@@ -416,8 +417,41 @@ fn cluster(a: &ClusterArgs) -> ExitCode {
 }
 
 fn synth(a: &SynthArgs) -> ExitCode {
-    if !(a.duration_s > 0.0 && a.duration_s.is_finite()) {
-        return bad_input("--duration-s must be positive");
+    // The flags go through the rules of the scenario keys they stand for.
+    use gpusched_sim::numbers::check_flag;
+    let flags = [
+        ("--duration-s", "duration_s", a.duration_s),
+        ("--qps", "traffic.qps", a.qps),
+        ("--scale", "traffic.scale", a.scale),
+        ("--from-qps", "traffic.from_qps", a.from_qps),
+        ("--to-qps", "traffic.to_qps", a.to_qps),
+        ("--ramp-start-s", "traffic.start_s", a.ramp_start_s),
+        (
+            "--ramp-end-s",
+            "traffic.end_s",
+            a.ramp_end_s.unwrap_or(a.duration_s),
+        ),
+        ("--bin-s", "traffic.bin_s", a.bin_s),
+        ("--rate-scale", "traffic.rate_scale", a.rate_scale),
+    ];
+    for (flag, key, v) in flags {
+        if let Err(e) = check_flag(flag, key, v) {
+            return bad_input(e);
+        }
+    }
+    let peak = match a.kind.as_str() {
+        "poisson" => a.qps,
+        "diurnal" => 300.0 * a.scale,
+        "ramp" => a.from_qps.max(a.to_qps),
+        _ => 0.0,
+    };
+    if peak * a.duration_s > gpusched_sim::limits::MAX_REQUESTS {
+        return bad_input(format!(
+            "--duration-s {} at {peak} req/s is {:.3e} requests; the limit is {:e}",
+            a.duration_s,
+            peak * a.duration_s,
+            gpusched_sim::limits::MAX_REQUESTS
+        ));
     }
     let gen: Box<dyn Iterator<Item = TraceRequest>> = match a.kind.as_str() {
         "poisson" => Box::new(Generator::curve(
@@ -509,23 +543,18 @@ fn synth(a: &SynthArgs) -> ExitCode {
             ))
         }
     };
-    let file = match std::fs::File::create(&a.out) {
-        Ok(f) => f,
-        Err(e) => return bad_input(format!("{}: {e}", a.out.display())),
-    };
-    let mut w = std::io::BufWriter::new(file);
+    // Written to a temporary sibling and renamed: a failure part-way leaves no cut-off trace.
     let mut n = 0u64;
-    let res = (|| -> std::io::Result<()> {
+    let res = gpusched_reports::staged::write_file_with(&a.out, |w| {
         writeln!(w, "{}", gpusched::HEADER)?;
         for r in gen {
-            gpusched::write_row(&mut w, &r)?;
+            gpusched::write_row(w, &r)?;
             n += 1;
         }
-        w.flush()
-    })();
+        Ok(())
+    });
     if let Err(e) = res {
-        eprintln!("error: writing {}: {e}", a.out.display());
-        return ExitCode::from(1);
+        return super::fail(e);
     }
     println!(
         "wrote {n} requests ({} s, kind {}, seed {}) to {}",

@@ -93,6 +93,37 @@ pub fn execute(a: &TuneArgs) -> ExitCode {
             h.label = format!("{} (held out)", h.label);
         }
     }
+    for (flag, n) in [
+        ("--train-seeds", a.train_seeds),
+        ("--holdout-seeds", a.holdout_seeds),
+    ] {
+        if n > gpusched_sim::limits::MAX_SEEDS {
+            return super::bad_input(format!(
+                "{flag} {n}: the limit is {}",
+                gpusched_sim::limits::MAX_SEEDS
+            ));
+        }
+    }
+    let runs = (a.budget as u64 + 1)
+        .saturating_mul(a.train_seeds.max(a.holdout_seeds))
+        .saturating_mul((a.train.len() + a.holdout.len()) as u64);
+    if runs > gpusched_sim::limits::MAX_RUNS {
+        return super::bad_input(format!(
+            "--budget {} × seeds × scenarios is about {runs} runs; the limit is {}",
+            a.budget,
+            gpusched_sim::limits::MAX_RUNS
+        ));
+    }
+    for (flag, v) in [
+        ("--max-p99-ms", a.max_p99_ms),
+        ("--max-failed-pct", a.max_failed_pct),
+    ] {
+        if let Some(v) = v {
+            if !(v >= 0.0 && v.is_finite()) {
+                return super::bad_input(format!("{flag} {v}: must be a finite number >= 0"));
+            }
+        }
+    }
     let cfg = TuneConfig {
         train,
         train_seeds: (1..=a.train_seeds).collect(),
@@ -107,24 +138,31 @@ pub fn execute(a: &TuneArgs) -> ExitCode {
         budget: a.budget,
         search_seed: a.search_seed,
     };
+    // An unusable --out is refused before the search; tune.md and tune.json appear together.
+    let stage = match super::stage_out(&a.out) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let started = std::time::Instant::now();
     let report = match tune(&cfg, &|done, total| {
         eprintln!("tune: {done}/{total} candidates evaluated")
     }) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+            return super::fail(e);
         }
     };
     let md = report.to_markdown();
     let json = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
-    let written = std::fs::create_dir_all(&a.out)
-        .and_then(|_| std::fs::write(a.out.join("tune.md"), &md))
-        .and_then(|_| std::fs::write(a.out.join("tune.json"), json));
+    let written = std::fs::write(stage.path().join("tune.md"), &md)
+        .map_err(|e| stage.write_error(&stage.path().join("tune.md"), e))
+        .and_then(|_| {
+            std::fs::write(stage.path().join("tune.json"), json)
+                .map_err(|e| stage.write_error(&stage.path().join("tune.json"), e))
+        })
+        .and_then(|_| stage.commit());
     if let Err(e) = written {
-        eprintln!("error: {}: {e}", a.out.display());
-        return ExitCode::from(1);
+        return super::fail(e);
     }
     print!("{md}");
     eprintln!(

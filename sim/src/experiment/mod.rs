@@ -33,14 +33,13 @@ pub enum ExperimentError {
 }
 
 impl ExperimentError {
-    /// Whether the error is in the user's input (a scenario, a spec, a flag) rather than a run.
+    /// Whether the error is in the user's input (a scenario, a spec, a flag, a trace a run
+    /// read) rather than a run that failed: the one rule behind exit code 2 for `compare`,
+    /// `sweep` and `tune` alike (a bad trace used to be exit 1 here and exit 2 under `run`).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(
-            self,
-            ExperimentError::Run {
-                source: crate::SimError::Trace(_),
-                ..
-            }
-        )
+        match self {
+            ExperimentError::Scenario(_) | ExperimentError::BadInput(_) => true,
+            ExperimentError::Run { source, .. } => source.is_input_error(),
+        }
     }
 }

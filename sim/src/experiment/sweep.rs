@@ -158,17 +158,30 @@ pub struct Sweep {
 
 impl Sweep {
     pub fn load(path: &Path) -> Result<Sweep, ExperimentError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ExperimentError::BadInput(format!(
-                "{}: cannot read the sweep spec: {e}",
-                path.display()
-            ))
-        })?;
+        let text = crate::text::read_utf8(path)
+            .map_err(|e| {
+                ExperimentError::BadInput(format!(
+                    "{}: cannot read the sweep spec: {e}",
+                    path.display()
+                ))
+            })?
+            .map_err(|e| ExperimentError::BadInput(format!("{}: {e}", path.display())))?;
         let spec: SweepSpec = toml::from_str(&text).map_err(|e| {
             ExperimentError::BadInput(format!("{}: {}", path.display(), e.to_string().trim_end()))
         })?;
+        // Every number through the one range check (crate::numbers), naming the spec's key.
+        if let Ok(v) = toml::from_str::<toml::Value>(&text) {
+            crate::numbers::check(&path.display().to_string(), &v)
+                .map_err(|e| ExperimentError::BadInput(e.to_string()))?;
+        }
         let base = path.parent().unwrap_or(Path::new(""));
-        Sweep::from_spec(spec, base)
+        // Every refusal names the spec file, not only the key.
+        Sweep::from_spec(spec, base).map_err(|e| match e {
+            ExperimentError::BadInput(m) => {
+                ExperimentError::BadInput(format!("{}: {m}", path.display()))
+            }
+            e => e,
+        })
     }
 
     pub fn from_spec(spec: SweepSpec, base_dir: &Path) -> Result<Sweep, ExperimentError> {
@@ -178,6 +191,30 @@ impl Sweep {
         if spec.growth.is_empty() || spec.growth.iter().any(|g| !(*g > 0.0) || !g.is_finite()) {
             return Err(ExperimentError::BadInput(
                 "sweep: `growth` must list positive multipliers".into(),
+            ));
+        }
+        if spec.seeds.len() as u64 > crate::limits::MAX_SEEDS {
+            return Err(ExperimentError::BadInput(format!(
+                "sweep: seeds: {} seeds; the limit is {}",
+                spec.seeds.len(),
+                crate::limits::MAX_SEEDS
+            )));
+        }
+        for (k, v) in [
+            ("max_p99_ms", spec.slo.max_p99_ms),
+            ("max_failed_pct", spec.slo.max_failed_pct),
+        ] {
+            if let Some(v) = v {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err(ExperimentError::BadInput(format!(
+                        "sweep: slo.{k}: {v} must be a finite number >= 0"
+                    )));
+                }
+            }
+        }
+        if spec.growth.iter().any(|g| *g > 1e6) {
+            return Err(ExperimentError::BadInput(
+                "sweep: growth: multipliers above 1e6 would exceed the rate limit".into(),
             ));
         }
         let scenario = match &spec.scenario {
@@ -194,6 +231,27 @@ impl Sweep {
             return Err(ExperimentError::BadInput(
                 "sweep: an axis has no levels".into(),
             ));
+        }
+        // Count the runs before listing them: a grid of many long axes must be refused, not
+        // allocated (or overflow the product).
+        let fleets_n = match spec.search {
+            Search::Grid => levels
+                .iter()
+                .try_fold(1u64, |a, l| a.checked_mul(l.len() as u64)),
+            Search::Random { samples, .. } => Some(samples as u64),
+        };
+        let runs = fleets_n
+            .and_then(|n| n.checked_mul(spec.growth.len() as u64))
+            .and_then(|n| n.checked_mul(spec.seeds.len() as u64));
+        match runs {
+            Some(n) if n <= crate::limits::MAX_RUNS => {}
+            _ => {
+                return Err(ExperimentError::BadInput(format!(
+                    "sweep: axes × growth × seeds is {} runs; the limit is {}",
+                    runs.map_or("more than 2^64".to_string(), |n| n.to_string()),
+                    crate::limits::MAX_RUNS
+                )))
+            }
         }
         let combos = fleets(&levels, &spec.search)?;
         let mut points = Vec::new();
@@ -276,7 +334,12 @@ impl Sweep {
 
 /// The fleet combinations (one level index per axis), in a fixed order.
 fn fleets(levels: &[Vec<Level>], search: &Search) -> Result<Vec<Vec<usize>>, ExperimentError> {
-    let total: usize = levels.iter().map(Vec::len).product();
+    let total: usize = levels
+        .iter()
+        .try_fold(1usize, |a, l| a.checked_mul(l.len()))
+        .ok_or_else(|| {
+            ExperimentError::BadInput("sweep: the grid has more than 2^64 fleets".into())
+        })?;
     let decode = |mut k: usize| -> Vec<usize> {
         // Last axis fastest, like nested loops written in axis order.
         let mut idx = vec![0; levels.len()];
@@ -297,9 +360,11 @@ fn fleets(levels: &[Vec<Level>], search: &Search) -> Result<Vec<Vec<usize>>, Exp
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
             let want = (*samples).min(total);
             let mut picked: Vec<usize> = Vec::with_capacity(want);
+            // A set for the membership test: `picked.contains` was quadratic in `samples`.
+            let mut seen = std::collections::HashSet::with_capacity(want);
             while picked.len() < want {
                 let k = rng.random_range(0..total);
-                if !picked.contains(&k) {
+                if seen.insert(k) {
                     picked.push(k);
                 }
             }

@@ -133,16 +133,27 @@ fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
 
 /// Loads and checks a replay scenario; `seed` replaces the seed list.
 pub fn load_replay(path: &Path, sets: &[String], seed: Option<u64>) -> Result<LoadedReplay> {
-    let text = std::fs::read_to_string(path).map_err(|source| OpenbError::Io {
-        path: path.into(),
-        source,
-    })?;
     let data = |message: String| OpenbError::Data {
         path: path.into(),
         message,
     };
+    let text = crate::text::read_utf8(path)
+        .map_err(|source| OpenbError::Io {
+            path: path.into(),
+            source,
+        })?
+        .map_err(data)?;
     let mut table: toml::Table = text.parse().map_err(|e| data(format!("{e}")))?;
     apply_sets(&mut table, sets).map_err(|e| data(e.to_string()))?;
+    // Every number through the scenario's range rules (crate::numbers).
+    let value = toml::Value::Table(table);
+    crate::numbers::check(&path.display().to_string(), &value).map_err(|e| match e {
+        crate::ScenarioError::Invalid { key, problem, .. } => data(format!("{key}: {problem}")),
+        e => data(e.to_string()),
+    })?;
+    let toml::Value::Table(table) = value else {
+        unreachable!("built from a table above")
+    };
     let file: ReplayFile = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| data(format!("{e}")))?;
@@ -152,6 +163,13 @@ pub fn load_replay(path: &Path, sets: &[String], seed: Option<u64>) -> Result<Lo
     }
     if spec.seeds.is_empty() {
         return Err(data("[openb_replay] seeds: at least one seed".into()));
+    }
+    if spec.seeds.len() as u64 > crate::limits::MAX_SEEDS {
+        return Err(data(format!(
+            "[openb_replay] seeds: {} seeds; the limit is {}",
+            spec.seeds.len(),
+            crate::limits::MAX_SEEDS
+        )));
     }
     let policies = spec
         .policies

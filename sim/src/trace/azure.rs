@@ -35,7 +35,7 @@ impl Reader {
         let ts = parse_datetime(raw).ok_or_else(|| {
             r.err(
                 self.c_t,
-                format!("`{raw}` is not a timestamp `YYYY-MM-DD HH:MM:SS.fffffff`"),
+                format!("`{raw}` is not a timestamp `YYYY-MM-DD HH:MM:SS.fffffff` with a year within 1900..=2200"),
             )
         })?;
         let input = r.tokens(self.c_in)?;

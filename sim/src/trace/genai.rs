@@ -42,7 +42,7 @@ impl Reader {
         let ts = parse_datetime(raw).ok_or_else(|| {
             r.err(
                 self.c_t,
-                format!("`{raw}` is not a timestamp `YYYY-MM-DD HH:MM:SS`"),
+                format!("`{raw}` is not a timestamp `YYYY-MM-DD HH:MM:SS` with a year within 1900..=2200"),
             )
         })?;
         let demand_ms = match r.opt_f64(self.c_exec)? {

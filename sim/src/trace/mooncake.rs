@@ -18,6 +18,9 @@ struct Row {
     hash_ids: serde::de::IgnoredAny,
 }
 
+/// The longest JSON line read (the shipped trace's longest is a few KB).
+const MAX_LINE_BYTES: u64 = 1 << 20;
+
 pub struct Reader {
     path: String,
     r: Box<dyn BufRead + Send>,
@@ -66,7 +69,12 @@ impl RequestStream for Reader {
                 return None;
             }
             self.buf.clear();
-            match self.r.read_line(&mut self.buf) {
+            // Bytes first, then text: a line that is not UTF-8 is a row error on its own line
+            // (read_line would fail before counting it), and a line is bounded in length so a
+            // file without newlines cannot grow the buffer without limit.
+            let mut bytes = Vec::new();
+            match std::io::Read::take(&mut self.r, MAX_LINE_BYTES + 1).read_until(b'\n', &mut bytes)
+            {
                 Ok(0) => {
                     self.done = true;
                     return None;
@@ -75,6 +83,22 @@ impl RequestStream for Reader {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(self.err("-", format!("cannot read: {e}"))));
+                }
+            }
+            if bytes.len() as u64 > MAX_LINE_BYTES {
+                self.done = true;
+                return Some(Err(self.err(
+                    "-",
+                    format!("the line is longer than {MAX_LINE_BYTES} bytes: not a request"),
+                )));
+            }
+            match String::from_utf8(bytes) {
+                Ok(t) => self.buf = t,
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to() + 1;
+                    return Some(Err(
+                        self.err("-", format!("byte {at}: not valid UTF-8 text"))
+                    ));
                 }
             }
             if self.buf.trim().is_empty() {

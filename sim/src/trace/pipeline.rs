@@ -176,6 +176,9 @@ impl Ord for Pending {
     }
 }
 
+/// The longest service demand a row may give: the simulated-time limit.
+const MAX_DEMAND_MS: f64 = crate::limits::MAX_DURATION_S * 1000.0;
+
 /// One copy of the trace: a reader with its checks, window, thinning and shift.
 struct Copy {
     stream: Box<dyn RequestStream>,
@@ -224,6 +227,30 @@ impl Copy {
                     };
                     if !r.t_s.is_finite() {
                         let e = err(format!("{} s is not a valid time", r.t_s));
+                        self.bad(e)?;
+                    } else if r
+                        .demand_ms
+                        .is_some_and(|d| !(d.is_finite() && d >= 0.0 && d <= MAX_DEMAND_MS))
+                    {
+                        // A demand of 1e300 ms would hold a slot for ever, silently.
+                        let e = TraceError {
+                            path: self.stream.path().to_string(),
+                            line: r.line,
+                            field: "demand".into(),
+                            problem: format!(
+                                "{:e} ms is not a service demand within 0..={MAX_DEMAND_MS:e} ms (10 years)",
+                                r.demand_ms.unwrap_or_default()
+                            ),
+                        };
+                        self.bad(e)?;
+                    } else if r.t_s > crate::limits::MAX_TRACE_TIME_S {
+                        // Refused, not replayed: a row centuries on would make the replay run
+                        // for ever (or overflow the simulator's microsecond clock).
+                        let e = err(format!(
+                            "{:e} s after the trace's start is beyond the limit of {:e} s (about 317 years)",
+                            r.t_s,
+                            crate::limits::MAX_TRACE_TIME_S
+                        ));
                         self.bad(e)?;
                     } else if r.t_s < 0.0 {
                         let e = err(format!(

@@ -1,6 +1,7 @@
 //! `trace inspect`: rows, span, the request rate over 1/5/15-minute windows, token and demand
-//! distributions, and the QPS curve. Counts are kept per minute (memory grows with the span in
-//! minutes, not with rows) and distributions from a bounded sample (exact up to its size).
+//! distributions, and the QPS curve. Counts are kept per minute that has rows (sparse: a row
+//! centuries after the others costs one entry, not a vector as long as the span) and
+//! distributions from a bounded sample (exact up to its size).
 
 use super::synth::Reservoir;
 use super::TraceRequest;
@@ -12,7 +13,7 @@ pub struct Inspector {
     rows: u64,
     first: f64,
     last: f64,
-    per_min: Vec<u64>,
+    per_min: std::collections::BTreeMap<u64, u64>,
     sample: Reservoir,
     sums: [(u64, f64, f64); 3],
 }
@@ -57,10 +58,36 @@ impl Default for Inspector {
             rows: 0,
             first: f64::NAN,
             last: f64::NAN,
-            per_min: Vec::new(),
+            per_min: std::collections::BTreeMap::new(),
             sample: Reservoir::new(SAMPLE_ROWS, 7),
             sums: [(0, 0.0, 0.0); 3],
         }
+    }
+}
+
+/// Minutes the QPS curve lists one by one (about two years); a longer span lists only the
+/// minutes with rows, so the plot's size stays bounded by the rows.
+const DENSE_CURVE_MINUTES: u64 = 1_000_000;
+
+fn qps_curve(
+    per_min: &std::collections::BTreeMap<u64, u64>,
+    first_min: u64,
+    span_mins: u64,
+) -> Vec<(f64, f64)> {
+    if span_mins <= DENSE_CURVE_MINUTES {
+        (first_min..first_min + span_mins)
+            .map(|m| {
+                (
+                    m as f64,
+                    per_min.get(&m).copied().unwrap_or(0) as f64 / 60.0,
+                )
+            })
+            .collect()
+    } else {
+        per_min
+            .range(first_min..)
+            .map(|(&m, &c)| (m as f64, c as f64 / 60.0))
+            .collect()
     }
 }
 
@@ -78,11 +105,8 @@ impl Inspector {
         }
         self.rows += 1;
         self.last = r.t_s;
-        let m = (r.t_s.max(0.0) / 60.0) as usize;
-        if self.per_min.len() <= m {
-            self.per_min.resize(m + 1, 0);
-        }
-        self.per_min[m] += 1;
+        let m = (r.t_s.max(0.0) / 60.0) as u64;
+        *self.per_min.entry(m).or_insert(0) += 1;
         self.sample.add(r);
         for (i, v) in [
             r.input_tokens.map(f64::from),
@@ -104,28 +128,50 @@ impl Inspector {
     pub fn finish(self) -> InspectReport {
         let span = (self.last - self.first).max(0.0);
         let first_min = if self.rows > 0 {
-            (self.first.max(0.0) / 60.0) as usize
+            (self.first.max(0.0) / 60.0) as u64
         } else {
             0
         };
-        let mins = &self.per_min[first_min.min(self.per_min.len())..];
+        // Minutes from the first row's to the last one with rows, empty minutes included.
+        let span_mins = self
+            .per_min
+            .keys()
+            .next_back()
+            .map_or(0, |last| last.saturating_sub(first_min) + 1);
         let mut rates = Vec::new();
-        for w in [1usize, 5, 15] {
+        for w in [1u64, 5, 15] {
             // Whole windows only; a trace shorter than one window gives its one partial window.
-            let mut v: Vec<f64> = mins
-                .chunks(w)
-                .filter(|c| c.len() == w || mins.len() < w)
-                .map(|c| c.iter().sum::<u64>() as f64 / (w as f64 * 60.0))
+            let windows = if span_mins < w { 1 } else { span_mins / w };
+            let mut sums: std::collections::BTreeMap<u64, u64> = Default::default();
+            for (&m, &c) in self.per_min.range(first_min..) {
+                let j = (m - first_min) / w;
+                if j < windows {
+                    *sums.entry(j).or_insert(0) += c;
+                }
+            }
+            let mut v: Vec<f64> = sums
+                .values()
+                .map(|&c| c as f64 / (w as f64 * 60.0))
                 .collect();
             v.sort_by(f64::total_cmp);
-            if !v.is_empty() {
+            if span_mins > 0 {
+                // The windows without rows are zeros below every counted one.
+                let zeros = windows as usize - v.len();
+                let at = |q: f64| {
+                    let i = ((windows as f64 - 1.0) * q).round() as usize;
+                    if i < zeros {
+                        0.0
+                    } else {
+                        v[i - zeros]
+                    }
+                };
                 rates.push(RateRow {
                     window_min: w as u32,
-                    windows: v.len(),
-                    p50: quantile(&v, 0.5),
-                    p90: quantile(&v, 0.9),
-                    p99: quantile(&v, 0.99),
-                    max: *v.last().unwrap(),
+                    windows: windows as usize,
+                    p50: at(0.5),
+                    p90: at(0.9),
+                    p99: at(0.99),
+                    max: v.last().copied().unwrap_or(0.0),
                 });
             }
         }
@@ -171,13 +217,7 @@ impl Inspector {
             rates,
             dists,
             exact: self.sample.exact(),
-            qps_per_min: self
-                .per_min
-                .iter()
-                .enumerate()
-                .skip(first_min)
-                .map(|(i, c)| (i as f64, *c as f64 / 60.0))
-                .collect(),
+            qps_per_min: qps_curve(&self.per_min, first_min, span_mins),
         }
     }
 }

@@ -9,7 +9,13 @@ pub fn parse_datetime(s: &str) -> Option<(i64, f64)> {
     let y: i64 = d.next()?.parse().ok()?;
     let m: u32 = d.next()?.parse().ok()?;
     let day: u32 = d.next()?.parse().ok()?;
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    // Years outside 1900..=2200 are typos (or fuzz); refusing them also keeps the day
+    // arithmetic below far from overflow.
+    if d.next().is_some()
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || !(1900..=2200).contains(&y)
+    {
         return None;
     }
     let (hms, frac) = match time.split_once('.') {
