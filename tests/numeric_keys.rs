@@ -34,6 +34,11 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ),
     ("services.[].min_replicas", "zero", "scale to zero"),
     (
+        "services.[].serving.shared_prefix_tokens",
+        "zero",
+        "no shared system prompt",
+    ),
+    (
         "services.[].initial_replicas",
         "zero",
         "created with no replica, scaled up on demand",

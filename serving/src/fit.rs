@@ -195,11 +195,12 @@ pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> 
     let mut x = encode_constants(&start());
     x.push(5.0f64.ln());
     objective(&x, &mut profile)?;
-    let mut f = |x: &[f64]| objective(x, &mut profile.clone()).unwrap_or(f64::INFINITY);
-    let (best, _) = nelder_mead(&mut f, &x, 0.5, max_evals);
-    x = best;
-    let mut f = |x: &[f64]| objective(x, &mut profile.clone()).unwrap_or(f64::INFINITY);
-    let (best, _) = nelder_mead(&mut f, &x, 0.2, max_evals);
+    // Passes with shrinking simplexes: the first explores, the later ones refine.
+    for step in [0.5, 0.25, 0.1] {
+        let mut f = |x: &[f64]| objective(x, &mut profile.clone()).unwrap_or(f64::INFINITY);
+        x = nelder_mead(&mut f, &x, step, max_evals).0;
+    }
+    let best = x;
     profile.set_constants(decode_constants(&best));
     profile.request_overhead_ms = best[7].exp();
     let rows = fidelity::replay_vllm(stages, &profile)?;
