@@ -177,9 +177,20 @@ pub fn fit_splitwise(points: &[SplitwisePoint]) -> Result<SplitwiseFit, Fidelity
 
 /// Fits the vLLM stack on the vLLM stages. `base` supplies everything but the fitted values.
 pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> Result<(StackProfile, Vec<f64>), FidelityError> {
+    // The search runs over 7 coordinates: the 8 of `decode_constants` less the TP compute
+    // exponent, held at 0 (vLLM's TP runs are different models, so the exponent cannot be told
+    // apart from their efficiencies; fitted free it came out at 0.03), plus the request overhead.
+    const NO_TP_LOSS: f64 = -40.0;
+    let expand = |y: &[f64]| -> Vec<f64> {
+        let mut x = y[..6].to_vec();
+        x.push(NO_TP_LOSS);
+        x.push(y[6]);
+        x
+    };
     let mut profile = base.clone();
-    let objective = |x: &[f64], p: &mut StackProfile| -> Result<f64, FidelityError> {
-        p.set_constants(decode_constants(x));
+    let objective = |y: &[f64], p: &mut StackProfile| -> Result<f64, FidelityError> {
+        let x = expand(y);
+        p.set_constants(decode_constants(&x));
         p.request_overhead_ms = x[7].exp();
         let rows = fidelity::replay_vllm(stages, p)?;
         Ok(rows
@@ -192,15 +203,16 @@ pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> 
             })
             .sum())
     };
-    let mut x = encode_constants(&start());
-    x.push(5.0f64.ln());
-    objective(&x, &mut profile)?;
+    let mut y = encode_constants(&start());
+    y.truncate(6);
+    y.push(5.0f64.ln());
+    objective(&y, &mut profile)?;
     // Passes with shrinking simplexes: the first explores, the later ones refine.
     for step in [0.5, 0.25, 0.1] {
-        let mut f = |x: &[f64]| objective(x, &mut profile.clone()).unwrap_or(f64::INFINITY);
-        x = nelder_mead(&mut f, &x, step, max_evals).0;
+        let mut f = |y: &[f64]| objective(y, &mut profile.clone()).unwrap_or(f64::INFINITY);
+        y = nelder_mead(&mut f, &y, step, max_evals).0;
     }
-    let best = x;
+    let best = expand(&y);
     profile.set_constants(decode_constants(&best));
     profile.request_overhead_ms = best[7].exp();
     let rows = fidelity::replay_vllm(stages, &profile)?;

@@ -6,6 +6,10 @@
 use super::*;
 use gpusched_serving::engine::Refusal;
 use gpusched_serving::{Finished, Request};
+use rand::RngExt;
+
+/// Up to this many replicas an arrival goes to the least loaded one, found exactly.
+const EXACT_ROUTING_MAX: usize = 32;
 
 impl Sim<'_> {
     /// Builds a placed replica's engine for the GPU model it landed on.
@@ -23,18 +27,39 @@ impl Sim<'_> {
         rep.llm_next = None;
     }
 
-    /// An arrival for an LLM service: to the ready replica with the fewest requests in its
-    /// engine (an engine has no slot limit of its own: it queues), else the service queue.
+    /// An arrival for an LLM service: to a ready replica with few requests in its engine (an
+    /// engine has no slot limit of its own: it queues), else the service queue. Up to
+    /// [`EXACT_ROUTING_MAX`] replicas the least loaded is found exactly; beyond, as gateways do
+    /// at scale (Envoy's LEAST_REQUEST), the less loaded of two picked at random, so dispatch
+    /// stays O(1) on a thousand-replica fleet.
     pub(super) fn llm_arrival(&mut self, t: SimTime, s: usize, demand: Demand) {
+        let load = |rep: &Replica| {
+            (rep.state == ReplicaState::Ready).then(|| rep.llm.as_ref().map_or(usize::MAX, |e| e.in_system()))
+        };
+        let n = self.services[s].replicas.len();
         let mut best: Option<(u32, usize)> = None;
-        for &r in &self.services[s].replicas {
-            let rep = &self.replicas[r as usize];
-            if rep.state != ReplicaState::Ready {
-                continue;
+        if n <= EXACT_ROUTING_MAX {
+            for &r in &self.services[s].replicas {
+                if let Some(l) = load(&self.replicas[r as usize]) {
+                    if best.is_none_or(|(_, b)| l < b) {
+                        best = Some((r, l));
+                    }
+                }
             }
-            let load = rep.llm.as_ref().map_or(usize::MAX, |e| e.in_system());
-            if best.is_none_or(|(_, l)| load < l) {
-                best = Some((r, load));
+        } else {
+            // Two ready replicas drawn at random (a few extra draws skip ones still starting).
+            let mut seen = 0;
+            for _ in 0..8 {
+                let r = self.services[s].replicas[self.route_rng.random_range(0..n)];
+                if let Some(l) = load(&self.replicas[r as usize]) {
+                    if best.is_none_or(|(_, b)| l < b) {
+                        best = Some((r, l));
+                    }
+                    seen += 1;
+                    if seen == 2 {
+                        break;
+                    }
+                }
             }
         }
         let svc = &mut self.services[s];

@@ -133,6 +133,8 @@ struct Sim<'a> {
     llm_done: Vec<gpusched_serving::Finished>,
     win_ttft: Histogram<u64>,
     win_tpot: Histogram<u64>,
+    /// Random draws of the LLM request router (its own stream: other draws do not shift).
+    route_rng: ChaCha8Rng,
 }
 
 /// Runs a scenario to its end. `progress` is called at every tick with the fraction done.
@@ -350,6 +352,11 @@ impl<'a> Sim<'a> {
             llm_done: Vec::new(),
             win_ttft: latency_histogram(),
             win_tpot: latency_histogram(),
+            route_rng: {
+                let mut r = ChaCha8Rng::seed_from_u64(s.seed);
+                r.set_stream(2_000_000);
+                r
+            },
         })
     }
 
