@@ -201,7 +201,7 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
             },
             LinePanel {
                 title: "Power by GPU model".into(),
-                x_label: x,
+                x_label: x.clone(),
                 y_label: "kW".into(),
                 series: power,
             },
@@ -217,12 +217,37 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
             bars: placement_mix(result),
         },
     )?;
-    Ok(vec![
-        "qps_replicas",
-        "latency",
-        "gpu_util_power",
-        "placement_mix",
-    ])
+    let mut names = vec!["qps_replicas", "latency", "gpu_util_power", "placement_mix"];
+    if ts.llm {
+        // The LLM latency split: TTFT and time per output token per window.
+        panels_to_files(
+            dir,
+            "llm_latency",
+            (1000, 700),
+            &[
+                LinePanel {
+                    title: "Time to first token per window".into(),
+                    x_label: x.clone(),
+                    y_label: "ms".into(),
+                    series: vec![
+                        Series { name: "TTFT p50".into(), points: column(result, |r| r.ttft_p50_ms) },
+                        Series { name: "TTFT p99".into(), points: column(result, |r| r.ttft_p99_ms) },
+                    ],
+                },
+                LinePanel {
+                    title: "Time per output token per window".into(),
+                    x_label: x.clone(),
+                    y_label: "ms".into(),
+                    series: vec![
+                        Series { name: "TPOT p50".into(), points: column(result, |r| r.tpot_p50_ms) },
+                        Series { name: "TPOT p99".into(), points: column(result, |r| r.tpot_p99_ms) },
+                    ],
+                },
+            ],
+        )?;
+        names.push("llm_latency");
+    }
+    Ok(names)
 }
 
 /// Placements counted by (GPU model of the node's pool, share).
@@ -336,6 +361,44 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
             x.replicas_max,
             x.replica_hours
         );
+    }
+    let llm: Vec<_> = s.services.iter().filter_map(|x| x.llm.as_ref().map(|l| (x, l))).collect();
+    if !llm.is_empty() {
+        let _ = writeln!(md, "\n## LLM services\n\n| service | model (dtype, TP) | stack | TTFT p50 / p99 ms | TPOT p50 / p99 ms | E2E p50 / p99 ms | output tok/s | preemptions | rejected | peak batch | peak KV | SLO |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for (x, l) in llm {
+            let slo = l.slo.as_ref().map_or("-".to_string(), |o| {
+                format!(
+                    "p{}: TTFT {:.0}/{} ms, TPOT {:.1}/{} ms: {}",
+                    o.percentile,
+                    o.ttft_at_percentile_ms,
+                    o.ttft_ms.map_or("-".into(), |v| format!("{v:.0}")),
+                    o.tpot_at_percentile_ms,
+                    o.tpot_ms.map_or("-".into(), |v| format!("{v:.0}")),
+                    if o.met { "met" } else { "missed" }
+                )
+            });
+            let _ = writeln!(
+                md,
+                "| {} | {} ({}, TP{}) | {} | {:.1} / {:.1} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} | {} | {} | {} | {:.0} % | {} |",
+                x.name,
+                l.model,
+                l.dtype,
+                l.tensor_parallel,
+                l.stack,
+                l.ttft.p50_ms,
+                l.ttft.p99_ms,
+                l.tpot.p50_ms,
+                l.tpot.p99_ms,
+                x.latency.p50_ms,
+                x.latency.p99_ms,
+                l.output_tokens_per_s,
+                l.counts.preemptions,
+                l.counts.rejected,
+                l.counts.peak_running,
+                l.counts.peak_kv_usage * 100.0,
+                slo
+            );
+        }
     }
     let _ = writeln!(md, "\n## GPUs\n\n| model | GPUs | utilisation (busy) | energy kWh | mean W | GPU cost $ |\n|---|---|---|---|---|---|");
     for (m, g) in &s.gpu_models {

@@ -218,6 +218,12 @@ pub struct Summary {
     /// The sharing-layout rollout, when the scenario has a `[reconfig]` section (issue 5).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconfig: Option<crate::reconfig::ReconfigReport>,
+    /// Time to first token and time per output token over every LLM service's requests (absent
+    /// without LLM services).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft: Option<LatencySummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpot: Option<LatencySummary>,
 }
 
 /// One 30-second row of timeseries.csv. Columns per GPU model and per service are in the

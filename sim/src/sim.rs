@@ -1308,6 +1308,8 @@ impl<'a> Sim<'a> {
             consolidation: gpusched_policies::consolidation::analyse(&self.nodes, 0.5),
             latency_cdf_ms: crate::metrics::latency_cdf_ms(&self.all_hist),
             reconfig,
+            ttft: llm_overall(&self.services, |s| &s.ttft_hist),
+            tpot: llm_overall(&self.services, |s| &s.tpot_hist),
         };
         let timeseries = Timeseries {
             models: self.models.iter().map(|m| m.as_str().to_string()).collect(),
@@ -1323,6 +1325,17 @@ impl<'a> Sim<'a> {
             trace_reports,
         }
     }
+}
+
+/// One distribution over every LLM service's requests (None without LLM services).
+fn llm_overall(services: &[ServiceSim], h: fn(&ServiceSim) -> &Histogram<u64>) -> Option<LatencySummary> {
+    let mut all = latency_histogram();
+    let mut any = false;
+    for s in services.iter().filter(|s| s.llm.is_some()) {
+        any = true;
+        let _ = all.add(h(s));
+    }
+    any.then(|| LatencySummary::from_histogram(&all))
 }
 
 /// An LLM service's TTFT/TPOT distributions, SLO outcome and engine counters.
