@@ -346,13 +346,16 @@ impl Action {
                 let body = json!({
                     "apiVersion": "events.k8s.io/v1",
                     "kind": "Event",
-                    "metadata": {"generateName": format!("{pod}."), "namespace": namespace},
+                    "metadata": {"generateName": crate::names::event_generate_name(pod),
+                                 "namespace": namespace},
                     "eventTime": at,
                     "reportingController": "gpusched.io/scheduler",
-                    "reportingInstance": instance,
+                    // At most 128 bytes (events.k8s.io/v1 validation).
+                    "reportingInstance": crate::names::truncate_bytes(instance, 128),
                     "action": "Scheduling",
                     "reason": reason,
-                    "note": note,
+                    // The API server limits a note to 1024 bytes.
+                    "note": crate::names::truncate_bytes(note, 1024),
                     "type": if *warning { "Warning" } else { "Normal" },
                     "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace,
                                   "name": pod, "uid": uid},

@@ -148,6 +148,13 @@ pub fn plan_rollout(
         .as_ref()
         .and_then(|l| l.get(keys::DEVICE_PLUGIN_CONFIG))
         .cloned();
+    // Without the label the plugin already serves its default, one pod per GPU: a rollout to
+    // gpusched's exclusive entry would change nothing but cost a cordon, evictions and a
+    // plugin restart.
+    let exclusive = gpusched_policies::sharing::NodeSharing::Exclusive.config_key();
+    if label_before.is_none() && key == Some(exclusive.as_str()) {
+        return Ok(None);
+    }
     let data = cm.and_then(|c| c.data.as_ref());
     let entry_before = key.and_then(|k| data.and_then(|d| d.get(k)).cloned());
     if key.is_some() && cm.is_none() {

@@ -489,6 +489,12 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
         for g in &mut v.gpus {
             settle(g);
         }
+        // A node without the config label serves the plugin's default, one pod per GPU. Once it
+        // runs GPU pods that is its config (the simulator records it at the first placement),
+        // so no sharing change is planned under them.
+        if v.sharing == gpusched_policies::sharing::NodeSharing::Unset && !v.is_empty() {
+            v.sharing = gpusched_policies::sharing::NodeSharing::Exclusive;
+        }
     }
     LiveView {
         nodes: views,

@@ -769,3 +769,179 @@ async fn a_rollout_left_half_done_by_a_stopped_replica_is_rolled_back() {
     );
     assert_eq!(cm["data"]["default"], "version: v1\n");
 }
+
+fn taint(key: &str, value: Option<&str>, effect: &str) -> k8s_openapi::api::core::v1::Taint {
+    k8s_openapi::api::core::v1::Taint {
+        key: key.into(),
+        value: value.map(Into::into),
+        effect: effect.into(),
+        ..Default::default()
+    }
+}
+
+fn toleration(key: &str, value: &str, effect: &str) -> k8s_openapi::api::core::v1::Toleration {
+    k8s_openapi::api::core::v1::Toleration {
+        key: Some(key.into()),
+        operator: Some("Equal".into()),
+        value: Some(value.into()),
+        effect: Some(effect.into()),
+        ..Default::default()
+    }
+}
+
+/// Issue 19: 1,979 of 2,000 pods were bound onto nodes tainted not-ready. A pod is bound only
+/// onto a Ready node whose NoSchedule/NoExecute taints it tolerates; otherwise it waits and
+/// says why, counting every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taints_and_readiness_keep_pods_off_nodes_as_kube_scheduler_does() {
+    let api = FakeApiServer::start().await;
+    let mut not_ready = gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3", 8);
+    not_ready.spec.as_mut().unwrap().taints = Some(vec![taint(
+        "node.kubernetes.io/not-ready",
+        None,
+        "NoSchedule",
+    )]);
+    // Ready=False but the lifecycle controller has not tainted it yet.
+    let mut unready = gpu_node("h100-2", "NVIDIA-H100-80GB-HBM3", 8);
+    unready
+        .status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .as_mut()
+        .unwrap()[0]
+        .status = "False".into();
+    let mut dedicated = gpu_node("h100-3", "NVIDIA-H100-80GB-HBM3", 8);
+    dedicated.spec.as_mut().unwrap().taints = Some(vec![
+        taint("dedicated", Some("llm"), "NoExecute"),
+        // Only a preference: never refuses.
+        taint("spot", Some("true"), "PreferNoSchedule"),
+    ]);
+    for n in [&not_ready, &unready, &dedicated] {
+        api.apply(n);
+    }
+    api.apply(&plugin_configmap());
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.apply(&pending_pod("ml", "plain", 40.0));
+    let mut tolerant = pending_pod("ml", "tolerant", 40.0);
+    tolerant.spec.as_mut().unwrap().tolerations =
+        Some(vec![toleration("dedicated", "llm", "NoExecute")]);
+    api.apply(&tolerant);
+    let node = api
+        .wait_for("the tolerant pod to be bound", WAIT, |a| {
+            node_name_of(a, "ml", "tolerant")
+        })
+        .await;
+    assert_eq!(node, "h100-3", "the only node whose taints it tolerates");
+    let msg = api
+        .wait_for("plain to say why it waits", WAIT, |a| {
+            let p = a.get("pods", "ml", "plain")?;
+            p["status"]["conditions"][0]["message"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .await;
+    assert_eq!(
+        msg,
+        "0/3 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) had untolerated taint {dedicated: llm}."
+    );
+    ctl.stop().await;
+    assert_eq!(node_name_of(&api, "ml", "plain"), None);
+    assert_eq!(bindings_of(&api, "plain"), 0);
+}
+
+/// Issue 19: SIGTERM during a long reconcile (a rollout waiting for the device plugin) used to
+/// start another reconcile and another rollout. The rollout in progress ends (here: rolled
+/// back when the plugin never answers), then the controller exits without starting another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_rollout_finishes_it_and_starts_nothing_new() {
+    let api = cluster().await;
+    let ctl = start_controller(&api, "ctl-a", Duration::from_millis(1500));
+    // Two small pods: each would need a sharing rollout (nothing runs on the nodes yet).
+    api.apply(&pending_pod("ml", "tiny-a", 2.0));
+    api.apply(&pending_pod("ml", "tiny-b", 2.0));
+    let cordons = |a: &FakeApiServer| {
+        a.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PATCH"
+                    && r.path.starts_with("/api/v1/nodes/")
+                    && r.body["spec"]["unschedulable"] == Value::Bool(true)
+            })
+            .count()
+    };
+    api.wait_for("a rollout to cordon its node", WAIT, |a| {
+        (cordons(a) == 1).then_some(())
+    })
+    .await;
+    let t = std::time::Instant::now();
+    ctl.stop().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "stopped after the rollout in progress, not after another: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(cordons(&api), 1, "no second rollout was started");
+    // The rollout that was under way was finished (rolled back), not cut in half.
+    for n in api.list("nodes") {
+        assert!(
+            n["metadata"]["annotations"]
+                .get(keys::ROLLOUT_IN_PROGRESS)
+                .is_none(),
+            "{n}"
+        );
+        assert_ne!(n["spec"]["unschedulable"], Value::Bool(true), "{n}");
+    }
+    assert_eq!(
+        lease_holder(&api).as_deref().unwrap_or(""),
+        "",
+        "lease released"
+    );
+}
+
+/// Issue 19: kube's default client retried each PodDisruptionBudget 429 up to 15 times with
+/// backoff before gpusched saw it. gpusched's client (the one the CLI builds) hands the refusal
+/// over at once; kube's default would still be retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdb_429_reaches_gpusched_at_once() {
+    use gpusched_live::apply::{Action, Applier, ApplyError};
+    let api = FakeApiServer::start().await;
+    let mut pod = pending_pod("ml", "guarded", 8.0);
+    pod.spec.as_mut().unwrap().node_name = Some("a100-1".into());
+    api.apply(&pod);
+    api.protect("ml", "guarded");
+    let evictions = |a: &FakeApiServer| {
+        a.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/pods/guarded/eviction"))
+            .count()
+    };
+    let ours = KubeApplier {
+        client: api.client(),
+        scope: support::scope(),
+    };
+    let evict = Action::Evict {
+        namespace: "ml".into(),
+        name: "guarded".into(),
+    };
+    let t = std::time::Instant::now();
+    let r = ours.apply(&evict).await;
+    assert!(
+        matches!(r, Err(ApplyError::EvictionBlocked { .. })),
+        "{r:?}"
+    );
+    assert_eq!(evictions(&api), 1, "one request, no hidden retries");
+    assert!(t.elapsed() < Duration::from_secs(1));
+    // kube's default client, for contrast: still retrying after a second.
+    let default_client =
+        kube::Client::try_from(kube::Config::new(api.url.parse().unwrap())).unwrap();
+    let theirs = KubeApplier {
+        client: default_client,
+        scope: support::scope(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), theirs.apply(&evict)).await;
+    assert!(
+        evictions(&api) > 2,
+        "kube's default retry layer retries 429s"
+    );
+}

@@ -207,3 +207,36 @@ impl crate::framework::NamedNode for NodeView {
         &self.name
     }
 }
+
+/// Applies a placement to the node list as the simulator does: the node's new sharing config,
+/// a reconfigured MIG layout, then the allocation. One definition for every caller that keeps a
+/// view between decisions (the placement bench, live mode's batch of placements).
+pub fn apply_placement(nodes: &mut [NodeView], p: &crate::decision::Placement, memory_gb: f64) {
+    let node = &mut nodes[p.node_index];
+    if let Some(c) = &p.node_config {
+        node.sharing = c.to;
+    }
+    let g = &mut node.gpus[p.gpu as usize];
+    if let Some(m) = p.mig.as_ref().filter(|m| m.reconfigure) {
+        g.mig = m
+            .instances
+            .iter()
+            .map(|i| MigSlot {
+                instance: *i,
+                replica: None,
+            })
+            .collect();
+    }
+    g.add_allocation(
+        AllocationView {
+            workload: p.workload.clone(),
+            replica: p.replica,
+            class: p.class,
+            share_pct: p.share_pct,
+            memory_gb,
+            slice: p.slice,
+            priority_class: p.priority_class,
+        },
+        p.sharing,
+    );
+}
