@@ -945,3 +945,51 @@ async fn a_pdb_429_reaches_gpusched_at_once() {
         "kube's default retry layer retries 429s"
     );
 }
+
+/// Issue 19: a failed rollout was retried back to back by the next pending pod (minutes each,
+/// blocking all scheduling). A node whose rollout failed is not tried again for that config
+/// until its backoff ends; the pod says so, and other pods are placed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollout_backs_off_and_other_pods_are_still_placed() {
+    let api = cluster().await;
+    // No device plugin: every rollout fails after the (short) plugin wait.
+    let ctl = start_controller(&api, "ctl-a", Duration::from_millis(200));
+    api.apply(&pending_pod("ml", "tiny", 2.0));
+    let cordons_of = |a: &FakeApiServer, node: &str| {
+        a.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PATCH"
+                    && r.path == format!("/api/v1/nodes/{node}")
+                    && r.body["spec"]["unschedulable"] == Value::Bool(true)
+            })
+            .count()
+    };
+    let msg = api
+        .wait_for("tiny to say its rollouts back off", WAIT, |a| {
+            let p = a.get("pods", "ml", "tiny")?;
+            let m = p["status"]["conditions"][0]["message"]
+                .as_str()?
+                .to_string();
+            m.contains("failed recently").then_some(m)
+        })
+        .await;
+    assert!(msg.starts_with("0/2 nodes are available"), "{msg}");
+    // A whole-GPU pod needs no rollout and is bound while tiny waits.
+    api.apply(&pending_pod("ml", "llm-large", 40.0));
+    api.wait_for("llm-large to be bound", WAIT, |a| {
+        node_name_of(a, "ml", "llm-large")
+    })
+    .await;
+    // Many more rounds: still one rollout per node.
+    let later = api.requests().len() + 60;
+    api.wait_for("more reconcile rounds", WAIT, |a| {
+        (a.requests().len() > later).then_some(())
+    })
+    .await;
+    ctl.stop().await;
+    for node in ["a100-1", "h100-1"] {
+        assert!(cordons_of(&api, node) <= 1, "{node} rolled out again");
+    }
+    assert_eq!(node_name_of(&api, "ml", "tiny"), None);
+}
