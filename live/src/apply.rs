@@ -566,6 +566,9 @@ pub fn placement_annotations(
         Some(c) => (c.active_thread_pct, c.pinned_mem_limit_mib),
         None => (100, (gpu_memory_gb * 1024.0).floor() as u64),
     };
+    for (k, v) in crate::slices::encode(p) {
+        a.insert(k.to_string(), Some(v));
+    }
     a.insert(keys::MPS_ACTIVE_THREAD_PCT.into(), Some(pct.to_string()));
     a.insert(
         keys::MPS_PINNED_MEM_LIMIT.into(),

@@ -28,6 +28,7 @@ pub mod node_filter;
 pub mod nvml;
 pub mod rollback;
 pub mod signals;
+pub mod slices;
 pub mod snapshot;
 pub mod testutil;
 pub mod unschedulable;

@@ -498,6 +498,42 @@ mod tests {
     }
 
     #[test]
+    fn an_unlabelled_node_already_serves_the_exclusive_config() {
+        let scope = Scope::new(
+            ["ml".to_string()],
+            "nvidia-device-plugin",
+            "device-plugin-config",
+        )
+        .unwrap();
+        let cm = ConfigMap::default();
+        let node = crate::testutil::gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 8);
+        let exclusive = NodeSharing::Exclusive;
+        let plan = |n: &Node, s: NodeSharing| {
+            plan_rollout(
+                n,
+                Some(&cm),
+                Some(&s.config_key()),
+                Some(&s.device_plugin_yaml(0)),
+                &[],
+                &scope,
+                0.0,
+            )
+        };
+        assert_eq!(plan(&node, exclusive), Ok(None), "no cordon, no relabel");
+        // A sharing config still needs its rollout, and so does exclusive on a node labelled
+        // with another config.
+        assert!(plan(&node, NodeSharing::MpsUniform { replicas: 2 })
+            .unwrap()
+            .is_some());
+        let mut labelled = node.clone();
+        labelled.metadata.labels.as_mut().unwrap().insert(
+            keys::DEVICE_PLUGIN_CONFIG.into(),
+            NodeSharing::MpsUniform { replicas: 2 }.config_key(),
+        );
+        assert!(plan(&labelled, exclusive).unwrap().is_some());
+    }
+
+    #[test]
     fn readiness_checks_what_the_node_advertises() {
         let gpus = PluginReady::GpuCapacity { count: 16 };
         assert!(gpus.met(&capacity(&[("nvidia.com/gpu", "16"), ("cpu", "64")])));
