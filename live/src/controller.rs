@@ -299,11 +299,15 @@ impl<A: Applier> Controller<A> {
                 // until its backoff ends: the pod is placed as if that node were unavailable.
                 if let Decision::Place(p) = &d {
                     if let Some(k) = config_key(p) {
-                        if let Some(until) = self.rollout_backoff_until(&p.node, &k, now_unix_s) {
-                            refused[p.node_index] = Some(format!(
-                                "node(s) had a sharing-config rollout that failed recently (retried after {})",
-                                rfc3339(until, false)
-                            ));
+                        if self
+                            .rollout_backoff_until(&p.node, &k, now_unix_s)
+                            .is_some()
+                        {
+                            // One text for every such node, so the summary counts them.
+                            refused[p.node_index] = Some(
+                                "node(s) had a sharing-config rollout that failed recently (backing off)"
+                                    .into(),
+                            );
                             continue;
                         }
                     }
