@@ -98,10 +98,13 @@ struct Queued {
     actions: Vec<Action>,
 }
 
+/// A binding's outcome, and the errors of its best-effort event.
+type BindResult = (Result<(), String>, Vec<String>);
+
 /// One entry of a batch, in decision order (decisions.jsonl keeps the engine's order).
 enum Step {
     Bind(Box<Queued>),
-    Logged(Decision),
+    Logged(Box<Decision>),
 }
 
 fn key(p: &Pod) -> String {
@@ -323,7 +326,7 @@ impl<A: Applier> Controller<A> {
                     if self.explain_wait(&pod, &pk, &why, &mut report).await
                         && matches!(decision, Decision::Unschedulable { .. })
                     {
-                        batch.push(Step::Logged(decision.clone()));
+                        batch.push(Step::Logged(Box::new(decision.clone())));
                     }
                     continue;
                 }
@@ -554,8 +557,7 @@ impl<A: Applier> Controller<A> {
                 Step::Logged(_) => None,
             })
             .collect();
-        let mut done: Vec<Option<(Result<(), String>, Vec<String>)>> =
-            (0..queued.len()).map(|_| None).collect();
+        let mut done: Vec<Option<BindResult>> = (0..queued.len()).map(|_| None).collect();
         {
             let at = self.reconcile_at;
             let mut inflight = futures::stream::FuturesUnordered::new();
@@ -571,7 +573,7 @@ impl<A: Applier> Controller<A> {
                 }
             }
         }
-        let results: Vec<(Result<(), String>, Vec<String>)> = done
+        let results: Vec<BindResult> = done
             .into_iter()
             .map(|r| r.expect("every binding ran"))
             .collect();
@@ -579,7 +581,7 @@ impl<A: Applier> Controller<A> {
         let now = self.clock();
         for s in steps {
             match s {
-                Step::Logged(d) => self.log(now, d, report),
+                Step::Logged(d) => self.log(now, *d, report),
                 Step::Bind(q) => {
                     let (r, errors) = results.next().expect("one result per binding");
                     report.errors.extend(errors);
@@ -732,7 +734,7 @@ async fn bind_one<A: Applier>(
     identity: &str,
     q: &Queued,
     clock: (f64, std::time::Instant),
-) -> (Result<(), String>, Vec<String>) {
+) -> BindResult {
     for a in &q.actions {
         if let Err(e) = applier.apply(a).await {
             return (Err(e.to_string()), Vec::new());
