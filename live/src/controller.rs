@@ -68,6 +68,9 @@ pub struct Controller<A: Applier> {
     last_reason: BTreeMap<String, String>,
     /// Nodes whose last rollout failed, and until when it is not tried again.
     rollout_backoff: BTreeMap<String, Backoff>,
+    /// Pods that preempted others, keyed namespace/name: the node and the victims (keys) they
+    /// wait for.
+    preempting: BTreeMap<String, Preempting>,
     /// Set on SIGTERM: the reconcile in progress stops at its next safe point.
     stop: Arc<AtomicBool>,
     /// The reconcile's `now` and the instant it began ([`Controller::clock`]).
@@ -80,6 +83,12 @@ pub const BIND_CONCURRENCY: usize = 24;
 /// The first wait after a failed rollout on a node; it doubles per consecutive failure.
 pub const ROLLOUT_BACKOFF_S: f64 = 300.0;
 pub const ROLLOUT_BACKOFF_MAX_S: f64 = 3600.0;
+
+#[derive(Debug, Clone)]
+struct Preempting {
+    node: String,
+    victims: Vec<String>,
+}
 
 #[derive(Debug, Clone)]
 struct Backoff {
@@ -151,6 +160,7 @@ impl<A: Applier> Controller<A> {
             recovered: Default::default(),
             pending_replica: BTreeMap::new(),
             rollout_backoff: BTreeMap::new(),
+            preempting: BTreeMap::new(),
             stop: Arc::new(AtomicBool::new(false)),
             reconcile_at: (0.0, std::time::Instant::now()),
         })
@@ -210,6 +220,7 @@ impl<A: Applier> Controller<A> {
         }
         self.assumed.retain(|k, _| seen.contains(k));
         self.pending_replica.retain(|k, _| seen.contains(k));
+        self.preempting.retain(|k, _| seen.contains(k));
         self.last_reason.retain(|k, _| seen.contains(k));
         for p in &effective {
             if let Some(r) = p
@@ -268,6 +279,24 @@ impl<A: Applier> Controller<A> {
                 break;
             }
             let pk = key(&pod);
+            // A pod that preempted others waits until they are gone (their GPUs are still
+            // held while they terminate); deciding again would evict more pods than needed.
+            if let Some(p) = self.preempting.get(&pk) {
+                let left = p
+                    .victims
+                    .iter()
+                    .filter(|v| position.contains_key(*v))
+                    .count();
+                if left > 0 {
+                    let why = format!(
+                        "waiting for {left} preempted pod(s) on {} to terminate",
+                        p.node
+                    );
+                    self.explain_wait(&pod, &pk, &why, &mut report).await;
+                    continue;
+                }
+                self.preempting.remove(&pk);
+            }
             let spec = match workload_from_pod(&pod) {
                 Ok(s) => s,
                 Err(e) => {
@@ -320,7 +349,20 @@ impl<A: Applier> Controller<A> {
             let p = match &decision {
                 Decision::Place(p) => p.clone(),
                 Decision::Unschedulable { .. } | Decision::Preempt { .. } => {
-                    let why = self.unschedulable_message(&view.nodes, &refused, &spec, &decision);
+                    let why = self.unschedulable_message(&view.nodes, &refused, &spec);
+                    if matches!(decision, Decision::Preempt { .. }) {
+                        self.preempt(
+                            &pod,
+                            &pk,
+                            &decision,
+                            &effective,
+                            &why,
+                            &mut batch,
+                            &mut report,
+                        )
+                        .await;
+                        continue;
+                    }
                     // decisions.jsonl keeps the engine's own decision (the simulator's line);
                     // the user is shown the summary across all nodes.
                     if self.explain_wait(&pod, &pk, &why, &mut report).await
@@ -488,6 +530,104 @@ impl<A: Applier> Controller<A> {
         d
     }
 
+    /// Carries out the engine's `Preempt` (kube-scheduler's DefaultPreemption): the victims,
+    /// found on the node by their replica annotation, are evicted through the Eviction API (so
+    /// PodDisruptionBudgets are respected: a 429 stops the preemption and the pod says why),
+    /// each gets a `Preempted` event, and the preemptor waits until they are gone, then is
+    /// placed like any pending pod.
+    #[allow(clippy::too_many_arguments)]
+    async fn preempt(
+        &mut self,
+        pod: &Pod,
+        pk: &str,
+        decision: &Decision,
+        effective: &[Pod],
+        why: &str,
+        batch: &mut Vec<Step>,
+        report: &mut Report,
+    ) {
+        let Decision::Preempt { node, victims, .. } = decision else {
+            return;
+        };
+        let mut targets: Vec<&Pod> = Vec::new();
+        for v in victims {
+            let found = effective.iter().find(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())
+                    && crate::view::annotation(&p.metadata, keys::REPLICA)
+                        == Some(v.replica.to_string().as_str())
+            });
+            match found {
+                Some(p)
+                    if self
+                        .scope
+                        .manages(p.metadata.namespace.as_deref().unwrap_or("")) =>
+                {
+                    targets.push(p)
+                }
+                _ => {
+                    let msg = format!(
+                        "{why} Preemption on {node} is not possible: replica {} of {} is not a pod gpusched manages.",
+                        v.replica, v.workload
+                    );
+                    self.explain_wait(pod, pk, &msg, report).await;
+                    return;
+                }
+            }
+        }
+        let mut evicted = Vec::new();
+        for t in &targets {
+            let a = Action::Evict {
+                namespace: t.metadata.namespace.clone().unwrap_or_default(),
+                name: t.metadata.name.clone().unwrap_or_default(),
+            };
+            match self.applier.apply(&a).await {
+                Ok(()) => {
+                    evicted.push(key(t));
+                    tell(
+                        &self.applier,
+                        &self.identity,
+                        t,
+                        false,
+                        "Preempted",
+                        &format!("Preempted by pod {pk} on node {node}"),
+                        self.clock(),
+                        &mut report.errors,
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    // A PodDisruptionBudget (429) or another refusal: stop here; the pods
+                    // already evicted are waited for, the rest is decided again next round.
+                    let msg = format!("{why} Preemption on {node} stopped: {e}.");
+                    if !evicted.is_empty() {
+                        self.preempting.insert(
+                            pk.to_string(),
+                            Preempting {
+                                node: node.clone(),
+                                victims: evicted,
+                            },
+                        );
+                    }
+                    self.explain_wait(pod, pk, &msg, report).await;
+                    return;
+                }
+            }
+        }
+        let msg = format!(
+            "{why} Preempting {} lower-priority pod(s) on {node}.",
+            evicted.len()
+        );
+        self.preempting.insert(
+            pk.to_string(),
+            Preempting {
+                node: node.clone(),
+                victims: evicted,
+            },
+        );
+        self.explain_wait(pod, pk, &msg, report).await;
+        batch.push(Step::Logged(Box::new(decision.clone())));
+    }
+
     /// "0/N nodes are available: …" as kube-scheduler words it: every node's first failing
     /// filter, counted per reason, across all nodes (never one node's text).
     fn unschedulable_message(
@@ -495,7 +635,6 @@ impl<A: Applier> Controller<A> {
         nodes: &[gpusched_policies::NodeView],
         refused: &[Option<String>],
         spec: &gpusched_policies::WorkloadSpec,
-        decision: &Decision,
     ) -> String {
         let verdicts = self.engine.filter_verdicts(nodes, spec);
         let reasons = refused.iter().zip(&verdicts).map(|(r, v)| match (r, v) {
@@ -503,13 +642,7 @@ impl<A: Applier> Controller<A> {
             (None, Some(rej)) => Some(crate::unschedulable::plugin_reason(rej.plugin)),
             (None, None) => None,
         });
-        let mut msg = crate::unschedulable::summarise(nodes.len(), reasons);
-        if let Decision::Preempt { reason, .. } = decision {
-            msg.push_str(&format!(
-                " Preemption would make room ({reason}), but live mode does not evict for it yet."
-            ));
-        }
-        msg
+        crate::unschedulable::summarise(nodes.len(), reasons)
     }
 
     /// The time before which a rollout of `key` on `node` is not tried again, if it is still

@@ -993,3 +993,98 @@ async fn a_failed_rollout_backs_off_and_other_pods_are_still_placed() {
     }
     assert_eq!(node_name_of(&api, "ml", "tiny"), None);
 }
+
+/// A running low-priority pod bound by gpusched on a one-GPU node.
+fn low_priority_pod(name: &str, node: &str, replica: u64) -> Pod {
+    let mut p = gpusched_live::testutil::gpusched_pod(
+        "ml",
+        name,
+        "batch-low",
+        node,
+        0,
+        replica,
+        100,
+        40.0,
+        "large",
+    );
+    p.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(keys::PRIORITY.into(), "low".into());
+    p
+}
+
+fn high_priority_pending(name: &str) -> Pod {
+    let mut p = pending_pod("ml", name, 40.0);
+    p.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(keys::PRIORITY.into(), "high".into());
+    p
+}
+
+/// Issue 19: `Decision::Preempt` was ignored. Now the victim is evicted through the Eviction
+/// API, gets a `Preempted` event, and the preemptor is bound once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_evicts_the_victim_and_binds_the_preemptor() {
+    let api = FakeApiServer::start().await;
+    api.apply(&gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 1));
+    api.apply(&plugin_configmap());
+    api.apply(&low_priority_pod("batch-0", "a100-1", 1));
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.apply(&high_priority_pending("urgent"));
+    let node = api
+        .wait_for("the preemptor to be bound", WAIT, |a| {
+            node_name_of(a, "ml", "urgent")
+        })
+        .await;
+    ctl.stop().await;
+    assert_eq!(node, "a100-1");
+    assert!(
+        api.get("pods", "ml", "batch-0").is_none(),
+        "the victim is gone"
+    );
+    let evictions: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/eviction"))
+        .collect();
+    assert_eq!(evictions.len(), 1, "evicted once, never twice");
+    assert_eq!(evictions[0].body["kind"], "Eviction");
+    let preempted = api
+        .list("events")
+        .into_iter()
+        .find(|e| e["reason"] == "Preempted")
+        .expect("a Preempted event");
+    assert_eq!(preempted["regarding"]["name"], "batch-0");
+    assert!(preempted["note"].as_str().unwrap().contains("ml/urgent"));
+    assert_eq!(bindings_of(&api, "urgent"), 1);
+}
+
+/// A victim a PodDisruptionBudget protects is not evicted (429): the preemptor stays pending
+/// and says why (the preemption is tried again at later rounds, as kube-scheduler retries it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_blocked_by_a_budget_leaves_both_pods_and_says_why() {
+    let api = FakeApiServer::start().await;
+    api.apply(&gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 1));
+    api.apply(&plugin_configmap());
+    api.apply(&low_priority_pod("batch-0", "a100-1", 1));
+    api.protect("ml", "batch-0");
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.apply(&high_priority_pending("urgent"));
+    let msg = api
+        .wait_for("the preemptor to say why it waits", WAIT, |a| {
+            let p = a.get("pods", "ml", "urgent")?;
+            p["status"]["conditions"][0]["message"]
+                .as_str()
+                .filter(|m| m.contains("Preemption"))
+                .map(str::to_string)
+        })
+        .await;
+    ctl.stop().await;
+    assert!(msg.contains("disruption budget"), "{msg}");
+    assert!(api.get("pods", "ml", "batch-0").is_some());
+    assert_eq!(node_name_of(&api, "ml", "urgent"), None);
+}
