@@ -7,8 +7,12 @@
 //! plugin ConfigMap up to date and calls `reconcile` every `period` while this replica holds the
 //! Lease.
 //!
-//! Like kube-scheduler, the controller *assumes* a pod is on its node as soon as it has bound it,
-//! until the watch shows the pod's `nodeName`, so two placements in a row never see stale room.
+//! Like kube-scheduler, the controller *assumes* a pod is on its node as soon as it has decided
+//! it, until the watch shows the pod's `nodeName`, so two placements in a row never see stale
+//! room. Decisions are made in order on one view (taints and readiness first, `node_filter`);
+//! the bindings they produce go out concurrently ([`BIND_CONCURRENCY`]), as kube-scheduler's
+//! binding cycle does. Preemption evicts through the Eviction API; SIGTERM stops a reconcile at
+//! its next safe point.
 
 use crate::apply::{bind_actions, config_key, config_yaml, mps_env_wired, Action, Applier, Scope};
 use crate::decisions::DecisionLog;

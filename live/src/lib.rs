@@ -2,7 +2,12 @@
 //!
 //! * [`agent`] — per-node GPU readings through NVML ([`nvml`]), as Prometheus metrics and a node
 //!   annotation.
-//! * [`view`] — the engine's cluster view from Nodes and Pods (a pure function).
+//! * [`view`] — the engine's cluster view from Nodes and Pods (a pure function); [`slices`] — the
+//!   MIG / time-slice annotations that carry a slice through a restart.
+//! * [`node_filter`] — taints and readiness, as kube-scheduler filters nodes;
+//!   [`unschedulable`] — the "0/N nodes are available" message.
+//! * [`client`] — the kube client without the retry layer that hid 429s; [`names`] — names and
+//!   lengths the API server accepts.
 //! * [`controller`] — reflectors + [`lease`] election + placement of `schedulerName: gpusched` pods.
 //! * [`apply`] / [`dryrun`] — decisions as exact API requests, sent or printed.
 //! * [`autoscale`] / [`signals`] — the simulator's autoscalers scaling opted-in Deployments from
