@@ -1088,3 +1088,61 @@ async fn preemption_blocked_by_a_budget_leaves_both_pods_and_says_why() {
     assert!(api.get("pods", "ml", "batch-0").is_some());
     assert_eq!(node_name_of(&api, "ml", "urgent"), None);
 }
+
+/// Issue 19: every Event gpusched sent was refused by a real API server (generateName ending in
+/// '.'); the fake server now refuses it too, and accepts what gpusched sends today.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_server_refuses_what_kube_apiserver_refuses() {
+    use gpusched_live::apply::{Action, Applier};
+    let api = FakeApiServer::start().await;
+    let client = api.client();
+    let ours = Action::PodEvent {
+        namespace: "ml".into(),
+        pod: "chat-0".into(),
+        uid: Some("u".into()),
+        warning: false,
+        reason: "Scheduled".into(),
+        note: "→".repeat(600),
+        instance: "ctl-a".into(),
+        at: "2026-01-01T00:00:00.000000Z".into(),
+    };
+    let applier = KubeApplier {
+        client: client.clone(),
+        scope: support::scope(),
+    };
+    applier
+        .apply(&ours)
+        .await
+        .expect("gpusched's Event is valid");
+    let ev = &api.list("events")[0];
+    let name = ev["metadata"]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("chat-0-") && name.len() == "chat-0-".len() + 5,
+        "{name}"
+    );
+    assert!(
+        ev["note"].as_str().unwrap().len() <= 1024,
+        "the note is cut to 1024 bytes"
+    );
+    // The request as gpusched once sent it.
+    let mut old = ours.to_request().unwrap();
+    let mut body: Value = serde_json::from_slice(old.body()).unwrap();
+    body["metadata"]["generateName"] = "chat-0.".into();
+    *old.body_mut() = serde_json::to_vec(&body).unwrap();
+    match client.request::<Value>(old).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(s.message.contains("generateName"), "{}", s.message);
+        }
+        other => panic!("accepted: {other:?}"),
+    }
+    // Labels and annotations are checked on every write.
+    api.apply(&gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 1));
+    let bad_label = Action::PatchNodeMeta {
+        node: "a100-1".into(),
+        labels: [(keys::DEVICE_PLUGIN_CONFIG.to_string(), Some("x".repeat(64)))].into(),
+        annotations: Default::default(),
+    };
+    let e = applier.apply(&bad_label).await.unwrap_err();
+    assert!(e.to_string().contains("422"), "{e}");
+}
