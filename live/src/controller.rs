@@ -242,15 +242,19 @@ impl<A: Applier> Controller<A> {
             .filter(|p| is_ours_pending(p, &self.scope))
             .cloned()
             .collect();
-        pending.sort_by(|a, b| {
-            let t = |p: &Pod| {
+        // Oldest first, except that a pod which preempted others comes before every other: the
+        // room its victims free is what it evicted them for (kube-scheduler's nomination).
+        pending.sort_by_cached_key(|p| {
+            let k = key(p);
+            (
+                !self.preempting.contains_key(&k),
                 p.metadata
                     .creation_timestamp
                     .as_ref()
                     .map(|t| t.0.as_second())
-                    .unwrap_or(0)
-            };
-            t(a).cmp(&t(b)).then_with(|| key(a).cmp(&key(b)))
+                    .unwrap_or(0),
+                k,
+            )
         });
         if pending.is_empty() {
             return report;

@@ -1033,6 +1033,16 @@ async fn preemption_evicts_the_victim_and_binds_the_preemptor() {
     api.apply(&gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 1));
     api.apply(&plugin_configmap());
     api.apply(&low_priority_pod("batch-0", "a100-1", 1));
+    // An older pending pod of the victim's priority: it cannot preempt, and it must not take
+    // the room the preemptor freed (it sorts first by name; creation times are equal here).
+    let mut waiting = pending_pod("ml", "aaa-low", 40.0);
+    waiting
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(keys::PRIORITY.into(), "low".into());
+    api.apply(&waiting);
     let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
     api.apply(&high_priority_pending("urgent"));
     let node = api
@@ -1061,6 +1071,7 @@ async fn preemption_evicts_the_victim_and_binds_the_preemptor() {
     assert_eq!(preempted["regarding"]["name"], "batch-0");
     assert!(preempted["note"].as_str().unwrap().contains("ml/urgent"));
     assert_eq!(bindings_of(&api, "urgent"), 1);
+    assert_eq!(node_name_of(&api, "ml", "aaa-low"), None);
 }
 
 /// A victim a PodDisruptionBudget protects is not evicted (429): the preemptor stays pending
