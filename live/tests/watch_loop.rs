@@ -1158,3 +1158,89 @@ async fn the_fake_server_refuses_what_kube_apiserver_refuses() {
     let e = applier.apply(&bad_label).await.unwrap_err();
     assert!(e.to_string().contains("422"), "{e}");
 }
+
+/// A pending pod asking for `gpus` whole GPUs (a tensor-parallel replica) for a model of
+/// `memory_gb` in all.
+fn tp_pending(name: &str, memory_gb: f64, gpus: u32) -> Pod {
+    let mut p = pending_pod("ml", name, memory_gb);
+    p.spec.as_mut().unwrap().containers[0].resources =
+        Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            limits: Some(
+                [(
+                    keys::GPU_RESOURCE.to_string(),
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity(gpus.to_string()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        });
+    p
+}
+
+/// Tensor-parallel pods through the batch of placements, the concurrent bindings and the node
+/// filter: three TP2 pods decided in one round against an untainted 4-GPU node and a tainted
+/// 8-GPU node. The two that fit take disjoint GPU pairs of the untainted node (each assumed
+/// binding holds both its GPUs for the next decision), the tainted node is never used, and the
+/// third waits and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tensor_parallel_pods_are_batched_bound_and_kept_off_tainted_nodes() {
+    let api = FakeApiServer::start().await;
+    let mut tainted = gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3", 8);
+    tainted.spec.as_mut().unwrap().taints = Some(vec![taint(
+        "node.kubernetes.io/not-ready",
+        None,
+        "NoSchedule",
+    )]);
+    let small = gpu_node("h100-2", "NVIDIA-H100-80GB-HBM3", 4);
+    for mut n in [tainted, small] {
+        // Whole GPUs under the plugin's exclusive config: no rollout needed.
+        n.metadata.labels.as_mut().unwrap().insert(
+            keys::DEVICE_PLUGIN_CONFIG.into(),
+            "gpusched-exclusive".into(),
+        );
+        api.apply(&n);
+    }
+    api.apply(&plugin_configmap());
+    // All pending before the controller starts: one round decides them together.
+    for name in ["llama-0", "llama-1", "llama-2"] {
+        api.apply(&tp_pending(name, 140.0, 2));
+    }
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    let msg = api
+        .wait_for("the third TP pod to say why it waits", WAIT, |a| {
+            let p = a.get("pods", "ml", "llama-2")?;
+            p["status"]["conditions"][0]["message"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .await;
+    let mut held: Vec<String> = Vec::new();
+    for name in ["llama-0", "llama-1"] {
+        let node = api
+            .wait_for("a TP pod to be bound", WAIT, |a| {
+                node_name_of(a, "ml", name)
+            })
+            .await;
+        assert_eq!(node, "h100-2", "{name}: never the tainted node");
+        let pod = api.get("pods", "ml", name).unwrap();
+        let a = &pod["metadata"]["annotations"];
+        let indices = a[keys::GPU_INDICES].as_str().unwrap().to_string();
+        assert_eq!(
+            a[keys::GPU_INDEX].as_str(),
+            indices.split(',').next(),
+            "{name}: gpu-index is the first of gpu-indices"
+        );
+        assert_eq!(a[keys::MEMORY_GB].as_str(), Some("70"), "140 GB over TP2");
+        held.push(indices);
+    }
+    held.sort();
+    assert_eq!(held, vec!["0,1", "2,3"], "disjoint GPU pairs of h100-2");
+    assert!(msg.contains("node.kubernetes.io/not-ready"), "{msg}");
+    ctl.stop().await;
+    assert_eq!(node_name_of(&api, "ml", "llama-2"), None);
+    assert_eq!(bindings_of(&api, "llama-2"), 0);
+    assert_eq!(
+        bindings_of(&api, "llama-0") + bindings_of(&api, "llama-1"),
+        2
+    );
+}
