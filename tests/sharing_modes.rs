@@ -24,33 +24,8 @@ fn pack(engine: &mut Engine, nodes: &mut [NodeView], w: &WorkloadSpec, n: u64) -
         let Decision::Place(p) = engine.place(nodes, w, r, false) else {
             panic!("replica {r} of {} did not fit", w.name)
         };
-        let node = &mut nodes[p.node_index];
-        if let Some(c) = &p.node_config {
-            node.sharing = c.to;
-        }
-        let g = &mut node.gpus[p.gpu as usize];
-        if let Some(m) = p.mig.as_ref().filter(|m| m.reconfigure) {
-            g.mig = m
-                .instances
-                .iter()
-                .map(|i| gpusched_policies::view::MigSlot {
-                    instance: *i,
-                    replica: None,
-                })
-                .collect();
-        }
-        g.add_allocation(
-            AllocationView {
-                workload: w.name.clone(),
-                replica: r,
-                class: p.class,
-                share_pct: p.share_pct,
-                memory_gb: w.model_memory_gb,
-                slice: p.slice,
-                priority_class: p.priority_class,
-            },
-            p.sharing,
-        );
+        // The engine crate's one definition of applying a placement (config, MIG, allocation).
+        gpusched_policies::view::apply_placement(nodes, &p, w.memory_per_gpu_gb());
         out.push(p);
     }
     out

@@ -104,11 +104,19 @@ fn shards_merged_equal_a_single_machine_run() {
 fn k8s_indexed_job_parses_into_k8s_openapi() {
     use k8s_openapi::api::batch::v1::Job;
     let dir = tempfile::tempdir().unwrap();
-    let spec = spec(dir.path());
     let file = dir.path().join("job.json");
+    // A path typed on this machine outside the working directory means nothing inside the
+    // image: refused rather than written into the Job as typed.
+    let outside = spec(dir.path());
+    let (code, _, err) =
+        common::gpusched(&["sweep", &outside, "--emit-k8s-job", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("relative"), "{err}");
+    // The repository's own spec, by its path relative to the working directory (the image's).
+    let spec = "./scenarios/sweep-fleet.toml";
     let (code, _, err) = common::gpusched(&[
         "sweep",
-        &spec,
+        spec,
         "--emit-k8s-job",
         file.to_str().unwrap(),
         "--shards",
@@ -122,7 +130,8 @@ fn k8s_indexed_job_parses_into_k8s_openapi() {
     ]);
     assert_eq!(code, 0, "{err}");
     let job: Job = serde_json::from_str(&read(&file)).expect("a valid batch/v1 Job");
-    assert_eq!(job.metadata.name.as_deref(), Some("tiny"));
+    assert_eq!(job.metadata.name.as_deref(), Some("fleet"));
+    assert!(job.metadata.annotations.as_ref().unwrap()["gpusched.io/requires"].contains("1.29"));
     let s = job.spec.unwrap();
     assert_eq!(s.completion_mode.as_deref(), Some("Indexed"));
     assert_eq!((s.completions, s.parallelism), (Some(5), Some(2)));
@@ -132,6 +141,10 @@ fn k8s_indexed_job_parses_into_k8s_openapi() {
     let args = c.args.clone().unwrap();
     let at = args.iter().position(|a| a == "--shard").unwrap();
     assert_eq!(args[at + 1], "$(JOB_COMPLETION_INDEX)/5");
+    assert_eq!(
+        args[1], "scenarios/sweep-fleet.toml",
+        "the path inside the image"
+    );
     assert!(args
         .windows(2)
         .any(|w| w[0] == "--max-p99-ms" && w[1] == "700"));

@@ -346,13 +346,16 @@ impl Action {
                 let body = json!({
                     "apiVersion": "events.k8s.io/v1",
                     "kind": "Event",
-                    "metadata": {"generateName": format!("{pod}."), "namespace": namespace},
+                    "metadata": {"generateName": crate::names::event_generate_name(pod),
+                                 "namespace": namespace},
                     "eventTime": at,
                     "reportingController": "gpusched.io/scheduler",
-                    "reportingInstance": instance,
+                    // At most 128 bytes (events.k8s.io/v1 validation).
+                    "reportingInstance": crate::names::truncate_bytes(instance, 128),
                     "action": "Scheduling",
                     "reason": reason,
-                    "note": note,
+                    // The API server limits a note to 1024 bytes.
+                    "note": crate::names::truncate_bytes(note, 1024),
                     "type": if *warning { "Warning" } else { "Normal" },
                     "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace,
                                   "name": pod, "uid": uid},
@@ -568,6 +571,9 @@ pub fn placement_annotations(
         Some(c) => (c.active_thread_pct, c.pinned_mem_limit_mib),
         None => (100, (gpu_memory_gb * 1024.0).floor() as u64),
     };
+    for (k, v) in crate::slices::encode(p) {
+        a.insert(k.to_string(), Some(v));
+    }
     a.insert(keys::MPS_ACTIVE_THREAD_PCT.into(), Some(pct.to_string()));
     a.insert(
         keys::MPS_PINNED_MEM_LIMIT.into(),

@@ -126,7 +126,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CmdError> {
 }
 
 async fn client() -> Result<kube::Client, CmdError> {
-    kube::Client::try_default()
+    crate::client::infer()
         .await
         .map_err(|e| failed(format!("cannot reach a Kubernetes API server (in-cluster service account or ~/.kube/config / $KUBECONFIG): {e}")))
 }
@@ -237,6 +237,14 @@ pub fn controller(a: &ControllerArgs) -> Result<(), CmdError> {
         &a.plugin_config_name,
     )
     .map_err(|e| CmdError::BadInput(e.to_string()))?;
+    // The Lease is a write like any other: gpusched never writes in kube-system (the RBAC has
+    // no rule there either, so the election would fail at every round).
+    if a.lease_namespace == crate::keys::KUBE_SYSTEM || a.lease_namespace.is_empty() {
+        return Err(CmdError::BadInput(format!(
+            "--lease-namespace {:?}: the Lease must live in gpusched's own namespace (default gpusched-system), never kube-system",
+            a.lease_namespace
+        )));
+    }
     let cfg = engine_config(a.engine.as_ref())?;
     let autoscale = autoscale_options(a)?;
     let log = match &a.decisions {

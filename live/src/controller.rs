@@ -7,12 +7,17 @@
 //! plugin ConfigMap up to date and calls `reconcile` every `period` while this replica holds the
 //! Lease.
 //!
-//! Like kube-scheduler, the controller *assumes* a pod is on its node as soon as it has bound it,
-//! until the watch shows the pod's `nodeName`, so two placements in a row never see stale room.
+//! Like kube-scheduler, the controller *assumes* a pod is on its node as soon as it has decided
+//! it, until the watch shows the pod's `nodeName`, so two placements in a row never see stale
+//! room. Decisions are made in order on one view (taints and readiness first, `node_filter`);
+//! the bindings they produce go out concurrently ([`BIND_CONCURRENCY`]), as kube-scheduler's
+//! binding cycle does. Preemption evicts through the Eviction API; SIGTERM stops a reconcile at
+//! its next safe point.
 
 use crate::apply::{bind_actions, config_key, config_yaml, mps_env_wired, Action, Applier, Scope};
 use crate::decisions::DecisionLog;
 use crate::keys;
+use crate::node_filter;
 use crate::rollback::{self, RolloutOutcome, RolloutTiming};
 use crate::view::{build_view, workload_from_pod, ViewOptions};
 use gpusched_policies::decision::Decision;
@@ -20,6 +25,8 @@ use gpusched_policies::rollout::CircuitBreaker;
 use gpusched_policies::{Engine, EngineConfig, GpuCatalog};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -63,6 +70,54 @@ pub struct Controller<A: Applier> {
     recovered: std::collections::BTreeSet<String>,
     /// Last unschedulable reason per pod (logged once per change, as the simulator does).
     last_reason: BTreeMap<String, String>,
+    /// Nodes whose last rollout failed, and until when it is not tried again.
+    rollout_backoff: BTreeMap<String, Backoff>,
+    /// Pods that preempted others, keyed namespace/name: the node and the victims (keys) they
+    /// wait for.
+    preempting: BTreeMap<String, Preempting>,
+    /// Set on SIGTERM: the reconcile in progress stops at its next safe point.
+    stop: Arc<AtomicBool>,
+    /// The reconcile's `now` and the instant it began ([`Controller::clock`]).
+    reconcile_at: (f64, std::time::Instant),
+}
+
+/// Bindings in flight at once. kube-scheduler binds asynchronously too; a bound keeps the API
+/// server's inflight limits (400 mutating requests by default) far away.
+pub const BIND_CONCURRENCY: usize = 24;
+/// The first wait after a failed rollout on a node; it doubles per consecutive failure.
+pub const ROLLOUT_BACKOFF_S: f64 = 300.0;
+pub const ROLLOUT_BACKOFF_MAX_S: f64 = 3600.0;
+
+#[derive(Debug, Clone)]
+struct Preempting {
+    node: String,
+    victims: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Backoff {
+    key: String,
+    failures: u32,
+    until: f64,
+}
+
+/// A decided binding waiting to be sent.
+struct Queued {
+    pod: Pod,
+    pk: String,
+    placement: gpusched_policies::decision::Placement,
+    decision: Decision,
+    /// Annotate, then bind.
+    actions: Vec<Action>,
+}
+
+/// A binding's outcome, and the errors of its best-effort event.
+type BindResult = (Result<(), String>, Vec<String>);
+
+/// One entry of a batch, in decision order (decisions.jsonl keeps the engine's order).
+enum Step {
+    Bind(Box<Queued>),
+    Logged(Box<Decision>),
 }
 
 fn key(p: &Pod) -> String {
@@ -108,10 +163,33 @@ impl<A: Applier> Controller<A> {
             last_reason: BTreeMap::new(),
             recovered: Default::default(),
             pending_replica: BTreeMap::new(),
+            rollout_backoff: BTreeMap::new(),
+            preempting: BTreeMap::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            reconcile_at: (0.0, std::time::Instant::now()),
         })
     }
 
+    /// A flag that asks a reconcile in progress to stop at its next safe point (between two
+    /// pods, never inside a rollout or a binding): SIGTERM in [`run`].
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// The wall-clock time now, on the caller's clock: the reconcile's `now` plus the time it
+    /// has run. A transition or an event is stamped when it happens, not when the reconcile
+    /// began (a rollout can take minutes).
+    fn clock(&self) -> f64 {
+        self.reconcile_at.0 + self.reconcile_at.1.elapsed().as_secs_f64()
+    }
+
     /// Places every pending gpusched pod once. Pods are taken oldest first (then by name).
+    ///
+    /// Decisions are made one pod at a time on one view that each placement updates (as the
+    /// simulator does), so the sequence is deterministic; the bindings they produce are queued
+    /// and sent [`BIND_CONCURRENCY`] at a time, as kube-scheduler's binding cycle runs
+    /// asynchronously. A placement that needs a sharing-config rollout first sends the queue,
+    /// then runs the rollout on its own.
     pub async fn reconcile(
         &mut self,
         nodes: &[Node],
@@ -119,6 +197,7 @@ impl<A: Applier> Controller<A> {
         plugin_config: Option<&ConfigMap>,
         now_unix_s: f64,
     ) -> Report {
+        self.reconcile_at = (now_unix_s, std::time::Instant::now());
         let mut report = Report::default();
         // A rollout that a stopped replica left half done is rolled back first; this reconcile
         // then ends, so the next one starts from the restored state the watch shows.
@@ -145,6 +224,7 @@ impl<A: Applier> Controller<A> {
         }
         self.assumed.retain(|k, _| seen.contains(k));
         self.pending_replica.retain(|k, _| seen.contains(k));
+        self.preempting.retain(|k, _| seen.contains(k));
         self.last_reason.retain(|k, _| seen.contains(k));
         for p in &effective {
             if let Some(r) = p
@@ -162,29 +242,73 @@ impl<A: Applier> Controller<A> {
             .filter(|p| is_ours_pending(p, &self.scope))
             .cloned()
             .collect();
-        pending.sort_by(|a, b| {
-            let t = |p: &Pod| {
+        // Oldest first, except that a pod which preempted others comes before every other: the
+        // room its victims free is what it evicted them for (kube-scheduler's nomination).
+        pending.sort_by_cached_key(|p| {
+            let k = key(p);
+            (
+                !self.preempting.contains_key(&k),
                 p.metadata
                     .creation_timestamp
                     .as_ref()
                     .map(|t| t.0.as_second())
-                    .unwrap_or(0)
-            };
-            t(a).cmp(&t(b)).then_with(|| key(a).cmp(&key(b)))
+                    .unwrap_or(0),
+                k,
+            )
         });
+        if pending.is_empty() {
+            return report;
+        }
         let mut nodes_now: Vec<Node> = nodes.to_vec();
         let mut cm_now = plugin_config.cloned();
+        // Taints (and readiness as taints) per node: rollouts below never change them.
+        let taints: BTreeMap<String, Vec<k8s_openapi::api::core::v1::Taint>> = nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.metadata.name.clone().unwrap_or_default(),
+                    node_filter::effective_taints(n),
+                )
+            })
+            .collect();
+        // Where each pod is in `effective` (a linear search per pod is quadratic at 2,000 pods).
+        let index_of = |eff: &[Pod]| -> BTreeMap<String, usize> {
+            eff.iter().enumerate().map(|(i, p)| (key(p), i)).collect()
+        };
+        let mut position = index_of(&effective);
+        let mut view = build_view(&nodes_now, &effective, &self.view_options, now_unix_s);
+        report.notes.extend(view.notes.iter().cloned());
+        let mut batch: Vec<Step> = Vec::new();
         for pod in pending {
-            let view = build_view(&nodes_now, &effective, &self.view_options, now_unix_s);
-            report.notes.extend(view.notes.iter().cloned());
+            if self.stop.load(Ordering::SeqCst) {
+                report.notes.push(
+                    "stopping: the remaining pending pods are left to the next leader".into(),
+                );
+                break;
+            }
             let pk = key(&pod);
+            // A pod that preempted others waits until they are gone (their GPUs are still
+            // held while they terminate); deciding again would evict more pods than needed.
+            if let Some(p) = self.preempting.get(&pk) {
+                let left = p
+                    .victims
+                    .iter()
+                    .filter(|v| position.contains_key(*v))
+                    .count();
+                if left > 0 {
+                    let why = format!(
+                        "waiting for {left} preempted pod(s) on {} to terminate",
+                        p.node
+                    );
+                    self.explain_wait(&pod, &pk, &why, &mut report).await;
+                    continue;
+                }
+                self.preempting.remove(&pk);
+            }
             let spec = match workload_from_pod(&pod) {
                 Ok(s) => s,
                 Err(e) => {
-                    if self
-                        .explain_wait(&pod, &pk, &e, now_unix_s, &mut report)
-                        .await
-                    {
+                    if self.explain_wait(&pod, &pk, &e, &mut report).await {
                         report.errors.push(e);
                     }
                     continue;
@@ -197,20 +321,69 @@ impl<A: Applier> Controller<A> {
                 *next += 1;
                 *next - 1
             });
-            let decision = self.engine.place(&view.nodes, &spec, replica, false);
-            let Decision::Place(p) = &decision else {
-                if let Decision::Unschedulable { reason, .. } = &decision {
-                    if self
-                        .explain_wait(&pod, &pk, reason, now_unix_s, &mut report)
-                        .await
-                    {
-                        self.log(now_unix_s, decision.clone(), &mut report);
+            // kube-scheduler's TaintToleration (readiness included) before the engine's filters.
+            let tolerations = node_filter::tolerations(&pod);
+            let mut refused: Vec<Option<String>> = view
+                .nodes
+                .iter()
+                .map(|v| {
+                    taints
+                        .get(&v.name)
+                        .and_then(|t| node_filter::admits(t, tolerations).err())
+                        .map(|r| r.0)
+                })
+                .collect();
+            let decision = loop {
+                let d = self.place_masked(&mut view.nodes, &refused, &spec, replica);
+                // A node whose rollout to this config failed recently is not tried again
+                // until its backoff ends: the pod is placed as if that node were unavailable.
+                if let Decision::Place(p) = &d {
+                    if let Some(k) = config_key(p) {
+                        if self
+                            .rollout_backoff_until(&p.node, &k, now_unix_s)
+                            .is_some()
+                        {
+                            // One text for every such node, so the summary counts them.
+                            refused[p.node_index] = Some(
+                                "node(s) had a sharing-config rollout that failed recently (backing off)"
+                                    .into(),
+                            );
+                            continue;
+                        }
                     }
                 }
-                continue;
+                break d;
+            };
+            let p = match &decision {
+                Decision::Place(p) => p.clone(),
+                Decision::Unschedulable { .. } | Decision::Preempt { .. } => {
+                    let why = self.unschedulable_message(&view.nodes, &refused, &spec);
+                    if matches!(decision, Decision::Preempt { .. }) {
+                        self.preempt(
+                            &pod,
+                            &pk,
+                            &decision,
+                            &effective,
+                            &why,
+                            &mut batch,
+                            &mut report,
+                        )
+                        .await;
+                        continue;
+                    }
+                    // decisions.jsonl keeps the engine's own decision (the simulator's line);
+                    // the user is shown the summary across all nodes.
+                    if self.explain_wait(&pod, &pk, &why, &mut report).await
+                        && matches!(decision, Decision::Unschedulable { .. })
+                    {
+                        batch.push(Step::Logged(Box::new(decision.clone())));
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             // A sharing placement needs the node's device-plugin config to match its plan.
-            if let (Some(k), Some(yaml)) = (config_key(p), config_yaml(p)) {
+            if let (Some(k), Some(yaml)) = (config_key(&p), config_yaml(&p)) {
                 let Some(node) = nodes_now
                     .iter()
                     .find(|n| n.metadata.name.as_deref() == Some(p.node.as_str()))
@@ -228,34 +401,37 @@ impl<A: Applier> Controller<A> {
                 ) {
                     Err(refusal) => {
                         let why = format!("not placed on {}: {refusal}", p.node);
-                        if self
-                            .explain_wait(&pod, &pk, &why, now_unix_s, &mut report)
-                            .await
-                        {
+                        if self.explain_wait(&pod, &pk, &why, &mut report).await {
                             report.errors.push(format!("{pk}: {why}"));
                         }
                         continue;
                     }
                     Ok(None) => {}
                     Ok(Some(r)) => {
+                        // The rollout evicts and waits for the plugin: the bindings decided so
+                        // far go out first, so they never wait behind it.
+                        self.flush(&mut batch, &mut effective, &mut report).await;
+                        let started = self.clock();
                         let outcome = rollback::execute(
                             &self.applier,
                             &self.scope,
                             &mut self.breaker,
                             &r,
                             &self.timing,
-                            now_unix_s,
+                            started,
                         )
                         .await;
                         let done = outcome == RolloutOutcome::Done;
                         if !done {
+                            self.rollout_failed(&r.node, &k, self.clock());
                             let why = format!(
                                 "sharing config of {} not changed: {}",
                                 r.node,
                                 serde_json::to_string(&outcome).unwrap_or_default()
                             );
-                            self.explain_wait(&pod, &pk, &why, now_unix_s, &mut report)
-                                .await;
+                            self.explain_wait(&pod, &pk, &why, &mut report).await;
+                        } else {
+                            self.rollout_backoff.remove(&r.node);
                         }
                         report.rollouts.push((r.node.clone(), outcome));
                         if !done {
@@ -281,6 +457,9 @@ impl<A: Applier> Controller<A> {
                         let evicted: std::collections::BTreeSet<String> =
                             r.evict.iter().map(|(n, m)| format!("{n}/{m}")).collect();
                         effective.retain(|x| !evicted.contains(&key(x)));
+                        position = index_of(&effective);
+                        // The node changed under the view (config, evicted pods): rebuild it.
+                        view = build_view(&nodes_now, &effective, &self.view_options, now_unix_s);
                     }
                 }
                 if !p
@@ -297,29 +476,21 @@ impl<A: Applier> Controller<A> {
                     ));
                 }
             }
+            let Some(vi) = view.nodes.iter().position(|v| v.name == p.node) else {
+                continue;
+            };
             let gpu_mem = self
                 .view_options
                 .catalog
-                .spec(view.nodes[p.node_index].model)
+                .spec(view.nodes[vi].model)
                 .memory_gb;
-            let mut ok = true;
-            for a in bind_actions(&pod, p, spec.memory_per_gpu_gb(), gpu_mem) {
-                if let Err(e) = self.applier.apply(&a).await {
-                    report.errors.push(format!("{pk}: {e}"));
-                    ok = false;
-                    break;
-                }
-            }
-            if !ok {
-                continue;
-            }
-            self.pending_replica.remove(&pk);
-            self.last_reason.remove(&pk);
-            // Assume the binding (kube-scheduler's "assume"): the next placement sees it.
+            // Assume the binding (kube-scheduler's "assume"): the next decision sees it. A
+            // tensor-parallel replica takes all of `p.gpus`, each holding its share of the model.
+            let memory_per_gpu_gb = spec.memory_per_gpu_gb();
+            gpusched_policies::view::apply_placement(&mut view.nodes, &p, memory_per_gpu_gb);
+            let actions = bind_actions(&pod, &p, memory_per_gpu_gb, gpu_mem);
             let mut bound = pod.clone();
-            if let Some(crate::apply::Action::AnnotatePod { annotations, .. }) =
-                bind_actions(&pod, p, spec.memory_per_gpu_gb(), gpu_mem).first()
-            {
+            if let Some(Action::AnnotatePod { annotations, .. }) = actions.first() {
                 let a = bound.metadata.annotations.get_or_insert_default();
                 for (k, v) in annotations {
                     if let Some(v) = v {
@@ -328,31 +499,252 @@ impl<A: Applier> Controller<A> {
                 }
             }
             bound.spec.get_or_insert_default().node_name = Some(p.node.clone());
-            for x in effective.iter_mut().filter(|x| key(x) == pk) {
-                *x = bound.clone();
+            if let Some(&i) = position.get(&pk) {
+                effective[i] = bound.clone();
             }
-            self.assumed.insert(pk, bound);
-            self.log(now_unix_s, decision.clone(), &mut report);
-            Self::tell(
-                &self.applier,
-                &self.identity,
-                &pod,
-                false,
-                "Scheduled",
-                &format!(
-                    "Successfully assigned {}/{} to {} (GPU {}, {} %)",
-                    pod.metadata.namespace.as_deref().unwrap_or(""),
-                    pod.metadata.name.as_deref().unwrap_or(""),
-                    p.node,
-                    p.gpu,
-                    p.share_pct
-                ),
-                now_unix_s,
-                &mut report,
-            )
-            .await;
+            self.assumed.insert(pk.clone(), bound);
+            batch.push(Step::Bind(Box::new(Queued {
+                pod,
+                pk,
+                placement: p,
+                decision,
+                actions,
+            })));
         }
+        self.flush(&mut batch, &mut effective, &mut report).await;
         report
+    }
+
+    /// Runs the engine with the nodes in `refused` shown as unavailable (cordoned) for this one
+    /// decision, then restores them.
+    fn place_masked(
+        &mut self,
+        nodes: &mut [gpusched_policies::NodeView],
+        refused: &[Option<String>],
+        spec: &gpusched_policies::WorkloadSpec,
+        replica: u64,
+    ) -> Decision {
+        let masked: Vec<usize> = refused
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.is_some() && !nodes[*i].cordoned)
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &masked {
+            nodes[i].cordoned = true;
+        }
+        let d = self.engine.place(nodes, spec, replica, false);
+        for &i in &masked {
+            nodes[i].cordoned = false;
+        }
+        d
+    }
+
+    /// Carries out the engine's `Preempt` (kube-scheduler's DefaultPreemption): the victims,
+    /// found on the node by their replica annotation, are evicted through the Eviction API (so
+    /// PodDisruptionBudgets are respected: a 429 stops the preemption and the pod says why),
+    /// each gets a `Preempted` event, and the preemptor waits until they are gone, then is
+    /// placed like any pending pod.
+    #[allow(clippy::too_many_arguments)]
+    async fn preempt(
+        &mut self,
+        pod: &Pod,
+        pk: &str,
+        decision: &Decision,
+        effective: &[Pod],
+        why: &str,
+        batch: &mut Vec<Step>,
+        report: &mut Report,
+    ) {
+        let Decision::Preempt { node, victims, .. } = decision else {
+            return;
+        };
+        let mut targets: Vec<&Pod> = Vec::new();
+        for v in victims {
+            let found = effective.iter().find(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())
+                    && crate::view::annotation(&p.metadata, keys::REPLICA)
+                        == Some(v.replica.to_string().as_str())
+            });
+            match found {
+                Some(p)
+                    if self
+                        .scope
+                        .manages(p.metadata.namespace.as_deref().unwrap_or("")) =>
+                {
+                    targets.push(p)
+                }
+                _ => {
+                    let msg = format!(
+                        "{why} Preemption on {node} is not possible: replica {} of {} is not a pod gpusched manages.",
+                        v.replica, v.workload
+                    );
+                    self.explain_wait(pod, pk, &msg, report).await;
+                    return;
+                }
+            }
+        }
+        let mut evicted = Vec::new();
+        for t in &targets {
+            let a = Action::Evict {
+                namespace: t.metadata.namespace.clone().unwrap_or_default(),
+                name: t.metadata.name.clone().unwrap_or_default(),
+            };
+            match self.applier.apply(&a).await {
+                Ok(()) => {
+                    evicted.push(key(t));
+                    tell(
+                        &self.applier,
+                        &self.identity,
+                        t,
+                        false,
+                        "Preempted",
+                        &format!("Preempted by pod {pk} on node {node}"),
+                        self.clock(),
+                        &mut report.errors,
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    // A PodDisruptionBudget (429) or another refusal: stop here; the pods
+                    // already evicted are waited for, the rest is decided again next round.
+                    let msg = format!("{why} Preemption on {node} stopped: {e}.");
+                    if !evicted.is_empty() {
+                        self.preempting.insert(
+                            pk.to_string(),
+                            Preempting {
+                                node: node.clone(),
+                                victims: evicted,
+                            },
+                        );
+                    }
+                    self.explain_wait(pod, pk, &msg, report).await;
+                    return;
+                }
+            }
+        }
+        let msg = format!(
+            "{why} Preempting {} lower-priority pod(s) on {node}.",
+            evicted.len()
+        );
+        self.preempting.insert(
+            pk.to_string(),
+            Preempting {
+                node: node.clone(),
+                victims: evicted,
+            },
+        );
+        self.explain_wait(pod, pk, &msg, report).await;
+        batch.push(Step::Logged(Box::new(decision.clone())));
+    }
+
+    /// "0/N nodes are available: …" as kube-scheduler words it: every node's first failing
+    /// filter, counted per reason, across all nodes (never one node's text).
+    fn unschedulable_message(
+        &self,
+        nodes: &[gpusched_policies::NodeView],
+        refused: &[Option<String>],
+        spec: &gpusched_policies::WorkloadSpec,
+    ) -> String {
+        let verdicts = self.engine.filter_verdicts(nodes, spec);
+        let reasons = refused.iter().zip(&verdicts).map(|(r, v)| match (r, v) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(rej)) => Some(crate::unschedulable::plugin_reason(rej.plugin)),
+            (None, None) => None,
+        });
+        crate::unschedulable::summarise(nodes.len(), reasons)
+    }
+
+    /// The time before which a rollout of `key` on `node` is not tried again, if it is still
+    /// in the future.
+    fn rollout_backoff_until(&self, node: &str, key: &str, now: f64) -> Option<f64> {
+        self.rollout_backoff
+            .get(node)
+            .filter(|b| b.key == key && now < b.until)
+            .map(|b| b.until)
+    }
+
+    /// A rollout of `key` on `node` failed: back off, doubling per consecutive failure.
+    fn rollout_failed(&mut self, node: &str, key: &str, now: f64) {
+        let failures = match self.rollout_backoff.get(node) {
+            Some(b) if b.key == key => b.failures + 1,
+            _ => 1,
+        };
+        let wait = (ROLLOUT_BACKOFF_S * 2f64.powi(failures as i32 - 1)).min(ROLLOUT_BACKOFF_MAX_S);
+        self.rollout_backoff.insert(
+            node.to_string(),
+            Backoff {
+                key: key.to_string(),
+                failures,
+                until: now + wait,
+            },
+        );
+    }
+
+    /// Sends the queued bindings, [`BIND_CONCURRENCY`] at a time, then records the batch in
+    /// decision order. A binding that fails is forgotten (its pod is pending again at the next
+    /// reconcile, as kube-scheduler forgets an assumed pod whose binding failed).
+    async fn flush(&mut self, batch: &mut Vec<Step>, effective: &mut [Pod], report: &mut Report) {
+        use futures::StreamExt;
+        if batch.is_empty() {
+            return;
+        }
+        let steps = std::mem::take(batch);
+        let (applier, identity) = (&self.applier, self.identity.as_str());
+        // A hand-rolled bounded pool: stream combinators with closures over borrowed pods make
+        // the future lose `Send` (rust-lang/rust#102211), which `run` needs for `tokio::spawn`.
+        let queued: Vec<&Queued> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Bind(q) => Some(&**q),
+                Step::Logged(_) => None,
+            })
+            .collect();
+        let mut done: Vec<Option<BindResult>> = (0..queued.len()).map(|_| None).collect();
+        {
+            let at = self.reconcile_at;
+            let mut inflight = futures::stream::FuturesUnordered::new();
+            let mut next = 0;
+            while next < queued.len() || !inflight.is_empty() {
+                while next < queued.len() && inflight.len() < BIND_CONCURRENCY {
+                    let (i, q) = (next, queued[next]);
+                    inflight.push(async move { (i, bind_one(applier, identity, q, at).await) });
+                    next += 1;
+                }
+                if let Some((i, r)) = inflight.next().await {
+                    done[i] = Some(r);
+                }
+            }
+        }
+        let results: Vec<BindResult> = done
+            .into_iter()
+            .map(|r| r.expect("every binding ran"))
+            .collect();
+        let mut results = results.into_iter();
+        let now = self.clock();
+        for s in steps {
+            match s {
+                Step::Logged(d) => self.log(now, *d, report),
+                Step::Bind(q) => {
+                    let (r, errors) = results.next().expect("one result per binding");
+                    report.errors.extend(errors);
+                    match r {
+                        Ok(()) => {
+                            self.pending_replica.remove(&q.pk);
+                            self.last_reason.remove(&q.pk);
+                            self.log(now, q.decision, report);
+                        }
+                        Err(e) => {
+                            report.errors.push(format!("{}: {e}", q.pk));
+                            self.assumed.remove(&q.pk);
+                            for x in effective.iter_mut().filter(|x| key(x) == q.pk) {
+                                *x = q.pod.clone();
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Rolls back every node that carries the in-progress marker of a rollout this process did
@@ -407,86 +799,54 @@ impl<A: Applier> Controller<A> {
     }
 
     /// Tells the user why `pod` waits, once per change of reason; true when this is news.
-    async fn explain_wait(
-        &mut self,
-        pod: &Pod,
-        pk: &str,
-        why: &str,
-        now: f64,
-        report: &mut Report,
-    ) -> bool {
+    /// The pod's own `PodScheduled` condition counts as already told, so a new leader (or a
+    /// restarted one) does not send the same FailedScheduling again.
+    async fn explain_wait(&mut self, pod: &Pod, pk: &str, why: &str, report: &mut Report) -> bool {
         if self.last_reason.get(pk).map(String::as_str) == Some(why) {
             return false;
         }
         self.last_reason.insert(pk.to_string(), why.to_string());
-        Self::tell_unschedulable(&self.applier, &self.identity, pod, why, now, report).await;
-        true
-    }
-
-    /// What kube-scheduler tells a user about a pod that waits: `PodScheduled=False` with the
-    /// reason, and a `FailedScheduling` warning event. Called once per change of reason.
-    async fn tell_unschedulable(
-        applier: &A,
-        identity: &str,
-        pod: &Pod,
-        why: &str,
-        now: f64,
-        report: &mut Report,
-    ) {
-        let (namespace, name) = (
-            pod.metadata.namespace.clone().unwrap_or_default(),
-            pod.metadata.name.clone().unwrap_or_default(),
-        );
+        let told = scheduled_condition(pod);
+        if told.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(why)
+        }) {
+            return false;
+        }
+        // The transition's time: kept while the pod stays unschedulable (only the message
+        // changes), as the API's condition semantics and kube-scheduler have it.
+        let at = match told.filter(|c| c.status == "False") {
+            Some(c) => c
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_else(|| rfc3339(self.clock(), false)),
+            None => rfc3339(self.clock(), false),
+        };
         let condition = Action::PodScheduledCondition {
-            namespace,
-            name,
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
             scheduled: false,
             reason: "Unschedulable".into(),
             message: why.to_string(),
-            at: rfc3339(now, false),
+            at,
         };
-        if let Err(e) = applier.apply(&condition).await {
+        if let Err(e) = self.applier.apply(&condition).await {
             report.errors.push(e.to_string());
         }
-        Self::tell(
-            applier,
-            identity,
+        tell(
+            &self.applier,
+            &self.identity,
             pod,
             true,
             "FailedScheduling",
             why,
-            now,
-            report,
+            self.clock(),
+            &mut report.errors,
         )
         .await;
-    }
-
-    /// Records an Event about `pod`. Events are best effort: a failure is reported, not fatal.
-    #[allow(clippy::too_many_arguments)]
-    async fn tell(
-        applier: &A,
-        identity: &str,
-        pod: &Pod,
-        warning: bool,
-        reason: &str,
-        note: &str,
-        now: f64,
-        report: &mut Report,
-    ) {
-        let event = Action::PodEvent {
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            pod: pod.metadata.name.clone().unwrap_or_default(),
-            uid: pod.metadata.uid.clone(),
-            warning,
-            reason: reason.into(),
-            // The API server limits an event's note to 1 kB.
-            note: note.chars().take(1000).collect(),
-            instance: identity.to_string(),
-            at: rfc3339(now, true),
-        };
-        if let Err(e) = applier.apply(&event).await {
-            report.errors.push(e.to_string());
-        }
+        true
     }
 
     pub(crate) fn log(&mut self, now: f64, d: Decision, report: &mut Report) {
@@ -496,6 +856,89 @@ impl<A: Applier> Controller<A> {
             }
         }
         report.decisions.push(d);
+    }
+}
+
+/// The pod's `PodScheduled` condition, if it has one.
+fn scheduled_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")
+}
+
+/// Annotates and binds one queued pod, then records its `Scheduled` event (best effort: an
+/// event that fails is reported, the binding stands). Returns the binding's result and the
+/// event's errors.
+async fn bind_one<A: Applier>(
+    applier: &A,
+    identity: &str,
+    q: &Queued,
+    clock: (f64, std::time::Instant),
+) -> BindResult {
+    for a in &q.actions {
+        if let Err(e) = applier.apply(a).await {
+            return (Err(e.to_string()), Vec::new());
+        }
+    }
+    let p = &q.placement;
+    let mut errors = Vec::new();
+    tell(
+        applier,
+        identity,
+        &q.pod,
+        false,
+        "Scheduled",
+        &format!(
+            "Successfully assigned {} to {} ({}, {} %)",
+            q.pk,
+            p.node,
+            gpus_text(p),
+            p.share_pct
+        ),
+        clock.0 + clock.1.elapsed().as_secs_f64(),
+        &mut errors,
+    )
+    .await;
+    (Ok(()), errors)
+}
+
+/// "GPU 0", or "GPUs 0,1,2,3" for a tensor-parallel placement.
+fn gpus_text(p: &gpusched_policies::decision::Placement) -> String {
+    if p.gpus.len() > 1 {
+        let list: Vec<String> = p.gpus.iter().map(u8::to_string).collect();
+        format!("GPUs {}", list.join(","))
+    } else {
+        format!("GPU {}", p.gpu)
+    }
+}
+
+/// Records an Event about `pod`. Events are best effort: a failure is reported, not fatal.
+#[allow(clippy::too_many_arguments)]
+async fn tell<A: Applier>(
+    applier: &A,
+    identity: &str,
+    pod: &Pod,
+    warning: bool,
+    reason: &str,
+    note: &str,
+    now: f64,
+    errors: &mut Vec<String>,
+) {
+    let event = Action::PodEvent {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        pod: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone(),
+        warning,
+        reason: reason.into(),
+        note: note.to_string(),
+        instance: identity.to_string(),
+        at: rfc3339(now, true),
+    };
+    if let Err(e) = applier.apply(&event).await {
+        errors.push(e.to_string());
     }
 }
 
@@ -563,23 +1006,37 @@ pub async fn run<A: Applier>(
         ))
     };
     let mut tick = tokio::time::interval(opts.period);
+    // A reconcile that overran its period must not be followed by a burst of catch-up ticks.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned_no_configmap = false;
     let mut shown_notes = std::collections::BTreeSet::new();
+    let stop = ctl.stop_flag();
+    // Once SIGTERM has come, `shutdown` is never polled again (it has completed) and no new
+    // reconcile, rollout or scaling starts: client-go's leader election cancels the same way.
+    let mut stopping = false;
     loop {
-        // Shutdown is only looked at between reconciles: a rollout is never cut in half.
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = &mut shutdown => {
-                elector.abort();
-                let _ = elector.await;
-                if *leading.borrow() && !dry_run {
-                    match crate::lease::release(&leases, &opts.lease).await {
-                        Ok(()) => eprintln!("released leadership ({})", opts.lease.identity),
-                        Err(e) => eprintln!("warning: releasing lease {}/{}: {e}", opts.lease.namespace, opts.lease.name),
-                    }
-                }
-                return Ok(());
+        if !stopping {
+            // `biased`: a shutdown that is ready wins over a tick that is ready too (after a
+            // long reconcile both are), so a stopping replica never starts another round.
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => stopping = true,
+                _ = tick.tick() => {}
             }
+        }
+        if stopping {
+            elector.abort();
+            let _ = elector.await;
+            if *leading.borrow() && !dry_run {
+                match crate::lease::release(&leases, &opts.lease).await {
+                    Ok(()) => eprintln!("released leadership ({})", opts.lease.identity),
+                    Err(e) => eprintln!(
+                        "warning: releasing lease {}/{}: {e}",
+                        opts.lease.namespace, opts.lease.name
+                    ),
+                }
+            }
+            return Ok(());
         }
         if !*leading.borrow() {
             continue;
@@ -591,9 +1048,26 @@ pub async fn run<A: Applier>(
             eprintln!("warning: ConfigMap {cm_ns}/{cm_name} not found; sharing placements wait until it exists");
         }
         let now_s = now.as_millisecond() as f64 / 1000.0;
-        let report = ctl.reconcile(&ns, &ps, cm.as_ref(), now_s).await;
-        if let Some(a) = autoscale.as_mut() {
-            a.tick(&mut ctl, &ns, &ps, now_s).await;
+        // SIGTERM during the reconcile asks it to stop at its next safe point (between pods;
+        // a rollout in progress finishes or rolls back, never cut in half) and ends the loop.
+        let report = {
+            let rec = ctl.reconcile(&ns, &ps, cm.as_ref(), now_s);
+            tokio::pin!(rec);
+            tokio::select! {
+                biased;
+                r = &mut rec => r,
+                _ = &mut shutdown => {
+                    stopping = true;
+                    stop.store(true, Ordering::SeqCst);
+                    eprintln!("stopping after the current step of this reconcile");
+                    rec.await
+                }
+            }
+        };
+        if !stopping {
+            if let Some(a) = autoscale.as_mut() {
+                a.tick(&mut ctl, &ns, &ps, now_s).await;
+            }
         }
         for e in &report.errors {
             eprintln!("error: {e}");

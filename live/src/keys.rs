@@ -46,6 +46,13 @@ pub const GPU_INDICES: &str = "gpusched.io/gpu-indices";
 pub const REPLICA: &str = "gpusched.io/replica";
 pub const CLASS: &str = "gpusched.io/class";
 pub const MEMORY_GB: &str = "gpusched.io/memory-gb";
+/// The MIG instance a pod holds (`<profile>@<start>`, e.g. `3g.40gb@4`) and its GPU's whole
+/// layout when it was bound (comma-separated, the same form): a MIG placement survives a restart.
+pub const MIG_INSTANCE: &str = "gpusched.io/mig-instance";
+pub const MIG_LAYOUT: &str = "gpusched.io/mig-layout";
+/// A time-sliced pod's weight (seed 004's fairness) and its GPU's time-slicing replicas.
+pub const TIME_SLICE_WEIGHT: &str = "gpusched.io/time-slice-weight";
+pub const TIME_SLICE_REPLICAS: &str = "gpusched.io/time-slice-replicas";
 /// Per-client MPS limits, read by the pod's own env through the downward API
 /// (`valueFrom.fieldRef: metadata.annotations['…']`), resolved by the kubelet at container start.
 pub const MPS_ACTIVE_THREAD_PCT: &str = "gpusched.io/mps-active-thread-percentage";

@@ -2,7 +2,12 @@
 //!
 //! * [`agent`] — per-node GPU readings through NVML ([`nvml`]), as Prometheus metrics and a node
 //!   annotation.
-//! * [`view`] — the engine's cluster view from Nodes and Pods (a pure function).
+//! * [`view`] — the engine's cluster view from Nodes and Pods (a pure function); [`slices`] — the
+//!   MIG / time-slice annotations that carry a slice through a restart.
+//! * [`node_filter`] — taints and readiness, as kube-scheduler filters nodes;
+//!   [`unschedulable`] — the "0/N nodes are available" message.
+//! * [`client`] — the kube client without the retry layer that hid 429s; [`names`] — names and
+//!   lengths the API server accepts.
 //! * [`controller`] — reflectors + [`lease`] election + placement of `schedulerName: gpusched` pods.
 //! * [`apply`] / [`dryrun`] — decisions as exact API requests, sent or printed.
 //! * [`autoscale`] / [`signals`] — the simulator's autoscalers scaling opted-in Deployments from
@@ -15,6 +20,7 @@
 pub mod agent;
 pub mod apply;
 pub mod autoscale;
+pub mod client;
 pub mod cmd;
 pub mod controller;
 pub mod decisions;
@@ -22,9 +28,13 @@ pub mod dryrun;
 pub mod keys;
 pub mod lease;
 pub mod manifests;
+pub mod names;
+pub mod node_filter;
 pub mod nvml;
 pub mod rollback;
 pub mod signals;
+pub mod slices;
 pub mod snapshot;
 pub mod testutil;
+pub mod unschedulable;
 pub mod view;

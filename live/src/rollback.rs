@@ -148,6 +148,13 @@ pub fn plan_rollout(
         .as_ref()
         .and_then(|l| l.get(keys::DEVICE_PLUGIN_CONFIG))
         .cloned();
+    // Without the label the plugin already serves its default, one pod per GPU: a rollout to
+    // gpusched's exclusive entry would change nothing but cost a cordon, evictions and a
+    // plugin restart.
+    let exclusive = gpusched_policies::sharing::NodeSharing::Exclusive.config_key();
+    if label_before.is_none() && key == Some(exclusive.as_str()) {
+        return Ok(None);
+    }
     let data = cm.and_then(|c| c.data.as_ref());
     let entry_before = key.and_then(|k| data.and_then(|d| d.get(k)).cloned());
     if key.is_some() && cm.is_none() {
@@ -488,6 +495,42 @@ mod tests {
         assert!(PluginReady::for_config(Some(zero), 8)
             .unwrap_err()
             .contains("replicas"));
+    }
+
+    #[test]
+    fn an_unlabelled_node_already_serves_the_exclusive_config() {
+        let scope = Scope::new(
+            ["ml".to_string()],
+            "nvidia-device-plugin",
+            "device-plugin-config",
+        )
+        .unwrap();
+        let cm = ConfigMap::default();
+        let node = crate::testutil::gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 8);
+        let exclusive = NodeSharing::Exclusive;
+        let plan = |n: &Node, s: NodeSharing| {
+            plan_rollout(
+                n,
+                Some(&cm),
+                Some(&s.config_key()),
+                Some(&s.device_plugin_yaml(0)),
+                &[],
+                &scope,
+                0.0,
+            )
+        };
+        assert_eq!(plan(&node, exclusive), Ok(None), "no cordon, no relabel");
+        // A sharing config still needs its rollout, and so does exclusive on a node labelled
+        // with another config.
+        assert!(plan(&node, NodeSharing::MpsUniform { replicas: 2 })
+            .unwrap()
+            .is_some());
+        let mut labelled = node.clone();
+        labelled.metadata.labels.as_mut().unwrap().insert(
+            keys::DEVICE_PLUGIN_CONFIG.into(),
+            NodeSharing::MpsUniform { replicas: 2 }.config_key(),
+        );
+        assert!(plan(&labelled, exclusive).unwrap().is_some());
     }
 
     #[test]

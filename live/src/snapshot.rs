@@ -35,6 +35,37 @@ pub struct Snapshot {
     pub notes: Vec<String>,
 }
 
+/// Why `w` can never be placed on `nodes` (the simulator loader's check: some GPU model of the
+/// cluster that the workload accepts must hold its model), or `None`.
+fn fits_nowhere(
+    w: &gpusched_policies::WorkloadSpec,
+    nodes: &[gpusched_policies::NodeView],
+    catalog: &gpusched_policies::GpuCatalog,
+) -> Option<String> {
+    let candidates: Vec<gpusched_policies::GpuModel> = nodes
+        .iter()
+        .map(|n| n.model)
+        .filter(|m| w.required_gpu_models.is_empty() || w.required_gpu_models.contains(m))
+        .collect();
+    if candidates.is_empty() {
+        let req: Vec<&str> = w.required_gpu_models.iter().map(|m| m.as_str()).collect();
+        return Some(format!(
+            "requires GPU models [{}] that no node has",
+            req.join(", ")
+        ));
+    }
+    let largest = candidates
+        .iter()
+        .map(|m| catalog.spec(*m).memory_gb)
+        .fold(0.0, f64::max);
+    (largest + 1e-9 < w.model_memory_gb).then(|| {
+        format!(
+            "needs {} GB of GPU memory; the largest GPU it may use has {largest} GB",
+            w.model_memory_gb
+        )
+    })
+}
+
 /// Builds the scenario. `managed` limits services to gpusched pods in those namespaces.
 pub fn snapshot(
     name: &str,
@@ -109,6 +140,18 @@ pub fn snapshot(
                 continue;
             }
         };
+        // A pod that fits no GPU of this cluster (too big, or a model it lacks) waits forever
+        // in the cluster too; the simulator's loader refuses such a service, so it is noted and
+        // left out rather than failing the whole snapshot.
+        if let Some(why) = fits_nowhere(&w, &view.nodes, &opts.catalog) {
+            notes.push(format!(
+                "pod {}/{} (workload {}): {why}; it stays pending in the cluster and is left out of the scenario",
+                p.metadata.namespace.as_deref().unwrap_or(""),
+                p.metadata.name.as_deref().unwrap_or(""),
+                w.name
+            ));
+            continue;
+        }
         let svc = services
             .entry(w.name.clone())
             .or_insert_with(|| ServiceSpec {

@@ -2,7 +2,9 @@
 #![doc(hidden)]
 
 use crate::keys;
-use k8s_openapi::api::core::v1::{Container, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -22,6 +24,12 @@ pub fn gpu_node(name: &str, product: &str, count: u8) -> Node {
         spec: Some(NodeSpec::default()),
         status: Some(NodeStatus {
             capacity: Some([(keys::GPU_RESOURCE.to_string(), Quantity(count.to_string()))].into()),
+            // A registered kubelet reports Ready; a node without it is refused (node_filter).
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
     }

@@ -19,7 +19,7 @@
 use crate::keys;
 use crate::nvml::NodeSummary;
 use gpusched_policies::gpu::{GpuCatalog, GpuModel};
-use gpusched_policies::view::AllocSlice;
+use gpusched_policies::view::{AllocSlice, MigSlot};
 use gpusched_policies::view::{AllocationView, NodeView, SharingMode};
 use gpusched_policies::workload::{Priority, SizeClass, WorkloadKind, WorkloadSpec};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -327,8 +327,10 @@ pub fn workload_from_pod(p: &Pod) -> Result<WorkloadSpec, String> {
     })
 }
 
-/// Sets a GPU's derived fields from its allocations, as the simulator keeps them.
-fn settle(g: &mut gpusched_policies::view::GpuView) {
+/// Sets a GPU's derived fields from its allocations, as the simulator keeps them: totals, which
+/// MIG slot each MIG allocation holds, and the mode (`ts_replicas`: the GPU's time-slicing
+/// replicas, from its pods' annotations or the node's config).
+fn settle(g: &mut gpusched_policies::view::GpuView, ts_replicas: Option<u8>) {
     g.allocations.sort_by(|a, b| {
         a.replica
             .cmp(&b.replica)
@@ -336,8 +338,33 @@ fn settle(g: &mut gpusched_policies::view::GpuView) {
     });
     g.memory_allocated_gb = g.allocations.iter().map(|a| a.memory_gb).sum();
     g.share_allocated_pct = g.allocations.iter().map(|a| a.share_pct as u16).sum();
+    for slot in &mut g.mig {
+        slot.replica = None;
+    }
+    for a in &g.allocations {
+        if let AllocSlice::Mig { instance } = a.slice {
+            if let Some(slot) = g
+                .mig
+                .iter_mut()
+                .find(|s| s.instance == instance && s.replica.is_none())
+            {
+                slot.replica = Some(a.replica);
+            }
+        }
+    }
+    let any = |f: fn(&AllocSlice) -> bool| g.allocations.iter().any(|a| f(&a.slice));
     g.mode = if g.allocations.is_empty() {
-        SharingMode::Free
+        if g.mig.is_empty() {
+            SharingMode::Free
+        } else {
+            SharingMode::Mig
+        }
+    } else if any(|s| matches!(s, AllocSlice::Mig { .. })) {
+        SharingMode::Mig
+    } else if any(|s| matches!(s, AllocSlice::TimeSlice { .. })) {
+        SharingMode::TimeSlicing {
+            replicas: ts_replicas.unwrap_or(1),
+        }
     } else if g.allocations.iter().any(|a| a.share_pct < 100) {
         SharingMode::Mps
     } else {
@@ -435,6 +462,7 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
         .collect();
     // gpusched's own pods first, so foreign pods take whatever GPUs are left.
     let mut foreign: Vec<(&Pod, usize, u32)> = Vec::new();
+    let mut ts_replicas: BTreeMap<(usize, u8), u8> = BTreeMap::new();
     for p in pods {
         let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
             continue;
@@ -443,16 +471,44 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
         if !pod_is_active(p) {
             continue;
         }
-        let bound = allocation_from_pod(p).and_then(|a| match a {
-            Some((gpu, a)) => Ok(Some((gpu_indices_from_pod(p, gpu)?, a))),
-            None => Ok(None),
+        let model = views[ni].model;
+        let bound = allocation_from_pod(p).and_then(|found| {
+            // Every GPU the pod holds (N for tensor parallelism), and the MIG instance /
+            // time-slice weight: the slices index and share cannot express.
+            found
+                .map(|(gpu, a)| {
+                    Ok((
+                        gpu_indices_from_pod(p, gpu)?,
+                        a,
+                        crate::slices::decode(&p.metadata, model)?,
+                    ))
+                })
+                .transpose()
         });
         match bound {
-            Ok(Some((gpus, a))) => {
+            Ok(Some((gpus, mut a, decoded))) => {
+                if let Some(slice) = decoded.slice {
+                    a.slice = slice;
+                }
                 // A tensor-parallel pod holds the same allocation on each of its GPUs.
                 for gpu in gpus {
                     match views[ni].gpus.get_mut(gpu as usize) {
-                        Some(g) => g.allocations.push(a.clone()),
+                        Some(g) => {
+                            if g.mig.is_empty() && !decoded.layout.is_empty() {
+                                g.mig = decoded
+                                    .layout
+                                    .iter()
+                                    .map(|&instance| MigSlot {
+                                        instance,
+                                        replica: None,
+                                    })
+                                    .collect();
+                            }
+                            if let Some(r) = decoded.replicas {
+                                ts_replicas.insert((ni, gpu), r);
+                            }
+                            g.allocations.push(a.clone())
+                        }
                         None => notes.push(format!(
                             "pod {}: GPU index {gpu} does not exist on node {node}",
                             p.metadata.name.as_deref().unwrap_or("")
@@ -516,9 +572,22 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
             ));
         }
     }
-    for v in &mut views {
+    for (ni, v) in views.iter_mut().enumerate() {
+        let node_replicas = match v.sharing {
+            gpusched_policies::sharing::NodeSharing::TimeSlicing { replicas } => Some(replicas),
+            _ => None,
+        };
         for g in &mut v.gpus {
-            settle(g);
+            settle(
+                g,
+                ts_replicas.get(&(ni, g.index)).copied().or(node_replicas),
+            );
+        }
+        // A node without the config label serves the plugin's default, one pod per GPU. Once it
+        // runs GPU pods that is its config (the simulator records it at the first placement),
+        // so no sharing change is planned under them.
+        if v.sharing == gpusched_policies::sharing::NodeSharing::Unset && !v.is_empty() {
+            v.sharing = gpusched_policies::sharing::NodeSharing::Exclusive;
         }
     }
     LiveView {

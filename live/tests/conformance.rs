@@ -1,6 +1,8 @@
 //! Conformance: the same cluster built through the simulator's view and through live mode's view
 //! (from Kubernetes objects, through the controller's own reconcile loop in dry-run) gives the
-//! same engine decisions, placement after placement, for every placement policy.
+//! same engine decisions, placement after placement, for every placement policy and every
+//! sharing mode (whole GPU, MPS uniform and per client, MIG instances, time-slicing): the pod
+//! annotations live writes read back into the identical view.
 
 use gpusched_live::apply::placement_annotations;
 use gpusched_live::apply::Scope;
@@ -9,9 +11,10 @@ use gpusched_live::dryrun::DryRunApplier;
 use gpusched_live::keys;
 use gpusched_live::testutil::{gpu_node, pending_pod};
 use gpusched_live::view;
+use gpusched_policies::admission::SharingPolicy;
 use gpusched_policies::config::PolicyName;
 use gpusched_policies::decision::Decision;
-use gpusched_policies::view::{AllocationView, NodeView};
+use gpusched_policies::view::NodeView;
 use gpusched_policies::{Engine, EngineConfig, GpuModel};
 use gpusched_sim::LoadedScenario;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -179,23 +182,8 @@ fn sim_run(
         views.push(nodes.clone());
         let d = engine.place(&nodes, &w, replica, false);
         if let Decision::Place(p) = &d {
-            // What the simulator's apply_placement does.
-            if let Some(c) = &p.node_config {
-                nodes[p.node_index].sharing = c.to;
-            }
-            let g = &mut nodes[p.node_index].gpus[p.gpu as usize];
-            g.add_allocation(
-                AllocationView {
-                    workload: p.workload.clone(),
-                    replica,
-                    class: p.class,
-                    share_pct: p.share_pct,
-                    memory_gb: w.model_memory_gb,
-                    slice: p.slice,
-                    priority_class: p.priority_class,
-                },
-                p.sharing,
-            );
+            // The engine crate's one definition of applying a placement (MIG layout included).
+            gpusched_policies::view::apply_placement(&mut nodes, p, w.model_memory_gb);
         }
         decisions.push(d);
     }
@@ -208,9 +196,16 @@ const NOW: f64 = 1_700_000_000.0;
 /// alone (nodes + pods carrying the annotations the applier writes when it binds), the pod's
 /// workload is read from its annotations, and the engine decides from that view.
 fn run_policy(policy: PolicyName) {
+    run_policy_sharing(policy, SharingPolicy::default());
+}
+
+/// As [`run_policy`] under one sharing policy: MIG instances and time-slice weights must survive
+/// the round trip through pod annotations (`gpusched_live::slices`) for the views to agree.
+fn run_policy_sharing(policy: PolicyName, sharing: SharingPolicy) {
     let sc = gpusched_sim::scenario::load_str(SCENARIO, "<conformance>", ".".into(), &[]).unwrap();
     let cfg = EngineConfig {
         policy,
+        sharing,
         ..Default::default()
     };
     // Services interleaved, enough to fill the cluster and overflow it.
@@ -220,10 +215,29 @@ fn run_policy(policy: PolicyName) {
         .iter()
         .filter(|d| matches!(d, Decision::Place(_)))
         .count();
-    assert!(
-        placed > 5 && placed < order.len(),
-        "the sequence should fill the cluster and overflow it ({placed} placed)"
-    );
+    assert!(placed > 5, "{sharing:?}: only {placed} placed");
+    // The modes whose slices need more than index and share really produce them.
+    let has = |f: fn(&gpusched_policies::decision::Placement) -> bool| {
+        sim_decisions
+            .iter()
+            .any(|d| matches!(d, Decision::Place(p) if f(p)))
+    };
+    match sharing {
+        SharingPolicy::Mig => assert!(has(|p| p.mig.is_some()), "no MIG placement"),
+        SharingPolicy::TimeSlicing => {
+            assert!(
+                has(|p| p.time_slicing.is_some()),
+                "no time-sliced placement"
+            )
+        }
+        _ => {}
+    }
+    if sharing == SharingPolicy::default() {
+        assert!(
+            placed < order.len(),
+            "the sequence should fill the cluster and overflow it ({placed} placed)"
+        );
+    }
 
     let mut k8s = k8s_nodes(&sc, NOW);
     let mut engine = Engine::new(cfg, sc.catalog.clone(), k8s.len() as u32).unwrap();
@@ -241,11 +255,14 @@ fn run_policy(policy: PolicyName) {
         assert!(view.notes.is_empty(), "{:?}", view.notes);
         assert_eq!(
             view.nodes, sim_views[i],
-            "{policy:?}: views differ before decision {i}"
+            "{policy:?}/{sharing:?}: views differ before decision {i}"
         );
         let w = view::workload_from_pod(&pending).unwrap();
         let d = engine.place(&view.nodes, &w, i as u64 + 1, false);
-        assert_eq!(d, sim_decisions[i], "{policy:?}: decision {i} differs");
+        assert_eq!(
+            d, sim_decisions[i],
+            "{policy:?}/{sharing:?}: decision {i} differs"
+        );
         if let Decision::Place(p) = &d {
             let gpu_mem = sc.catalog.spec(view.nodes[p.node_index].model).memory_gb;
             let mut bound = pending.clone();
@@ -293,9 +310,14 @@ fn plugin_config() -> k8s_openapi::api::core::v1::ConfigMap {
 /// does not show; `controller_evicts_on_a_config_flip` covers it.) So no rollout evicts anything and the controller must reproduce the simulator exactly, including
 /// its assume-after-bind bookkeeping.
 fn run_controller(policy: PolicyName, order: &[usize]) {
+    run_controller_sharing(policy, SharingPolicy::default(), order)
+}
+
+fn run_controller_sharing(policy: PolicyName, sharing: SharingPolicy, order: &[usize]) {
     let sc = gpusched_sim::scenario::load_str(SCENARIO, "<conformance>", ".".into(), &[]).unwrap();
     let cfg = EngineConfig {
         policy,
+        sharing,
         ..Default::default()
     };
     let (sim_decisions, _) = sim_run(&sc, &cfg, order);
@@ -328,9 +350,13 @@ fn run_controller(policy: PolicyName, order: &[usize]) {
         .iter()
         .all(|(_, o)| *o == gpusched_live::rollback::RolloutOutcome::Done));
     for (i, (l, s)) in report.decisions.iter().zip(&sim_decisions).enumerate() {
-        assert_eq!(l, s, "{policy:?}: decision {i} differs");
+        assert_eq!(l, s, "{policy:?}/{sharing:?}: decision {i} differs");
     }
-    assert_eq!(report.decisions.len(), sim_decisions.len(), "{policy:?}");
+    assert_eq!(
+        report.decisions.len(),
+        sim_decisions.len(),
+        "{policy:?}/{sharing:?}"
+    );
     let placed = sim_decisions
         .iter()
         .filter(|d| matches!(d, Decision::Place(_)))
@@ -350,6 +376,23 @@ fn controller_reproduces_the_simulator_without_config_flips() {
     for p in PolicyName::ALL {
         run_controller(p, &tiny);
         run_controller(p, &large);
+    }
+}
+
+#[test]
+fn the_controller_reproduces_the_simulator_in_every_sharing_mode() {
+    let tiny = vec![0; 40];
+    let large = vec![2; 12];
+    for sharing in SharingPolicy::ALL {
+        run_controller_sharing(PolicyName::Seeds, sharing, &tiny);
+        run_controller_sharing(PolicyName::Seeds, sharing, &large);
+    }
+}
+
+#[test]
+fn every_sharing_mode_decides_identically_in_sim_and_live() {
+    for sharing in SharingPolicy::ALL {
+        run_policy_sharing(PolicyName::Seeds, sharing);
     }
 }
 

@@ -216,3 +216,83 @@ fn snapshot_writes_a_scenario_that_gpusched_run_accepts() {
     let r = gpusched_sim::run(&loaded, &mut |_| {}).unwrap();
     assert!(!r.decisions.is_empty());
 }
+
+#[test]
+fn a_pending_pod_that_fits_nowhere_is_noted_and_the_snapshot_still_loads() {
+    let n = gpu_node("gpu-a-1", "NVIDIA-A100-SXM4-40GB", 1);
+    let ok = pending_pod("ml", "chat-0", 3.0);
+    // 200 GB fits no GPU; an H100-only pod has no H100 node here.
+    let too_big = pending_pod("ml", "huge-0", 200.0);
+    let mut h100_only = pending_pod("ml", "h100-0", 8.0);
+    h100_only
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(keys::REQUIRED_GPU_MODELS.into(), "H100-80GB".into());
+    let s = gpusched_live::snapshot::snapshot(
+        "mycluster",
+        &[n],
+        &[ok, too_big, h100_only],
+        None,
+        &Default::default(),
+        1000.0,
+    )
+    .expect("one pod that fits nowhere does not fail the snapshot");
+    assert_eq!(s.scenario.services.len(), 1, "{:?}", s.notes);
+    for pod in ["ml/huge-0", "ml/h100-0"] {
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains(pod) && n.contains("left out")),
+            "{pod}: {:?}",
+            s.notes
+        );
+    }
+    assert!(s.toml.contains("# note: pod ml/huge-0"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap.toml");
+    std::fs::write(&path, &s.toml).unwrap();
+    gpusched_sim::load_file(&path, &[]).expect("the written scenario loads back");
+}
+
+/// `kubectl apply -f` of each file in the order live/README.md gives, then the example
+/// workload: every namespaced object must land in a namespace an earlier document created (the
+/// API server refuses it otherwise), and every document is valid for the API server.
+#[test]
+fn the_manifests_apply_in_the_readme_order() {
+    let readme = include_str!("../README.md");
+    let mut order: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("kubectl apply -f live/deploy/"))
+        .map(|rest| rest.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert!(order.len() >= 4, "README deploy steps: {order:?}");
+    order.push("example-workload.yaml");
+    let mut namespaces: std::collections::BTreeSet<String> = ["default".to_string()].into();
+    for file in order {
+        let text = FILES
+            .iter()
+            .find(|(f, _)| *f == file)
+            .unwrap_or_else(|| panic!("README names {file}, which is not in live/deploy"))
+            .1;
+        for d in serde_yaml_ng::Deserializer::from_str(text) {
+            let v: Value = Value::deserialize(d).unwrap();
+            if v.is_null() {
+                continue;
+            }
+            let name = v["metadata"]["name"].as_str().unwrap_or("");
+            if v["kind"] == "Namespace" {
+                namespaces.insert(name.to_string());
+                continue;
+            }
+            if let Some(ns) = v["metadata"]["namespace"].as_str() {
+                assert!(
+                    namespaces.contains(ns),
+                    "{file}: {} {name} in namespace {ns}, which nothing applied before creates",
+                    v["kind"]
+                );
+            }
+        }
+    }
+}

@@ -769,3 +769,478 @@ async fn a_rollout_left_half_done_by_a_stopped_replica_is_rolled_back() {
     );
     assert_eq!(cm["data"]["default"], "version: v1\n");
 }
+
+fn taint(key: &str, value: Option<&str>, effect: &str) -> k8s_openapi::api::core::v1::Taint {
+    k8s_openapi::api::core::v1::Taint {
+        key: key.into(),
+        value: value.map(Into::into),
+        effect: effect.into(),
+        ..Default::default()
+    }
+}
+
+fn toleration(key: &str, value: &str, effect: &str) -> k8s_openapi::api::core::v1::Toleration {
+    k8s_openapi::api::core::v1::Toleration {
+        key: Some(key.into()),
+        operator: Some("Equal".into()),
+        value: Some(value.into()),
+        effect: Some(effect.into()),
+        ..Default::default()
+    }
+}
+
+/// Issue 19: 1,979 of 2,000 pods were bound onto nodes tainted not-ready. A pod is bound only
+/// onto a Ready node whose NoSchedule/NoExecute taints it tolerates; otherwise it waits and
+/// says why, counting every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taints_and_readiness_keep_pods_off_nodes_as_kube_scheduler_does() {
+    let api = FakeApiServer::start().await;
+    let mut not_ready = gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3", 8);
+    not_ready.spec.as_mut().unwrap().taints = Some(vec![taint(
+        "node.kubernetes.io/not-ready",
+        None,
+        "NoSchedule",
+    )]);
+    // Ready=False but the lifecycle controller has not tainted it yet.
+    let mut unready = gpu_node("h100-2", "NVIDIA-H100-80GB-HBM3", 8);
+    unready
+        .status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .as_mut()
+        .unwrap()[0]
+        .status = "False".into();
+    let mut dedicated = gpu_node("h100-3", "NVIDIA-H100-80GB-HBM3", 8);
+    dedicated.spec.as_mut().unwrap().taints = Some(vec![
+        taint("dedicated", Some("llm"), "NoExecute"),
+        // Only a preference: never refuses.
+        taint("spot", Some("true"), "PreferNoSchedule"),
+    ]);
+    for n in [&not_ready, &unready, &dedicated] {
+        api.apply(n);
+    }
+    api.apply(&plugin_configmap());
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.apply(&pending_pod("ml", "plain", 40.0));
+    let mut tolerant = pending_pod("ml", "tolerant", 40.0);
+    tolerant.spec.as_mut().unwrap().tolerations =
+        Some(vec![toleration("dedicated", "llm", "NoExecute")]);
+    api.apply(&tolerant);
+    let node = api
+        .wait_for("the tolerant pod to be bound", WAIT, |a| {
+            node_name_of(a, "ml", "tolerant")
+        })
+        .await;
+    assert_eq!(node, "h100-3", "the only node whose taints it tolerates");
+    let msg = api
+        .wait_for("plain to say why it waits", WAIT, |a| {
+            let p = a.get("pods", "ml", "plain")?;
+            p["status"]["conditions"][0]["message"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .await;
+    assert_eq!(
+        msg,
+        "0/3 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) had untolerated taint {dedicated: llm}."
+    );
+    ctl.stop().await;
+    assert_eq!(node_name_of(&api, "ml", "plain"), None);
+    assert_eq!(bindings_of(&api, "plain"), 0);
+}
+
+/// Issue 19: SIGTERM during a long reconcile (a rollout waiting for the device plugin) used to
+/// start another reconcile and another rollout. The rollout in progress ends (here: rolled
+/// back when the plugin never answers), then the controller exits without starting another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_rollout_finishes_it_and_starts_nothing_new() {
+    let api = cluster().await;
+    let ctl = start_controller(&api, "ctl-a", Duration::from_millis(1500));
+    // Two small pods: each would need a sharing rollout (nothing runs on the nodes yet).
+    api.apply(&pending_pod("ml", "tiny-a", 2.0));
+    api.apply(&pending_pod("ml", "tiny-b", 2.0));
+    let cordons = |a: &FakeApiServer| {
+        a.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PATCH"
+                    && r.path.starts_with("/api/v1/nodes/")
+                    && r.body["spec"]["unschedulable"] == Value::Bool(true)
+            })
+            .count()
+    };
+    api.wait_for("a rollout to cordon its node", WAIT, |a| {
+        (cordons(a) == 1).then_some(())
+    })
+    .await;
+    let t = std::time::Instant::now();
+    ctl.stop().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "stopped after the rollout in progress, not after another: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(cordons(&api), 1, "no second rollout was started");
+    // The rollout that was under way was finished (rolled back), not cut in half.
+    for n in api.list("nodes") {
+        assert!(
+            n["metadata"]["annotations"]
+                .get(keys::ROLLOUT_IN_PROGRESS)
+                .is_none(),
+            "{n}"
+        );
+        assert_ne!(n["spec"]["unschedulable"], Value::Bool(true), "{n}");
+    }
+    assert_eq!(
+        lease_holder(&api).as_deref().unwrap_or(""),
+        "",
+        "lease released"
+    );
+}
+
+/// Issue 19: kube's default client retried each PodDisruptionBudget 429 up to 15 times with
+/// backoff before gpusched saw it. gpusched's client (the one the CLI builds) hands the refusal
+/// over at once; kube's default would still be retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdb_429_reaches_gpusched_at_once() {
+    use gpusched_live::apply::{Action, Applier, ApplyError};
+    let api = FakeApiServer::start().await;
+    let mut pod = pending_pod("ml", "guarded", 8.0);
+    pod.spec.as_mut().unwrap().node_name = Some("a100-1".into());
+    api.apply(&pod);
+    api.protect("ml", "guarded");
+    let evictions = |a: &FakeApiServer| {
+        a.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/pods/guarded/eviction"))
+            .count()
+    };
+    let ours = KubeApplier {
+        client: api.client(),
+        scope: support::scope(),
+    };
+    let evict = Action::Evict {
+        namespace: "ml".into(),
+        name: "guarded".into(),
+    };
+    let t = std::time::Instant::now();
+    let r = ours.apply(&evict).await;
+    assert!(
+        matches!(r, Err(ApplyError::EvictionBlocked { .. })),
+        "{r:?}"
+    );
+    assert_eq!(evictions(&api), 1, "one request, no hidden retries");
+    // Far below the first seconds of kube's backoff (a loaded CI machine is slow, not that slow).
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // kube's default client, for contrast: still retrying after two seconds.
+    let default_client =
+        kube::Client::try_from(kube::Config::new(api.url.parse().unwrap())).unwrap();
+    let theirs = KubeApplier {
+        client: default_client,
+        scope: support::scope(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), theirs.apply(&evict)).await;
+    assert!(
+        evictions(&api) > 2,
+        "kube's default retry layer retries 429s"
+    );
+}
+
+/// Issue 19: a failed rollout was retried back to back by the next pending pod (minutes each,
+/// blocking all scheduling). A node whose rollout failed is not tried again for that config
+/// until its backoff ends; the pod says so, and other pods are placed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollout_backs_off_and_other_pods_are_still_placed() {
+    let api = cluster().await;
+    // No device plugin: every rollout fails after the (short) plugin wait.
+    let ctl = start_controller(&api, "ctl-a", Duration::from_millis(200));
+    api.apply(&pending_pod("ml", "tiny", 2.0));
+    let cordons_of = |a: &FakeApiServer, node: &str| {
+        a.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PATCH"
+                    && r.path == format!("/api/v1/nodes/{node}")
+                    && r.body["spec"]["unschedulable"] == Value::Bool(true)
+            })
+            .count()
+    };
+    let msg = api
+        .wait_for("tiny to say its rollouts back off", WAIT, |a| {
+            let p = a.get("pods", "ml", "tiny")?;
+            let m = p["status"]["conditions"][0]["message"]
+                .as_str()?
+                .to_string();
+            m.contains("failed recently").then_some(m)
+        })
+        .await;
+    assert!(msg.starts_with("0/2 nodes are available"), "{msg}");
+    // A whole-GPU pod needs no rollout and is bound while tiny waits.
+    api.apply(&pending_pod("ml", "llm-large", 40.0));
+    api.wait_for("llm-large to be bound", WAIT, |a| {
+        node_name_of(a, "ml", "llm-large")
+    })
+    .await;
+    // Many more rounds: still one rollout per node.
+    let later = api.requests().len() + 60;
+    api.wait_for("more reconcile rounds", WAIT, |a| {
+        (a.requests().len() > later).then_some(())
+    })
+    .await;
+    ctl.stop().await;
+    for node in ["a100-1", "h100-1"] {
+        assert!(cordons_of(&api, node) <= 1, "{node} rolled out again");
+    }
+    assert_eq!(node_name_of(&api, "ml", "tiny"), None);
+}
+
+/// A running low-priority pod bound by gpusched on a one-GPU node.
+fn low_priority_pod(name: &str, node: &str, replica: u64) -> Pod {
+    let mut p = gpusched_live::testutil::gpusched_pod(
+        "ml",
+        name,
+        "batch-low",
+        node,
+        0,
+        replica,
+        100,
+        40.0,
+        "large",
+    );
+    p.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(keys::PRIORITY.into(), "low".into());
+    p
+}
+
+fn high_priority_pending(name: &str) -> Pod {
+    let mut p = pending_pod("ml", name, 40.0);
+    p.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(keys::PRIORITY.into(), "high".into());
+    p
+}
+
+/// Issue 19: `Decision::Preempt` was ignored. Now the victim is evicted through the Eviction
+/// API, gets a `Preempted` event, and the preemptor is bound once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_evicts_the_victim_and_binds_the_preemptor() {
+    let api = FakeApiServer::start().await;
+    api.apply(&gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 1));
+    api.apply(&plugin_configmap());
+    api.apply(&low_priority_pod("batch-0", "a100-1", 1));
+    // An older pending pod of the victim's priority: it cannot preempt, and it must not take
+    // the room the preemptor freed (it sorts first by name; creation times are equal here).
+    let mut waiting = pending_pod("ml", "aaa-low", 40.0);
+    waiting
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(keys::PRIORITY.into(), "low".into());
+    api.apply(&waiting);
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.apply(&high_priority_pending("urgent"));
+    let node = api
+        .wait_for("the preemptor to be bound", WAIT, |a| {
+            node_name_of(a, "ml", "urgent")
+        })
+        .await;
+    ctl.stop().await;
+    assert_eq!(node, "a100-1");
+    assert!(
+        api.get("pods", "ml", "batch-0").is_none(),
+        "the victim is gone"
+    );
+    let evictions: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/eviction"))
+        .collect();
+    assert_eq!(evictions.len(), 1, "evicted once, never twice");
+    assert_eq!(evictions[0].body["kind"], "Eviction");
+    let preempted = api
+        .list("events")
+        .into_iter()
+        .find(|e| e["reason"] == "Preempted")
+        .expect("a Preempted event");
+    assert_eq!(preempted["regarding"]["name"], "batch-0");
+    assert!(preempted["note"].as_str().unwrap().contains("ml/urgent"));
+    assert_eq!(bindings_of(&api, "urgent"), 1);
+    assert_eq!(node_name_of(&api, "ml", "aaa-low"), None);
+}
+
+/// A victim a PodDisruptionBudget protects is not evicted (429): the preemptor stays pending
+/// and says why (the preemption is tried again at later rounds, as kube-scheduler retries it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_blocked_by_a_budget_leaves_both_pods_and_says_why() {
+    let api = FakeApiServer::start().await;
+    api.apply(&gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 1));
+    api.apply(&plugin_configmap());
+    api.apply(&low_priority_pod("batch-0", "a100-1", 1));
+    api.protect("ml", "batch-0");
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    api.apply(&high_priority_pending("urgent"));
+    let msg = api
+        .wait_for("the preemptor to say why it waits", WAIT, |a| {
+            let p = a.get("pods", "ml", "urgent")?;
+            p["status"]["conditions"][0]["message"]
+                .as_str()
+                .filter(|m| m.contains("Preemption"))
+                .map(str::to_string)
+        })
+        .await;
+    ctl.stop().await;
+    assert!(msg.contains("disruption budget"), "{msg}");
+    assert!(api.get("pods", "ml", "batch-0").is_some());
+    assert_eq!(node_name_of(&api, "ml", "urgent"), None);
+}
+
+/// Issue 19: every Event gpusched sent was refused by a real API server (generateName ending in
+/// '.'); the fake server now refuses it too, and accepts what gpusched sends today.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_server_refuses_what_kube_apiserver_refuses() {
+    use gpusched_live::apply::{Action, Applier};
+    let api = FakeApiServer::start().await;
+    let client = api.client();
+    let ours = Action::PodEvent {
+        namespace: "ml".into(),
+        pod: "chat-0".into(),
+        uid: Some("u".into()),
+        warning: false,
+        reason: "Scheduled".into(),
+        note: "→".repeat(600),
+        instance: "ctl-a".into(),
+        at: "2026-01-01T00:00:00.000000Z".into(),
+    };
+    let applier = KubeApplier {
+        client: client.clone(),
+        scope: support::scope(),
+    };
+    applier
+        .apply(&ours)
+        .await
+        .expect("gpusched's Event is valid");
+    let ev = &api.list("events")[0];
+    let name = ev["metadata"]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("chat-0-") && name.len() == "chat-0-".len() + 5,
+        "{name}"
+    );
+    assert!(
+        ev["note"].as_str().unwrap().len() <= 1024,
+        "the note is cut to 1024 bytes"
+    );
+    // The request as gpusched once sent it.
+    let mut old = ours.to_request().unwrap();
+    let mut body: Value = serde_json::from_slice(old.body()).unwrap();
+    body["metadata"]["generateName"] = "chat-0.".into();
+    *old.body_mut() = serde_json::to_vec(&body).unwrap();
+    match client.request::<Value>(old).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(s.message.contains("generateName"), "{}", s.message);
+        }
+        other => panic!("accepted: {other:?}"),
+    }
+    // Labels and annotations are checked on every write.
+    api.apply(&gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 1));
+    let bad_label = Action::PatchNodeMeta {
+        node: "a100-1".into(),
+        labels: [(keys::DEVICE_PLUGIN_CONFIG.to_string(), Some("x".repeat(64)))].into(),
+        annotations: Default::default(),
+    };
+    let e = applier.apply(&bad_label).await.unwrap_err();
+    assert!(e.to_string().contains("422"), "{e}");
+}
+
+/// A pending pod asking for `gpus` whole GPUs (a tensor-parallel replica) for a model of
+/// `memory_gb` in all.
+fn tp_pending(name: &str, memory_gb: f64, gpus: u32) -> Pod {
+    let mut p = pending_pod("ml", name, memory_gb);
+    p.spec.as_mut().unwrap().containers[0].resources =
+        Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            limits: Some(
+                [(
+                    keys::GPU_RESOURCE.to_string(),
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity(gpus.to_string()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        });
+    p
+}
+
+/// Tensor-parallel pods through the batch of placements, the concurrent bindings and the node
+/// filter: three TP2 pods decided in one round against an untainted 4-GPU node and a tainted
+/// 8-GPU node. The two that fit take disjoint GPU pairs of the untainted node (each assumed
+/// binding holds both its GPUs for the next decision), the tainted node is never used, and the
+/// third waits and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tensor_parallel_pods_are_batched_bound_and_kept_off_tainted_nodes() {
+    let api = FakeApiServer::start().await;
+    let mut tainted = gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3", 8);
+    tainted.spec.as_mut().unwrap().taints = Some(vec![taint(
+        "node.kubernetes.io/not-ready",
+        None,
+        "NoSchedule",
+    )]);
+    let small = gpu_node("h100-2", "NVIDIA-H100-80GB-HBM3", 4);
+    for mut n in [tainted, small] {
+        // Whole GPUs under the plugin's exclusive config: no rollout needed.
+        n.metadata.labels.as_mut().unwrap().insert(
+            keys::DEVICE_PLUGIN_CONFIG.into(),
+            "gpusched-exclusive".into(),
+        );
+        api.apply(&n);
+    }
+    api.apply(&plugin_configmap());
+    // All pending before the controller starts: one round decides them together.
+    for name in ["llama-0", "llama-1", "llama-2"] {
+        api.apply(&tp_pending(name, 140.0, 2));
+    }
+    let ctl = start_controller(&api, "ctl-a", Duration::from_secs(10));
+    let msg = api
+        .wait_for("the third TP pod to say why it waits", WAIT, |a| {
+            let p = a.get("pods", "ml", "llama-2")?;
+            p["status"]["conditions"][0]["message"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .await;
+    let mut held: Vec<String> = Vec::new();
+    for name in ["llama-0", "llama-1"] {
+        let node = api
+            .wait_for("a TP pod to be bound", WAIT, |a| {
+                node_name_of(a, "ml", name)
+            })
+            .await;
+        assert_eq!(node, "h100-2", "{name}: never the tainted node");
+        let pod = api.get("pods", "ml", name).unwrap();
+        let a = &pod["metadata"]["annotations"];
+        let indices = a[keys::GPU_INDICES].as_str().unwrap().to_string();
+        assert_eq!(
+            a[keys::GPU_INDEX].as_str(),
+            indices.split(',').next(),
+            "{name}: gpu-index is the first of gpu-indices"
+        );
+        assert_eq!(a[keys::MEMORY_GB].as_str(), Some("70"), "140 GB over TP2");
+        held.push(indices);
+    }
+    held.sort();
+    assert_eq!(held, vec!["0,1", "2,3"], "disjoint GPU pairs of h100-2");
+    assert!(msg.contains("node.kubernetes.io/not-ready"), "{msg}");
+    ctl.stop().await;
+    assert_eq!(node_name_of(&api, "ml", "llama-2"), None);
+    assert_eq!(bindings_of(&api, "llama-2"), 0);
+    assert_eq!(
+        bindings_of(&api, "llama-0") + bindings_of(&api, "llama-1"),
+        2
+    );
+}

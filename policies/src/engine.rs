@@ -136,6 +136,29 @@ impl Engine {
         self.config.request_for(w)
     }
 
+    /// Every node's Filter verdict for `w`: the first plugin that rejects it, with its reason
+    /// (`None`: the node passes). What an "0/N nodes are available: …" summary counts; read-only.
+    pub fn filter_verdicts(
+        &self,
+        nodes: &[NodeView],
+        w: &WorkloadSpec,
+    ) -> Vec<Option<crate::framework::Rejection>> {
+        let req = self.classify(w);
+        nodes
+            .iter()
+            .map(|n| {
+                self.profile.filters.iter().find_map(|f| {
+                    f.filter(&req, n)
+                        .err()
+                        .map(|reason| crate::framework::Rejection {
+                            plugin: f.name(),
+                            reason,
+                        })
+                })
+            })
+            .collect()
+    }
+
     /// Places one replica of `w` on `nodes`: `Place`, `Preempt` (evict, then place again) or
     /// `Unschedulable`.
     pub fn place(

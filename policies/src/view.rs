@@ -194,6 +194,14 @@ impl NodeView {
             .collect()
     }
 
+    /// Adds the replica's allocation to each GPU of `gpus` (N for a tensor-parallel replica,
+    /// each holding `a`, its share of the model): the counterpart of [`Self::remove_replica`].
+    pub fn add_replica(&mut self, gpus: &[u8], a: AllocationView, mode: SharingMode) {
+        for &gi in gpus {
+            self.gpus[gi as usize].add_allocation(a.clone(), mode);
+        }
+    }
+
     /// Removes the replica's allocation from every GPU that holds one (a tensor-parallel
     /// replica holds N); returns the GPUs freed.
     pub fn remove_replica(&mut self, replica: u64) -> Vec<u8> {
@@ -227,4 +235,42 @@ impl crate::framework::NamedNode for NodeView {
     fn node_name(&self) -> &str {
         &self.name
     }
+}
+
+/// Applies a placement to the node list as the simulator does: the node's new sharing config,
+/// a reconfigured MIG layout, then the allocation on every GPU of `p.gpus` (N for a
+/// tensor-parallel replica, `gpu` first). One definition for every caller that keeps a view
+/// between decisions (the placement bench, live mode's batch of placements). `memory_gb` is
+/// what each GPU holds (`WorkloadSpec::memory_per_gpu_gb`).
+pub fn apply_placement(nodes: &mut [NodeView], p: &crate::decision::Placement, memory_gb: f64) {
+    let node = &mut nodes[p.node_index];
+    if let Some(c) = &p.node_config {
+        node.sharing = c.to;
+    }
+    if let Some(m) = p.mig.as_ref().filter(|m| m.reconfigure) {
+        node.gpus[p.gpu as usize].mig = m
+            .instances
+            .iter()
+            .map(|i| MigSlot {
+                instance: *i,
+                replica: None,
+            })
+            .collect();
+    }
+    // A placement built by hand may leave `gpus` empty: it then holds `gpu` alone.
+    let single = [p.gpu];
+    let gpus: &[u8] = if p.gpus.is_empty() { &single } else { &p.gpus };
+    node.add_replica(
+        gpus,
+        AllocationView {
+            workload: p.workload.clone(),
+            replica: p.replica,
+            class: p.class,
+            share_pct: p.share_pct,
+            memory_gb,
+            slice: p.slice,
+            priority_class: p.priority_class,
+        },
+        p.sharing,
+    );
 }

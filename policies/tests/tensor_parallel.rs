@@ -254,3 +254,41 @@ fn single_gpu_placements_serialise_as_before() {
     let line = serde_json::to_string(&Decision::Place(p)).unwrap();
     assert!(!line.contains("\"gpus\""), "{line}");
 }
+
+/// The shared `view::apply_placement` (the placement bench, live mode's batch of placements)
+/// allocates every GPU of a tensor-parallel placement, each with its share of the model, so the
+/// next decision in a batch sees all N taken; `remove_replica` frees them all again.
+#[test]
+fn apply_placement_takes_every_gpu_of_a_tp_placement() {
+    for policy in PolicyName::ALL {
+        let mut nodes = vec![node("four-1", 0, GpuModel::H100_80GB, 4)];
+        let mut e = engine(policy, SharingPolicy::Classes, nodes.len());
+        let w = tp("llama-70b", 140.0, 2);
+        let first = placed(e.place(&nodes, &w, 1, false));
+        gpusched_policies::view::apply_placement(&mut nodes, &first, w.memory_per_gpu_gb());
+        assert_eq!(nodes[0].gpus_of(1), first.gpus, "{policy:?}");
+        for &g in &first.gpus {
+            let gv = &nodes[0].gpus[g as usize];
+            assert_eq!(gv.memory_allocated_gb, 70.0, "{policy:?}");
+            assert_eq!(gv.share_allocated_pct, 100, "{policy:?}");
+        }
+        let second = placed(e.place(&nodes, &w, 2, false));
+        assert!(
+            second.gpus.iter().all(|g| !first.gpus.contains(g)),
+            "{policy:?}: {:?} overlaps {:?}",
+            second.gpus,
+            first.gpus
+        );
+        gpusched_policies::view::apply_placement(&mut nodes, &second, w.memory_per_gpu_gb());
+        assert!(nodes[0].gpus.iter().all(|g| !g.is_free()), "{policy:?}");
+        assert!(
+            matches!(
+                e.place(&nodes, &w, 3, false),
+                Decision::Unschedulable { .. }
+            ),
+            "{policy:?}: the node is full"
+        );
+        assert_eq!(nodes[0].remove_replica(1), first.gpus, "{policy:?}");
+        assert_eq!(nodes[0].gpus_of(2), second.gpus, "{policy:?}");
+    }
+}

@@ -133,10 +133,15 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         if let Some(v) = a.max_failed_pct {
             extra.extend(["--max-failed-pct".to_string(), v.to_string()]);
         }
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let in_image = match gpusched_sim::experiment::k8s::image_spec_path(spec_path, &cwd) {
+            Ok(p) => p,
+            Err(e) => return bad_input(e),
+        };
         let params = JobParams {
             name: sweep.spec.name.clone(),
             image: a.image.clone(),
-            spec_path: spec_path.display().to_string(),
+            spec_path: in_image,
             shards: a.shards,
             parallelism: a.parallelism.unwrap_or(a.shards),
             pvc: a.pvc.clone(),
@@ -147,11 +152,12 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
             return super::fail(e);
         }
         println!(
-            "wrote {} ({} points in {} shards). Then: kubectl apply -f {}; when it completes, \
-             gpusched sweep merge {MOUNT}/{} (on the volume)",
+            "wrote {} ({} points in {} shards; needs {}). Then: kubectl apply -f {}; when it \
+             completes, gpusched sweep merge {MOUNT}/{} (on the volume)",
             file.display(),
             sweep.points.len(),
             a.shards,
+            gpusched_sim::experiment::k8s::REQUIRES,
             file.display(),
             dns_label(&sweep.spec.name)
         );

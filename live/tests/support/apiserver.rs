@@ -18,10 +18,15 @@
 //!   `pods/eviction` (deletes the pod, or 429 for pods marked as protected by a budget),
 //!   `deployments/scale`, `pods/status`.
 //!
+//! * validation as kube-apiserver does it (`support/validation.rs`): object names and
+//!   generateName (RFC 1123), namespaces, label keys and values, annotation keys and total size,
+//!   ConfigMap keys, node taints, and the strict events.k8s.io/v1 rules; 422 Invalid otherwise.
+//!
 //! Every request is recorded for assertions.
 
 #![allow(dead_code)]
 
+use super::validation;
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::StreamExt;
@@ -70,6 +75,8 @@ struct Store {
     /// Pods whose eviction a PodDisruptionBudget forbids (namespace/name).
     protected: BTreeSet<String>,
     uid: u64,
+    /// Names made from a generateName so far (picks each suffix).
+    generated: u64,
 }
 
 /// A running fake API server. Dropping it leaves the task running until the test ends.
@@ -105,6 +112,15 @@ fn resource_of(kind: &str) -> &'static str {
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
         other => panic!("the fake API server does not know kind {other}"),
     }
+}
+
+/// 422 Invalid with the causes, as the real server words it.
+fn invalid(resource: &str, name: &str, errs: &[String]) -> (u16, Value) {
+    status(
+        422,
+        "Invalid",
+        &format!("{resource} {name:?} is invalid: {}", errs.join(", ")),
+    )
 }
 
 fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
@@ -323,10 +339,11 @@ impl FakeApiServer {
         server
     }
 
-    /// A kube client for this server (no TLS, no credentials).
+    /// A kube client for this server (no TLS, no credentials), built as gpusched builds its own
+    /// (`gpusched_live::client`: no retry layer that would hide a 429).
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().unwrap());
-        kube::Client::try_from(config).expect("kube client")
+        gpusched_live::client::from_config(config).expect("kube client")
     }
 
     /// Adds or replaces an object (any typed Kubernetes object), as another client would.
@@ -342,6 +359,11 @@ impl FakeApiServer {
             .unwrap_or("")
             .to_string();
         let name = v["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let errs = validation::object(resource, &v, true);
+        assert!(
+            errs.is_empty(),
+            "test fixture {resource} {ns}/{name} would be refused by a real API server: {errs:?}"
+        );
         let exists = st.get(resource, &ns, &name).is_some();
         st.put(resource, v, if exists { "MODIFIED" } else { "ADDED" })
     }
@@ -536,10 +558,24 @@ impl FakeApiServer {
                 let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
                 if name.is_empty() {
                     if let Some(prefix) = obj["metadata"]["generateName"].as_str() {
-                        let n = format!("{prefix}{}", st.rv + 1);
+                        // The prefix itself, then the name made from it, as the real server
+                        // checks them.
+                        if let Err(e) = validation::generate_name(resource, prefix) {
+                            return invalid(
+                                resource,
+                                prefix,
+                                &[format!("metadata.generateName: Invalid value: {e}")],
+                            );
+                        }
+                        st.generated += 1;
+                        let n = validation::generated_name(prefix, st.generated);
                         obj["metadata"]["name"] = json!(n);
                     } else {
-                        return status(422, "Invalid", "metadata.name is required");
+                        return status(
+                            422,
+                            "Invalid",
+                            "metadata.name: Required value: name or generateName is required",
+                        );
                     }
                 }
                 let name = obj["metadata"]["name"].as_str().unwrap().to_string();
@@ -558,6 +594,10 @@ impl FakeApiServer {
                 if ns.is_empty() {
                     obj["metadata"].as_object_mut().unwrap().remove("namespace");
                 }
+                let errs = validation::object(resource, &obj, true);
+                if !errs.is_empty() {
+                    return invalid(resource, &name, &errs);
+                }
                 (201, st.put(resource, obj, "ADDED"))
             }
             ("GET", Some(name), None) => match st.get(resource, &ns, name) {
@@ -575,6 +615,10 @@ impl FakeApiServer {
                 let mut obj = body;
                 obj["metadata"]["uid"] = cur["metadata"]["uid"].clone();
                 obj["metadata"]["creationTimestamp"] = cur["metadata"]["creationTimestamp"].clone();
+                let errs = validation::object(resource, &obj, false);
+                if !errs.is_empty() {
+                    return invalid(resource, name, &errs);
+                }
                 (200, st.put(resource, obj, "MODIFIED"))
             }
             ("DELETE", Some(name), None) => match st.get(resource, &ns, name) {
@@ -607,6 +651,10 @@ impl FakeApiServer {
                     }
                 } else {
                     return status(415, "UnsupportedMediaType", content_type);
+                }
+                let errs = validation::object(resource, &cur, false);
+                if !errs.is_empty() {
+                    return invalid(resource, name, &errs);
                 }
                 let obj = st.put(resource, cur, "MODIFIED");
                 if sub == Some("scale") {

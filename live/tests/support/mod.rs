@@ -1,6 +1,7 @@
 //! Shared test support.
 pub mod apiserver;
 pub mod mock;
+pub mod validation;
 
 use gpusched_live::apply::Scope;
 

@@ -10,7 +10,7 @@
 
 use gpusched_policies::config::PolicyName;
 use gpusched_policies::decision::Placement;
-use gpusched_policies::view::{AllocationView, MigSlot, NodeView};
+use gpusched_policies::view::NodeView;
 use gpusched_policies::{Decision, Engine, EngineConfig, GpuCatalog, GpuModel, WorkloadSpec};
 use std::time::Instant;
 
@@ -52,37 +52,10 @@ pub fn workload_mix() -> Vec<WorkloadSpec> {
 }
 
 /// Applies a placement to the node list as the simulator does (node config, MIG layout, the
-/// allocation on each of its GPUs). `memory_gb` is per GPU (`WorkloadSpec::memory_per_gpu_gb`).
+/// allocation on each of its GPUs): the engine crate's one definition. `memory_gb` is per GPU
+/// (`WorkloadSpec::memory_per_gpu_gb`).
 pub fn apply(nodes: &mut [NodeView], p: &Placement, memory_gb: f64) {
-    let node = &mut nodes[p.node_index];
-    if let Some(c) = &p.node_config {
-        node.sharing = c.to;
-    }
-    let g = &mut node.gpus[p.gpu as usize];
-    if let Some(m) = p.mig.as_ref().filter(|m| m.reconfigure) {
-        g.mig = m
-            .instances
-            .iter()
-            .map(|i| MigSlot {
-                instance: *i,
-                replica: None,
-            })
-            .collect();
-    }
-    for &gi in &p.gpus {
-        node.gpus[gi as usize].add_allocation(
-            AllocationView {
-                workload: p.workload.clone(),
-                replica: p.replica,
-                class: p.class,
-                share_pct: p.share_pct,
-                memory_gb,
-                slice: p.slice,
-                priority_class: p.priority_class,
-            },
-            p.sharing,
-        );
-    }
+    gpusched_policies::view::apply_placement(nodes, p, memory_gb)
 }
 
 pub fn engine(policy: PolicyName, nodes: usize, indexed: bool) -> Engine {

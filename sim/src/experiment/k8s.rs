@@ -5,6 +5,12 @@
 //!
 //! Emitted as JSON, which `kubectl apply -f` takes as readily as YAML and which needs no YAML
 //! crate (serde_yaml is deprecated).
+//!
+//! **Needs Kubernetes 1.29 or later** (1.28 with the `JobBackoffLimitPerIndex` feature gate on):
+//! `backoffLimitPerIndex` and `maxFailedIndexes` (beta and on by default since 1.29, GA in 1.33)
+//! retry a failed shard on its own. An older API server drops fields it does not know without an
+//! error, and the Job would fall back to one job-wide retry budget; the manifest says so in its
+//! `gpusched.io/requires` annotation.
 
 use serde_json::{json, Value};
 
@@ -23,6 +29,45 @@ pub struct JobParams {
     pub pvc: String,
     /// Extra arguments for every shard (e.g. `--max-p99-ms 800`).
     pub extra_args: Vec<String>,
+}
+
+/// The oldest Kubernetes that runs the Job as written (see the module docs).
+pub const REQUIRES: &str = "Kubernetes >= 1.29 (backoffLimitPerIndex, maxFailedIndexes; 1.28 with the JobBackoffLimitPerIndex feature gate)";
+
+/// The spec's path inside the image, from the path typed on this machine. The pod runs in the
+/// image's working directory, so only a relative path below it means anything there: an
+/// absolute path is taken relative to `cwd` when it lies below it, `./` and `\` are normalised,
+/// and a path that leaves the directory (`..`, or an absolute path elsewhere) is refused rather
+/// than written into the Job as typed.
+pub fn image_spec_path(typed: &std::path::Path, cwd: &std::path::Path) -> Result<String, String> {
+    use std::path::Component;
+    let rel = if typed.is_absolute() {
+        typed.strip_prefix(cwd).map_err(|_| {
+            format!(
+                "{}: the Job's pods read the spec from the image's working directory; give its path relative to this directory (as it is laid out in the image), e.g. scenarios/sweep-fleet.toml",
+                typed.display()
+            )
+        })?
+    } else {
+        typed
+    };
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().replace('\\', "/")),
+            Component::CurDir => {}
+            _ => {
+                return Err(format!(
+                    "{}: a path outside the working directory cannot be found inside the image; give it relative to the directory the image is built from",
+                    typed.display()
+                ))
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("{}: not a file path", typed.display()));
+    }
+    Ok(parts.join("/"))
 }
 
 /// Where the volume is mounted in each pod, and the folder parts are written to.
@@ -63,7 +108,8 @@ pub fn job_manifest(p: &JobParams) -> Value {
         "kind": "Job",
         "metadata": {
             "name": name,
-            "labels": { "app.kubernetes.io/name": "gpusched", "app.kubernetes.io/component": "sweep" }
+            "labels": { "app.kubernetes.io/name": "gpusched", "app.kubernetes.io/component": "sweep" },
+            "annotations": { "gpusched.io/requires": REQUIRES }
         },
         "spec": {
             "completionMode": "Indexed",
@@ -106,5 +152,38 @@ mod tests {
     fn labels_are_dns_safe() {
         assert_eq!(dns_label("Fleet_Sweep 2026"), "fleet-sweep-2026");
         assert_eq!(dns_label("__"), "gpusched-sweep");
+    }
+
+    #[test]
+    fn the_spec_path_is_the_one_inside_the_image() {
+        use std::path::Path;
+        let cwd = Path::new("/home/me/gpusched");
+        let ok = |p: &str| image_spec_path(Path::new(p), cwd).unwrap();
+        assert_eq!(
+            ok("scenarios/sweep-fleet.toml"),
+            "scenarios/sweep-fleet.toml"
+        );
+        assert_eq!(ok("./scenarios/x.toml"), "scenarios/x.toml");
+        assert_eq!(ok("/home/me/gpusched/scenarios/x.toml"), "scenarios/x.toml");
+        assert!(image_spec_path(Path::new("/tmp/x.toml"), cwd).is_err());
+        assert!(image_spec_path(Path::new("../x.toml"), cwd).is_err());
+    }
+
+    #[test]
+    fn the_job_states_the_kubernetes_it_needs() {
+        let j = job_manifest(&JobParams {
+            name: "s".into(),
+            image: "i".into(),
+            spec_path: "scenarios/x.toml".into(),
+            shards: 2,
+            parallelism: 2,
+            pvc: "p".into(),
+            extra_args: vec![],
+        });
+        assert!(j["spec"]["backoffLimitPerIndex"].is_number());
+        assert!(j["metadata"]["annotations"]["gpusched.io/requires"]
+            .as_str()
+            .unwrap()
+            .contains("1.29"));
     }
 }
