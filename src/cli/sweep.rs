@@ -76,6 +76,7 @@ fn slo_with(base: &Slo, p99: Option<f64>, failed: Option<f64>) -> Slo {
     Slo {
         max_p99_ms: p99.or(base.max_p99_ms),
         max_failed_pct: failed.or(base.max_failed_pct),
+        ..base.clone()
     }
 }
 

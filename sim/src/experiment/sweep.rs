@@ -83,12 +83,20 @@ pub struct Axis {
 pub struct Slo {
     pub max_p99_ms: Option<f64>,
     pub max_failed_pct: Option<f64>,
+    /// LLM objectives over every LLM service's requests (MLPerf style: TTFT and TPOT p99).
+    #[serde(default)]
+    pub max_ttft_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub max_tpot_p99_ms: Option<f64>,
 }
 
 impl Slo {
-    pub fn met(&self, p99_ms: f64, failed_pct: f64) -> bool {
-        self.max_p99_ms.is_none_or(|m| p99_ms <= m)
-            && self.max_failed_pct.is_none_or(|m| failed_pct <= m)
+    /// Whether a point meets every objective; `mean` reads a metric (mean over seeds).
+    pub fn met(&self, mean: impl Fn(&str) -> f64) -> bool {
+        self.max_p99_ms.is_none_or(|m| mean("p99_ms") <= m)
+            && self.max_failed_pct.is_none_or(|m| mean("failed_pct") <= m)
+            && self.max_ttft_p99_ms.is_none_or(|m| mean("ttft_p99_ms") <= m)
+            && self.max_tpot_p99_ms.is_none_or(|m| mean("tpot_p99_ms") <= m)
     }
 }
 
@@ -203,6 +211,8 @@ impl Sweep {
         for (k, v) in [
             ("max_p99_ms", spec.slo.max_p99_ms),
             ("max_failed_pct", spec.slo.max_failed_pct),
+            ("max_ttft_p99_ms", spec.slo.max_ttft_p99_ms),
+            ("max_tpot_p99_ms", spec.slo.max_tpot_p99_ms),
         ] {
             if let Some(v) = v {
                 if !(v >= 0.0 && v.is_finite()) {
@@ -554,7 +564,7 @@ pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> Sw
             let at: Vec<&Row> = rows.iter().filter(|r| r.point.growth == g).collect();
             let feasible: Vec<&&Row> = at
                 .iter()
-                .filter(|r| slo.met(r.p99_ms(), r.failed_pct()))
+                .filter(|r| slo.met(|k| r.mean(k)))
                 .collect();
             let best = feasible.iter().min_by(|a, b| {
                 a.usd_per_hour()
@@ -630,7 +640,7 @@ impl SweepResult {
                 mean("slo_attainment"),
                 mean("energy_kwh"),
                 mean("mean_allocated_gpus"),
-                self.slo.met(r.p99_ms(), r.failed_pct())
+                self.slo.met(|k| r.mean(k))
             ));
         }
         out
@@ -638,13 +648,19 @@ impl SweepResult {
 
     pub fn to_markdown(&self) -> String {
         let axes = self.axes();
-        let slo = format!(
+        let mut slo = format!(
             "p99 ≤ {} ms, failures ≤ {} %",
             self.slo.max_p99_ms.map_or("∞".into(), |v| v.to_string()),
             self.slo
                 .max_failed_pct
                 .map_or("∞".into(), |v| v.to_string())
         );
+        if let Some(v) = self.slo.max_ttft_p99_ms {
+            slo.push_str(&format!(", TTFT p99 ≤ {v} ms"));
+        }
+        if let Some(v) = self.slo.max_tpot_p99_ms {
+            slo.push_str(&format!(", TPOT p99 ≤ {v} ms"));
+        }
         let mut out = format!("# Sweep `{}`\n\nSLOs (mean over seeds): {slo}.\n\n## Recommended fleets\n\n| growth | fleet | $/hour | p99 (ms) | failed % | feasible points |\n|---:|---|---:|---:|---:|---:|\n", self.name);
         for rec in &self.recommendations {
             let fleet = if rec.point.is_some() {
@@ -687,7 +703,7 @@ impl SweepResult {
                 r.p99_ms(),
                 r.failed_pct(),
                 slo_att,
-                if self.slo.met(r.p99_ms(), r.failed_pct()) {
+                if self.slo.met(|k| r.mean(k)) {
                     "yes"
                 } else {
                     "no"
