@@ -826,6 +826,7 @@ mod tests {
         let slo = Slo {
             max_p99_ms: Some(500.0),
             max_failed_pct: Some(1.0),
+            ..Slo::default()
         };
         let r = recommend(
             "t",
