@@ -230,8 +230,14 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
                     x_label: x.clone(),
                     y_label: "ms".into(),
                     series: vec![
-                        Series { name: "TTFT p50".into(), points: column(result, |r| r.ttft_p50_ms) },
-                        Series { name: "TTFT p99".into(), points: column(result, |r| r.ttft_p99_ms) },
+                        Series {
+                            name: "TTFT p50".into(),
+                            points: column(result, |r| r.ttft_p50_ms),
+                        },
+                        Series {
+                            name: "TTFT p99".into(),
+                            points: column(result, |r| r.ttft_p99_ms),
+                        },
                     ],
                 },
                 LinePanel {
@@ -239,8 +245,14 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
                     x_label: x.clone(),
                     y_label: "ms".into(),
                     series: vec![
-                        Series { name: "TPOT p50".into(), points: column(result, |r| r.tpot_p50_ms) },
-                        Series { name: "TPOT p99".into(), points: column(result, |r| r.tpot_p99_ms) },
+                        Series {
+                            name: "TPOT p50".into(),
+                            points: column(result, |r| r.tpot_p50_ms),
+                        },
+                        Series {
+                            name: "TPOT p99".into(),
+                            points: column(result, |r| r.tpot_p99_ms),
+                        },
                     ],
                 },
             ],
@@ -362,7 +374,11 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
             x.replica_hours
         );
     }
-    let llm: Vec<_> = s.services.iter().filter_map(|x| x.llm.as_ref().map(|l| (x, l))).collect();
+    let llm: Vec<_> = s
+        .services
+        .iter()
+        .filter_map(|x| x.llm.as_ref().map(|l| (x, l)))
+        .collect();
     if !llm.is_empty() {
         let _ = writeln!(md, "\n## LLM services\n\n| service | model (dtype, TP) | stack | TTFT p50 / p99 ms | TPOT p50 / p99 ms | E2E p50 / p99 ms | output tok/s | preemptions | rejected | peak batch | peak KV | SLO |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (x, l) in llm {

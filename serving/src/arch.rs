@@ -64,15 +64,77 @@ const fn dense(
 
 /// The catalogue. Shapes: [layers, hidden, heads, KV heads, head size, intermediate, vocabulary].
 pub const CATALOG: &[ModelArch] = &[
-    dense("meta-llama/Llama-2-7b-hf", &["llama-2-7b", "llama2-7b", "Llama-2-7b-chat-hf"], [32, 4096, 32, 32, 128, 11008, 32000], 6.74, 4096),
-    dense("meta-llama/Llama-2-13b-hf", &["llama-2-13b", "llama2-13b", "Llama-2-13b-chat-hf"], [40, 5120, 40, 40, 128, 13824, 32000], 13.02, 4096),
-    dense("meta-llama/Llama-2-70b-hf", &["llama-2-70b", "llama2-70b", "Llama-2-70b-chat-hf"], [80, 8192, 64, 8, 128, 28672, 32000], 68.98, 4096),
-    dense("meta-llama/Meta-Llama-3-8B", &["llama-3-8b", "Meta-Llama-3-8B-Instruct"], [32, 4096, 32, 8, 128, 14336, 128256], 8.03, 8192),
-    dense("meta-llama/Meta-Llama-3-70B", &["llama-3-70b", "Meta-Llama-3-70B-Instruct"], [80, 8192, 64, 8, 128, 28672, 128256], 70.55, 8192),
-    dense("meta-llama/Llama-3.1-8B", &["llama-3.1-8b", "Meta-Llama-3.1-8B", "Llama-3.1-8B-Instruct"], [32, 4096, 32, 8, 128, 14336, 128256], 8.03, 131072),
-    dense("meta-llama/Llama-3.1-70B", &["llama-3.1-70b", "Meta-Llama-3.1-70B", "Llama-3.1-70B-Instruct"], [80, 8192, 64, 8, 128, 28672, 128256], 70.55, 131072),
-    dense("codellama/CodeLlama-34b-hf", &["codellama-34b", "CodeLlama-34b-Instruct-hf", "codellama/CodeLlama-34b-Instruct-hf"], [48, 8192, 64, 8, 128, 22016, 32000], 33.74, 16384),
-    dense("mistralai/Mistral-7B-v0.1", &["mistral-7b", "Mistral-7B-Instruct-v0.2"], [32, 4096, 32, 8, 128, 14336, 32000], 7.24, 32768),
+    dense(
+        "meta-llama/Llama-2-7b-hf",
+        &["llama-2-7b", "llama2-7b", "Llama-2-7b-chat-hf"],
+        [32, 4096, 32, 32, 128, 11008, 32000],
+        6.74,
+        4096,
+    ),
+    dense(
+        "meta-llama/Llama-2-13b-hf",
+        &["llama-2-13b", "llama2-13b", "Llama-2-13b-chat-hf"],
+        [40, 5120, 40, 40, 128, 13824, 32000],
+        13.02,
+        4096,
+    ),
+    dense(
+        "meta-llama/Llama-2-70b-hf",
+        &["llama-2-70b", "llama2-70b", "Llama-2-70b-chat-hf"],
+        [80, 8192, 64, 8, 128, 28672, 32000],
+        68.98,
+        4096,
+    ),
+    dense(
+        "meta-llama/Meta-Llama-3-8B",
+        &["llama-3-8b", "Meta-Llama-3-8B-Instruct"],
+        [32, 4096, 32, 8, 128, 14336, 128256],
+        8.03,
+        8192,
+    ),
+    dense(
+        "meta-llama/Meta-Llama-3-70B",
+        &["llama-3-70b", "Meta-Llama-3-70B-Instruct"],
+        [80, 8192, 64, 8, 128, 28672, 128256],
+        70.55,
+        8192,
+    ),
+    dense(
+        "meta-llama/Llama-3.1-8B",
+        &["llama-3.1-8b", "Meta-Llama-3.1-8B", "Llama-3.1-8B-Instruct"],
+        [32, 4096, 32, 8, 128, 14336, 128256],
+        8.03,
+        131072,
+    ),
+    dense(
+        "meta-llama/Llama-3.1-70B",
+        &[
+            "llama-3.1-70b",
+            "Meta-Llama-3.1-70B",
+            "Llama-3.1-70B-Instruct",
+        ],
+        [80, 8192, 64, 8, 128, 28672, 128256],
+        70.55,
+        131072,
+    ),
+    dense(
+        "codellama/CodeLlama-34b-hf",
+        &[
+            "codellama-34b",
+            "CodeLlama-34b-Instruct-hf",
+            "codellama/CodeLlama-34b-Instruct-hf",
+        ],
+        [48, 8192, 64, 8, 128, 22016, 32000],
+        33.74,
+        16384,
+    ),
+    dense(
+        "mistralai/Mistral-7B-v0.1",
+        &["mistral-7b", "Mistral-7B-Instruct-v0.2"],
+        [32, 4096, 32, 8, 128, 14336, 32000],
+        7.24,
+        32768,
+    ),
     ModelArch {
         name: "mistralai/Mixtral-8x7B-v0.1",
         aliases: &["mixtral-8x7b", "Mixtral-8x7B-Instruct-v0.1"],
@@ -90,8 +152,20 @@ pub const CATALOG: &[ModelArch] = &[
         max_position: 32768,
         tied_embeddings: false,
     },
-    dense("Qwen/Qwen2.5-7B", &["qwen2.5-7b", "Qwen2.5-7B-Instruct"], [28, 3584, 28, 4, 128, 18944, 152064], 7.62, 131072),
-    dense("Qwen/Qwen2.5-72B", &["qwen2.5-72b", "Qwen2.5-72B-Instruct"], [80, 8192, 64, 8, 128, 29568, 152064], 72.71, 131072),
+    dense(
+        "Qwen/Qwen2.5-7B",
+        &["qwen2.5-7b", "Qwen2.5-7B-Instruct"],
+        [28, 3584, 28, 4, 128, 18944, 152064],
+        7.62,
+        131072,
+    ),
+    dense(
+        "Qwen/Qwen2.5-72B",
+        &["qwen2.5-72b", "Qwen2.5-72B-Instruct"],
+        [80, 8192, 64, 8, 128, 29568, 152064],
+        72.71,
+        131072,
+    ),
     // BLOOM: multi-head attention, a 4·hidden MLP without gating, tied embeddings (Splitwise's
     // second model).
     ModelArch {
@@ -135,7 +209,9 @@ pub fn lookup(name: &str) -> Result<&'static ModelArch, UnknownModel> {
         .find(|m| {
             m.name.eq_ignore_ascii_case(want)
                 || bare(m.name) == bare(want)
-                || m.aliases.iter().any(|a| a.eq_ignore_ascii_case(want) || bare(a) == bare(want))
+                || m.aliases
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(want) || bare(a) == bare(want))
         })
         .ok_or_else(|| UnknownModel {
             name: name.to_string(),
@@ -158,7 +234,10 @@ impl ModelArch {
         if !self.is_moe() {
             return 0.0;
         }
-        3.0 * self.layers as f64 * self.experts as f64 * self.hidden as f64 * self.intermediate as f64
+        3.0 * self.layers as f64
+            * self.experts as f64
+            * self.hidden as f64
+            * self.intermediate as f64
     }
 
     /// KV-cache bytes per token of context: K and V, for every layer and KV head.
@@ -193,7 +272,8 @@ impl ModelArch {
         }
         let experts = self.expert_params();
         let shared = self.params_b * 1e9 - experts;
-        let p_untouched = (1.0 - self.experts_per_token as f64 / self.experts as f64).powf(tokens.max(0.0));
+        let p_untouched =
+            (1.0 - self.experts_per_token as f64 / self.experts as f64).powf(tokens.max(0.0));
         (shared + experts * (1.0 - p_untouched)) * dtype.bytes()
     }
 
@@ -203,7 +283,11 @@ impl ModelArch {
         let q = h * (self.heads * self.head_dim) as f64;
         let kv = 2.0 * h * (self.kv_heads * self.head_dim) as f64;
         let o = (self.heads * self.head_dim) as f64 * h;
-        let ffn_mats = if self.name.contains("bloom") { 2.0 } else { 3.0 };
+        let ffn_mats = if self.name.contains("bloom") {
+            2.0
+        } else {
+            3.0
+        };
         let ffn = ffn_mats * h * self.intermediate as f64 * self.experts as f64;
         let embeddings = if self.tied_embeddings { 1.0 } else { 2.0 } * h * self.vocab as f64;
         l * (q + kv + o + ffn) + embeddings
@@ -219,7 +303,12 @@ mod tests {
         for m in CATALOG {
             let implied = m.params_from_shape() / 1e9;
             let err = (implied - m.params_b).abs() / m.params_b;
-            assert!(err < 0.02, "{}: shape implies {implied:.2} B, catalogue says {}", m.name, m.params_b);
+            assert!(
+                err < 0.02,
+                "{}: shape implies {implied:.2} B, catalogue says {}",
+                m.name,
+                m.params_b
+            );
         }
     }
 
@@ -229,11 +318,21 @@ mod tests {
         // 32 layers × 32 heads × 128 × 2 (K, V) × 2 bytes = 512 KiB.
         assert_eq!(l2.kv_bytes_per_token(Dtype::Fp16), 524_288.0);
         let l3 = lookup("llama-3-8b").unwrap();
-        assert_eq!(l3.kv_bytes_per_token(Dtype::Bf16), 131_072.0, "GQA: 8 KV heads");
+        assert_eq!(
+            l3.kv_bytes_per_token(Dtype::Bf16),
+            131_072.0,
+            "GQA: 8 KV heads"
+        );
         // 70B at TP 8: one KV head per GPU; at TP 16 heads would be replicated, not split.
         let l70 = lookup("Llama-2-70b-hf").unwrap();
-        assert_eq!(l70.kv_bytes_per_token_per_gpu(Dtype::Fp16, 8) * 8.0, l70.kv_bytes_per_token(Dtype::Fp16));
-        assert_eq!(l70.kv_bytes_per_token_per_gpu(Dtype::Fp16, 16), l70.kv_bytes_per_token_per_gpu(Dtype::Fp16, 8));
+        assert_eq!(
+            l70.kv_bytes_per_token_per_gpu(Dtype::Fp16, 8) * 8.0,
+            l70.kv_bytes_per_token(Dtype::Fp16)
+        );
+        assert_eq!(
+            l70.kv_bytes_per_token_per_gpu(Dtype::Fp16, 16),
+            l70.kv_bytes_per_token_per_gpu(Dtype::Fp16, 8)
+        );
     }
 
     #[test]
@@ -242,7 +341,12 @@ mod tests {
         assert_eq!(lookup("CodeLlama-34b-Instruct-hf").unwrap().layers, 48);
         assert_eq!(lookup("Mixtral-8x7B-v0.1").unwrap().experts, 8);
         let e = lookup("gpt-5").unwrap_err().to_string();
-        assert!(e.contains("unknown model 'gpt-5'") && e.contains("meta-llama/Llama-2-7b-hf") && e.contains("Qwen/Qwen2.5-72B"), "{e}");
+        assert!(
+            e.contains("unknown model 'gpt-5'")
+                && e.contains("meta-llama/Llama-2-7b-hf")
+                && e.contains("Qwen/Qwen2.5-72B"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -251,7 +355,11 @@ mod tests {
         let one = m.weight_bytes_read(Dtype::Bf16, 1.0);
         let many = m.weight_bytes_read(Dtype::Bf16, 64.0);
         // One token touches 2 of 8 experts: about the active parameters.
-        assert!((one / 2e9 - m.active_params_b).abs() / m.active_params_b < 0.05, "{}", one / 2e9);
+        assert!(
+            (one / 2e9 - m.active_params_b).abs() / m.active_params_b < 0.05,
+            "{}",
+            one / 2e9
+        );
         // A batch of 64 touches all of them.
         assert!((many - m.weight_bytes(Dtype::Bf16)).abs() / many < 1e-3);
     }

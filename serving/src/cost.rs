@@ -137,13 +137,27 @@ pub struct IterationCost {
 }
 
 impl IterationCost {
-    pub fn new(arch: &ModelArch, dtype: Dtype, gpu: &Accelerator, tp: u32, profile: &StackProfile) -> Self {
+    pub fn new(
+        arch: &ModelArch,
+        dtype: Dtype,
+        gpu: &Accelerator,
+        tp: u32,
+        profile: &StackProfile,
+    ) -> Self {
         let (cf, mf) = crate::profile::gpu_factors(&gpu.name);
         Self::with(arch, dtype, gpu, tp, profile.constants(), cf, mf)
     }
 
     /// With explicit constants and GPU factors (what the fit explores).
-    pub fn with(arch: &ModelArch, dtype: Dtype, gpu: &Accelerator, tp: u32, k: Constants, compute_factor: f64, memory_factor: f64) -> Self {
+    pub fn with(
+        arch: &ModelArch,
+        dtype: Dtype,
+        gpu: &Accelerator,
+        tp: u32,
+        k: Constants,
+        compute_factor: f64,
+        memory_factor: f64,
+    ) -> Self {
         Self {
             arch: arch.clone(),
             dtype,
@@ -216,7 +230,15 @@ mod tests {
     fn a_run_of_decodes_sums_like_its_iterations() {
         let arch = crate::arch::lookup("llama-2-7b").unwrap();
         for gpu in [Accelerator::h100_sxm_80gb(), Accelerator::a100_sxm_40gb()] {
-            let k = Constants { overhead_ms: 1.0, mbu: 0.8, kv_mbu: 0.5, mfu: 0.3, decode_seq_us: 30.0, allreduce_latency_us: 0.0, tp_compute_exponent: 0.0 };
+            let k = Constants {
+                overhead_ms: 1.0,
+                mbu: 0.8,
+                kv_mbu: 0.5,
+                mfu: 0.3,
+                decode_seq_us: 30.0,
+                allreduce_latency_us: 0.0,
+                tp_compute_exponent: 0.0,
+            };
             let cost = IterationCost::with(arch, Dtype::Bf16, &gpu, 1, k, 1.0, 1.0);
             // Big batches cross from memory- to compute-bound as contexts grow.
             for (n, s0) in [(1.0, 500.0), (64.0, 64.0 * 300.0), (250.0, 250.0 * 100.0)] {
@@ -224,11 +246,23 @@ mod tests {
                 let steps = 2000u64;
                 let by_step: f64 = (0..steps).map(|j| line.at(s0 + n * (j as f64 + 1.0))).sum();
                 let direct: f64 = (0..steps)
-                    .map(|j| cost.iteration_ms(&Work { decode_seqs: n, decode_ctx: s0 + n * (j as f64 + 1.0), ..Work::default() }))
+                    .map(|j| {
+                        cost.iteration_ms(&Work {
+                            decode_seqs: n,
+                            decode_ctx: s0 + n * (j as f64 + 1.0),
+                            ..Work::default()
+                        })
+                    })
                     .sum();
                 let closed = line.run_ms(s0, n, steps);
-                assert!((by_step - direct).abs() / direct < 1e-9, "{by_step} {direct}");
-                assert!((closed - direct).abs() / direct < 1e-9, "n={n}: {closed} vs {direct}");
+                assert!(
+                    (by_step - direct).abs() / direct < 1e-9,
+                    "{by_step} {direct}"
+                );
+                assert!(
+                    (closed - direct).abs() / direct < 1e-9,
+                    "n={n}: {closed} vs {direct}"
+                );
             }
         }
     }
@@ -237,10 +271,26 @@ mod tests {
     fn decode_reads_weights_once_for_the_batch() {
         let arch = crate::arch::lookup("llama-3-8b").unwrap();
         let gpu = Accelerator::h100_sxm_80gb();
-        let k = Constants { overhead_ms: 0.0, mbu: 1.0, kv_mbu: 1.0, mfu: 1.0, decode_seq_us: 0.0, allreduce_latency_us: 0.0, tp_compute_exponent: 0.0 };
+        let k = Constants {
+            overhead_ms: 0.0,
+            mbu: 1.0,
+            kv_mbu: 1.0,
+            mfu: 1.0,
+            decode_seq_us: 0.0,
+            allreduce_latency_us: 0.0,
+            tp_compute_exponent: 0.0,
+        };
         let cost = IterationCost::with(arch, Dtype::Bf16, &gpu, 1, k, 1.0, 1.0);
-        let one = cost.iteration_ms(&Work { decode_seqs: 1.0, decode_ctx: 1.0, ..Work::default() });
-        let many = cost.iteration_ms(&Work { decode_seqs: 64.0, decode_ctx: 64.0, ..Work::default() });
+        let one = cost.iteration_ms(&Work {
+            decode_seqs: 1.0,
+            decode_ctx: 1.0,
+            ..Work::default()
+        });
+        let many = cost.iteration_ms(&Work {
+            decode_seqs: 64.0,
+            decode_ctx: 64.0,
+            ..Work::default()
+        });
         // 16 GB of weights at 3.35 TB/s ≈ 4.8 ms either way.
         assert!((one - 4.79).abs() < 0.1, "{one}");
         assert!(many / one < 1.05, "{many} vs {one}");

@@ -58,7 +58,11 @@ pub fn kv_cache_blocks(
     let weights = arch.weight_bytes(dtype) / tp.max(1) as f64;
     let free = usable - weights - activation_reserve_gb * GIB;
     let per_block = arch.kv_bytes_per_token_per_gpu(dtype, tp.max(1)) * block_size as f64;
-    let blocks = if free > 0.0 { (free / per_block).floor() } else { 0.0 };
+    let blocks = if free > 0.0 {
+        (free / per_block).floor()
+    } else {
+        0.0
+    };
     if blocks < 1.0 {
         return Err(DoesNotFit {
             model: arch.name.to_string(),
@@ -90,7 +94,9 @@ pub struct Request {
 pub enum Refusal {
     #[error("prompt + output = {tokens} tokens exceeds max_model_len {limit}")]
     TooLong { tokens: u32, limit: u32 },
-    #[error("a request of {tokens} tokens needs more KV cache than the replica has ({capacity} tokens)")]
+    #[error(
+        "a request of {tokens} tokens needs more KV cache than the replica has ({capacity} tokens)"
+    )]
     ExceedsKvCache { tokens: u32, capacity: u64 },
     #[error("a request needs at least one prompt and one output token")]
     Empty,
@@ -137,7 +143,12 @@ enum UnitKind {
     Step { plan: Vec<(u32, u32)> },
     /// `k` decode-only iterations of every running sequence: iteration j lasts
     /// `line.at(s0 + n·(j+1))` (s0: Σ cached tokens at the start).
-    Decode { k: u64, line: DecodeLine, s0: f64, n: f64 },
+    Decode {
+        k: u64,
+        line: DecodeLine,
+        s0: f64,
+        n: f64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -246,7 +257,12 @@ impl ReplicaEngine {
     }
 
     /// Takes a request at `now` (after finishing, into `done`, whatever ended by then).
-    pub fn submit(&mut self, now: f64, req: Request, done: &mut Vec<Finished>) -> Result<(), Refusal> {
+    pub fn submit(
+        &mut self,
+        now: f64,
+        req: Request,
+        done: &mut Vec<Finished>,
+    ) -> Result<(), Refusal> {
         self.check(req.prompt, req.output)?;
         self.advance(now, done);
         self.waiting.push_back(Seq {
@@ -300,7 +316,12 @@ impl ReplicaEngine {
 
     /// The replica dies: every request in it is lost; returns their ids.
     pub fn abort_all(&mut self) -> Vec<u64> {
-        let ids = self.running.iter().chain(self.waiting.iter()).map(|s| s.id).collect();
+        let ids = self
+            .running
+            .iter()
+            .chain(self.waiting.iter())
+            .map(|s| s.id)
+            .collect();
         self.running.clear();
         self.waiting.clear();
         self.used_blocks = 0;
@@ -379,7 +400,11 @@ impl ReplicaEngine {
         if self.head_admissible() {
             return None;
         }
-        let to_finish = self.running.iter().map(|s| (s.output - s.generated) as u64).min()?;
+        let to_finish = self
+            .running
+            .iter()
+            .map(|s| (s.output - s.generated) as u64)
+            .min()?;
         let free = self.cfg.kv_blocks - self.used_blocks;
         let bs = self.cfg.block_size as u64;
         let need = |k: u64| -> u64 {
@@ -412,7 +437,10 @@ impl ReplicaEngine {
         if self.running.len() >= self.cfg.max_num_seqs as usize {
             return false;
         }
-        let budget = self.cfg.max_num_batched_tokens.saturating_sub(self.running.len() as u32);
+        let budget = self
+            .cfg
+            .max_num_batched_tokens
+            .saturating_sub(self.running.len() as u32);
         let chunk = if self.cfg.chunked_prefill {
             h.needs().min(budget)
         } else if h.needs() <= budget {
@@ -504,7 +532,10 @@ impl ReplicaEngine {
     /// Preempts the newest running sequence: its cache is freed and it waits at the head of the
     /// queue to be recomputed (prompt and what it generated so far).
     fn preempt_last(&mut self) {
-        let mut s = self.running.pop().expect("preempting from a non-empty batch");
+        let mut s = self
+            .running
+            .pop()
+            .expect("preempting from a non-empty batch");
         self.used_blocks -= self.blocks(s.computed);
         s.computed = 0;
         s.preemptions += 1;

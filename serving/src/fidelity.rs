@@ -52,7 +52,15 @@ pub fn engine_for(
     max_model_len: u32,
 ) -> Result<ReplicaEngine, FidelityError> {
     let d = &profile.defaults;
-    let blocks = kv_cache_blocks(arch, Dtype::Bf16, gpu, tp, d.gpu_memory_utilization, d.activation_reserve_gb, d.block_size)?;
+    let blocks = kv_cache_blocks(
+        arch,
+        Dtype::Bf16,
+        gpu,
+        tp,
+        d.gpu_memory_utilization,
+        d.activation_reserve_gb,
+        d.block_size,
+    )?;
     let cfg = EngineConfig {
         max_num_seqs,
         max_num_batched_tokens,
@@ -61,11 +69,17 @@ pub fn engine_for(
         kv_blocks: blocks,
         chunked_prefill: profile.chunked_prefill,
     };
-    Ok(ReplicaEngine::new(cfg, IterationCost::new(arch, Dtype::Bf16, gpu, tp, profile)))
+    Ok(ReplicaEngine::new(
+        cfg,
+        IterationCost::new(arch, Dtype::Bf16, gpu, tp, profile),
+    ))
 }
 
 /// Replays every vLLM run (its stages back to back on one warm engine).
-pub fn replay_vllm(stages: &[VllmStage], profile: &StackProfile) -> Result<Vec<VllmRow>, FidelityError> {
+pub fn replay_vllm(
+    stages: &[VllmStage],
+    profile: &StackProfile,
+) -> Result<Vec<VllmRow>, FidelityError> {
     let mut runs: BTreeMap<&str, Vec<&VllmStage>> = BTreeMap::new();
     for s in stages {
         runs.entry(s.run.as_str()).or_default().push(s);
@@ -75,8 +89,17 @@ pub fn replay_vllm(stages: &[VllmStage], profile: &StackProfile) -> Result<Vec<V
         run.sort_by_key(|s| s.stage);
         let first = run[0];
         let arch = arch::lookup(&first.model)?;
-        let gpu = Accelerator::by_name(&first.gpu).ok_or_else(|| FidelityError::Gpu(first.gpu.clone()))?;
-        let mut engine = engine_for(arch, &gpu, first.tp, profile, first.max_num_seqs, first.max_num_batched_tokens, first.max_model_len)?;
+        let gpu = Accelerator::by_name(&first.gpu)
+            .ok_or_else(|| FidelityError::Gpu(first.gpu.clone()))?;
+        let mut engine = engine_for(
+            arch,
+            &gpu,
+            first.tp,
+            profile,
+            first.max_num_seqs,
+            first.max_num_batched_tokens,
+            first.max_model_len,
+        )?;
         let load: Vec<Stage> = run
             .iter()
             .map(|s| Stage {
@@ -87,9 +110,17 @@ pub fn replay_vllm(stages: &[VllmStage], profile: &StackProfile) -> Result<Vec<V
                 shared_prefix: s.shared_prefix,
             })
             .collect();
-        let results = run_stages(&mut engine, &load, profile.request_overhead_ms, CLIENT_TIMEOUT_S);
+        let results = run_stages(
+            &mut engine,
+            &load,
+            profile.request_overhead_ms,
+            CLIENT_TIMEOUT_S,
+        );
         for (s, r) in run.into_iter().zip(results) {
-            rows.push(VllmRow { measured: s.clone(), ours: r });
+            rows.push(VllmRow {
+                measured: s.clone(),
+                ours: r,
+            });
         }
     }
     Ok(rows)
@@ -121,7 +152,10 @@ pub fn decode_work(batch: u32, prompt: u32, output: u32) -> Work {
     }
 }
 
-pub fn phase_times(p: &SplitwisePoint, profile: &StackProfile) -> Result<PhaseTimes, FidelityError> {
+pub fn phase_times(
+    p: &SplitwisePoint,
+    profile: &StackProfile,
+) -> Result<PhaseTimes, FidelityError> {
     let arch = arch::lookup(&p.model)?;
     let gpu = Accelerator::by_name(&p.gpu).ok_or_else(|| FidelityError::Gpu(p.gpu.clone()))?;
     let cost = IterationCost::new(arch, Dtype::Bf16, &gpu, p.tp, profile);
@@ -129,7 +163,9 @@ pub fn phase_times(p: &SplitwisePoint, profile: &StackProfile) -> Result<PhaseTi
     let decode = cost.iteration_ms(&decode_work(p.batch, p.prompt, p.output));
     // E2E: the prefill, then output − 1 decode iterations whose context grows by one each.
     let b = p.batch as f64;
-    let decodes = cost.decode_line(b).run_ms(b * p.prompt as f64, b, (p.output.max(1) - 1) as u64);
+    let decodes = cost
+        .decode_line(b)
+        .run_ms(b * p.prompt as f64, b, (p.output.max(1) - 1) as u64);
     Ok(PhaseTimes {
         prefill_ms: prefill,
         decode_iteration_ms: decode,
@@ -149,24 +185,47 @@ pub struct SplitwiseRow {
     pub ours: PhaseTimes,
 }
 
-pub fn replay_splitwise(points: &[SplitwisePoint], profile: &StackProfile) -> Result<Vec<SplitwiseRow>, FidelityError> {
+pub fn replay_splitwise(
+    points: &[SplitwisePoint],
+    profile: &StackProfile,
+) -> Result<Vec<SplitwiseRow>, FidelityError> {
     points
         .iter()
-        .map(|p| Ok(SplitwiseRow { point: p.clone(), ours: phase_times(p, profile)? }))
+        .map(|p| {
+            Ok(SplitwiseRow {
+                point: p.clone(),
+                ours: phase_times(p, profile)?,
+            })
+        })
         .collect()
 }
 
 /// A100 ÷ H100 time for every configuration measured on both, (measured, ours) per phase.
 pub fn a100_h100_ratios(rows: &[SplitwiseRow]) -> Vec<(String, f64, f64, f64, f64)> {
-    let key = |r: &SplitwiseRow| (r.point.model.clone(), r.point.tp, r.point.batch, r.point.prompt, r.point.output);
-    let h100: BTreeMap<_, &SplitwiseRow> = rows.iter().filter(|r| r.point.is_h100()).map(|r| (key(r), r)).collect();
+    let key = |r: &SplitwiseRow| {
+        (
+            r.point.model.clone(),
+            r.point.tp,
+            r.point.batch,
+            r.point.prompt,
+            r.point.output,
+        )
+    };
+    let h100: BTreeMap<_, &SplitwiseRow> = rows
+        .iter()
+        .filter(|r| r.point.is_h100())
+        .map(|r| (key(r), r))
+        .collect();
     rows.iter()
         .filter(|r| !r.point.is_h100() && !r.point.suspect())
         .filter_map(|a| {
             let h = h100.get(&key(a))?;
             let p = &a.point;
             Some((
-                format!("{} tp{} b{} p{} o{}", p.model, p.tp, p.batch, p.prompt, p.output),
+                format!(
+                    "{} tp{} b{} p{} o{}",
+                    p.model, p.tp, p.batch, p.prompt, p.output
+                ),
                 p.prefill_ms / h.point.prefill_ms,
                 a.ours.prefill_ms / h.ours.prefill_ms,
                 p.decode_iteration_ms / h.point.decode_iteration_ms,
@@ -195,9 +254,15 @@ pub struct Verdict {
 pub fn vllm_row_within(r: &VllmRow) -> bool {
     let m = &r.measured;
     let e2e = rel(r.ours.e2e_p50, m.get("e2e_latency_p50")).abs() <= E2E_P50_TARGET;
-    let dec = rel(r.ours.decode_ms_per_token, m.get("decode_time_per_token_from_means")).abs() <= DECODE_TARGET;
+    let dec = rel(
+        r.ours.decode_ms_per_token,
+        m.get("decode_time_per_token_from_means"),
+    )
+    .abs()
+        <= DECODE_TARGET;
     let ttft_m = m.get("ttft_p50");
-    let ttft = rel(r.ours.ttft_p50, ttft_m).abs() <= TTFT_P50_TARGET || (r.ours.ttft_p50 - ttft_m).abs() <= TTFT_P50_ABS_MS;
+    let ttft = rel(r.ours.ttft_p50, ttft_m).abs() <= TTFT_P50_TARGET
+        || (r.ours.ttft_p50 - ttft_m).abs() <= TTFT_P50_ABS_MS;
     e2e && dec && ttft
 }
 
@@ -213,20 +278,52 @@ pub fn verdict(vllm: &[VllmRow], splitwise: &[SplitwiseRow]) -> Verdict {
     let fitted: Vec<&SplitwiseRow> = splitwise.iter().filter(|r| !r.point.suspect()).collect();
     let phase_errs: Vec<f64> = fitted
         .iter()
-        .flat_map(|r| [rel(r.ours.prefill_ms, r.point.prefill_ms), rel(r.ours.decode_iteration_ms, r.point.decode_iteration_ms)])
+        .flat_map(|r| {
+            [
+                rel(r.ours.prefill_ms, r.point.prefill_ms),
+                rel(r.ours.decode_iteration_ms, r.point.decode_iteration_ms),
+            ]
+        })
         .collect();
     let ratios = a100_h100_ratios(splitwise);
-    let ratio_errs: Vec<f64> = ratios.iter().flat_map(|(_, mp, op, md, od)| [rel(*op, *mp), rel(*od, *md)]).collect();
+    let ratio_errs: Vec<f64> = ratios
+        .iter()
+        .flat_map(|(_, mp, op, md, od)| [rel(*op, *mp), rel(*od, *md)])
+        .collect();
     Verdict {
         vllm_rows: vllm.len(),
         vllm_within: vllm.iter().filter(|r| vllm_row_within(r)).count(),
         splitwise_values: phase_errs.len(),
-        splitwise_within: phase_errs.iter().filter(|e| e.abs() <= PHASE_TARGET).count(),
+        splitwise_within: phase_errs
+            .iter()
+            .filter(|e| e.abs() <= PHASE_TARGET)
+            .count(),
         ratios: ratio_errs.len(),
-        ratios_within: ratio_errs.iter().filter(|e| e.abs() <= RATIO_TARGET).count(),
-        median_abs_e2e_p50: median(vllm.iter().map(|r| rel(r.ours.e2e_p50, r.measured.get("e2e_latency_p50")).abs()).collect()),
-        median_abs_decode: median(vllm.iter().map(|r| rel(r.ours.decode_ms_per_token, r.measured.get("decode_time_per_token_from_means")).abs()).collect()),
-        median_abs_ttft_p50: median(vllm.iter().map(|r| rel(r.ours.ttft_p50, r.measured.get("ttft_p50")).abs()).collect()),
+        ratios_within: ratio_errs
+            .iter()
+            .filter(|e| e.abs() <= RATIO_TARGET)
+            .count(),
+        median_abs_e2e_p50: median(
+            vllm.iter()
+                .map(|r| rel(r.ours.e2e_p50, r.measured.get("e2e_latency_p50")).abs())
+                .collect(),
+        ),
+        median_abs_decode: median(
+            vllm.iter()
+                .map(|r| {
+                    rel(
+                        r.ours.decode_ms_per_token,
+                        r.measured.get("decode_time_per_token_from_means"),
+                    )
+                    .abs()
+                })
+                .collect(),
+        ),
+        median_abs_ttft_p50: median(
+            vllm.iter()
+                .map(|r| rel(r.ours.ttft_p50, r.measured.get("ttft_p50")).abs())
+                .collect(),
+        ),
         median_abs_phase: median(phase_errs.iter().map(|e| e.abs()).collect()),
         median_abs_ratio: median(ratio_errs.iter().map(|e| e.abs()).collect()),
     }
@@ -249,7 +346,11 @@ pub fn vllm_table(rows: &[VllmRow]) -> String {
         let o = &r.ours;
         let cell = |ours: f64, key: &str| {
             let meas = m.get(key);
-            let abs = if meas < 100.0 { format!(", {:+.1} ms", ours - meas) } else { String::new() };
+            let abs = if meas < 100.0 {
+                format!(", {:+.1} ms", ours - meas)
+            } else {
+                String::new()
+            };
             format!("{ours:.1} / {meas:.1} / {}{abs}", pct(rel(ours, meas)))
         };
         let _ = writeln!(
@@ -287,7 +388,11 @@ pub fn splitwise_table(rows: &[SplitwiseRow]) -> String {
             p.model,
             p.tp,
             p.batch,
-            if p.suspect() { " (suspect, not fitted)" } else { "" },
+            if p.suspect() {
+                " (suspect, not fitted)"
+            } else {
+                ""
+            },
             p.prompt,
             p.output,
             c(r.ours.prefill_ms, p.prefill_ms),
@@ -300,10 +405,18 @@ pub fn splitwise_table(rows: &[SplitwiseRow]) -> String {
 
 pub fn ratio_table(rows: &[SplitwiseRow]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "| configuration | prefill A100:H100 (measured / ours / err) | decode A100:H100 |");
+    let _ = writeln!(
+        s,
+        "| configuration | prefill A100:H100 (measured / ours / err) | decode A100:H100 |"
+    );
     let _ = writeln!(s, "|---|---|---|");
     for (k, mp, op, md, od) in a100_h100_ratios(rows) {
-        let _ = writeln!(s, "| {k} | {mp:.2} / {op:.2} / {} | {md:.2} / {od:.2} / {} |", pct(rel(op, mp)), pct(rel(od, md)));
+        let _ = writeln!(
+            s,
+            "| {k} | {mp:.2} / {op:.2} / {} | {md:.2} / {od:.2} / {} |",
+            pct(rel(op, mp)),
+            pct(rel(od, md))
+        );
     }
     s
 }

@@ -22,7 +22,12 @@ use crate::profile::{FitRecord, GpuFactor, StackProfile};
 use crate::reference::{SplitwisePoint, VllmStage};
 
 /// Minimises `f` from `x0` by Nelder–Mead (standard coefficients), at most `max_evals` calls.
-pub fn nelder_mead(f: &mut dyn FnMut(&[f64]) -> f64, x0: &[f64], step: f64, max_evals: usize) -> (Vec<f64>, f64) {
+pub fn nelder_mead(
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    x0: &[f64],
+    step: f64,
+    max_evals: usize,
+) -> (Vec<f64>, f64) {
     let n = x0.len();
     let mut simplex: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n + 1);
     simplex.push((x0.to_vec(), f(x0)));
@@ -39,8 +44,14 @@ pub fn nelder_mead(f: &mut dyn FnMut(&[f64]) -> f64, x0: &[f64], step: f64, max_
         if (worst - best).abs() <= 1e-10 * (1.0 + best.abs()) {
             break;
         }
-        let centroid: Vec<f64> = (0..n).map(|j| simplex[..n].iter().map(|p| p.0[j]).sum::<f64>() / n as f64).collect();
-        let along = |t: f64| -> Vec<f64> { (0..n).map(|j| centroid[j] + t * (simplex[n].0[j] - centroid[j])).collect() };
+        let centroid: Vec<f64> = (0..n)
+            .map(|j| simplex[..n].iter().map(|p| p.0[j]).sum::<f64>() / n as f64)
+            .collect();
+        let along = |t: f64| -> Vec<f64> {
+            (0..n)
+                .map(|j| centroid[j] + t * (simplex[n].0[j] - centroid[j]))
+                .collect()
+        };
         let xr = along(-1.0);
         let fr = f(&xr);
         evals += 1;
@@ -102,7 +113,15 @@ fn decode_constants(x: &[f64]) -> Constants {
     }
 }
 fn encode_constants(k: &Constants) -> Vec<f64> {
-    vec![k.overhead_ms.ln(), logit(k.mbu), logit(k.mfu), k.decode_seq_us.ln(), k.allreduce_latency_us.ln(), logit(k.kv_mbu), logit(k.tp_compute_exponent)]
+    vec![
+        k.overhead_ms.ln(),
+        logit(k.mbu),
+        logit(k.mfu),
+        k.decode_seq_us.ln(),
+        k.allreduce_latency_us.ln(),
+        logit(k.kv_mbu),
+        logit(k.tp_compute_exponent),
+    ]
 }
 
 fn log_err(ours: f64, measured: f64) -> f64 {
@@ -116,7 +135,15 @@ fn log_err(ours: f64, measured: f64) -> f64 {
 /// Starting point of both fits: middling published figures (overhead a few ms, 60 % of HBM
 /// bandwidth, 50 % of tensor peak, tens of µs per sequence and per all-reduce).
 fn start() -> Constants {
-    Constants { overhead_ms: 3.0, mbu: 0.6, kv_mbu: 0.6, mfu: 0.5, decode_seq_us: 30.0, allreduce_latency_us: 20.0, tp_compute_exponent: 0.1 }
+    Constants {
+        overhead_ms: 3.0,
+        mbu: 0.6,
+        kv_mbu: 0.6,
+        mfu: 0.5,
+        decode_seq_us: 30.0,
+        allreduce_latency_us: 20.0,
+        tp_compute_exponent: 0.1,
+    }
 }
 
 /// Result of the Splitwise fit.
@@ -128,12 +155,19 @@ pub struct SplitwiseFit {
     pub errors: Vec<f64>,
 }
 
-fn splitwise_time(p: &SplitwisePoint, k: Constants, a100: (f64, f64)) -> Result<(f64, f64), FidelityError> {
+fn splitwise_time(
+    p: &SplitwisePoint,
+    k: Constants,
+    a100: (f64, f64),
+) -> Result<(f64, f64), FidelityError> {
     let arch = arch::lookup(&p.model)?;
     let gpu = Accelerator::by_name(&p.gpu).ok_or_else(|| FidelityError::Gpu(p.gpu.clone()))?;
     let (cf, mf) = if p.is_h100() { (1.0, 1.0) } else { a100 };
     let cost = IterationCost::with(arch, Dtype::Bf16, &gpu, p.tp, k, cf, mf);
-    Ok((cost.iteration_ms(&prefill_work(p.batch, p.prompt)), cost.iteration_ms(&decode_work(p.batch, p.prompt, p.output))))
+    Ok((
+        cost.iteration_ms(&prefill_work(p.batch, p.prompt)),
+        cost.iteration_ms(&decode_work(p.batch, p.prompt, p.output)),
+    ))
 }
 
 /// Fits the Splitwise stack and the A100's factors on every point SOURCE.md does not mark suspect.
@@ -169,14 +203,22 @@ pub fn fit_splitwise(points: &[SplitwisePoint]) -> Result<SplitwiseFit, Fidelity
     }
     Ok(SplitwiseFit {
         constants: k,
-        a100: GpuFactor { gpu: "A100".into(), compute: a.0, memory: a.1 },
+        a100: GpuFactor {
+            gpu: "A100".into(),
+            compute: a.0,
+            memory: a.1,
+        },
         rows: pts.len(),
         errors,
     })
 }
 
 /// Fits the vLLM stack on the vLLM stages. `base` supplies everything but the fitted values.
-pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> Result<(StackProfile, Vec<f64>), FidelityError> {
+pub fn fit_vllm(
+    stages: &[VllmStage],
+    base: &StackProfile,
+    max_evals: usize,
+) -> Result<(StackProfile, Vec<f64>), FidelityError> {
     // The search runs over 7 coordinates: the 8 of `decode_constants` less the TP compute
     // exponent, held at 0 (vLLM's TP runs are different models, so the exponent cannot be told
     // apart from their efficiencies; fitted free it came out at 0.03), plus the request overhead.
@@ -199,7 +241,11 @@ pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> 
                 let m = &r.measured;
                 log_err(r.ours.e2e_p50, m.get("e2e_latency_p50")).powi(2)
                     + log_err(r.ours.ttft_p50, m.get("ttft_p50")).powi(2)
-                    + log_err(r.ours.decode_ms_per_token, m.get("decode_time_per_token_from_means")).powi(2)
+                    + log_err(
+                        r.ours.decode_ms_per_token,
+                        m.get("decode_time_per_token_from_means"),
+                    )
+                    .powi(2)
             })
             .sum())
     };
@@ -223,7 +269,10 @@ pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> 
             [
                 fidelity::rel(r.ours.e2e_p50, m.get("e2e_latency_p50")),
                 fidelity::rel(r.ours.ttft_p50, m.get("ttft_p50")),
-                fidelity::rel(r.ours.decode_ms_per_token, m.get("decode_time_per_token_from_means")),
+                fidelity::rel(
+                    r.ours.decode_ms_per_token,
+                    m.get("decode_time_per_token_from_means"),
+                ),
             ]
         })
         .collect();
@@ -234,12 +283,21 @@ pub fn fit_vllm(stages: &[VllmStage], base: &StackProfile, max_evals: usize) -> 
 pub fn error_summary(errors: &[f64]) -> (f64, f64) {
     let mut a: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
     a.sort_by(f64::total_cmp);
-    (a.get(a.len() / 2).copied().unwrap_or(0.0), a.last().copied().unwrap_or(0.0))
+    (
+        a.get(a.len() / 2).copied().unwrap_or(0.0),
+        a.last().copied().unwrap_or(0.0),
+    )
 }
 
 /// Fills a profile's fit record.
 pub fn record(data: &str, method: &str, rows: usize, errors: &[f64]) -> FitRecord {
     let (median, max) = error_summary(errors);
     let round = |v: f64| (v * 1e4).round() / 1e4;
-    FitRecord { data: data.into(), method: method.into(), rows: rows as u32, median_abs_error: round(median), max_abs_error: round(max) }
+    FitRecord {
+        data: data.into(),
+        method: method.into(),
+        rows: rows as u32,
+        median_abs_error: round(median),
+        max_abs_error: round(max),
+    }
 }

@@ -32,7 +32,14 @@ impl Accelerator {
         Self::new("A100-40GB", 312.0, 1.555, 40.0, 300.0, false)
     }
 
-    pub fn new(name: &str, fp16_tflops: f64, hbm_tbs: f64, memory_gb: f64, nvlink_gbs: f64, fp8: bool) -> Self {
+    pub fn new(
+        name: &str,
+        fp16_tflops: f64,
+        hbm_tbs: f64,
+        memory_gb: f64,
+        nvlink_gbs: f64,
+        fp8: bool,
+    ) -> Self {
         Self {
             name: name.to_string(),
             fp16_tflops,

@@ -101,7 +101,10 @@ pub fn parse(text: &str) -> Result<ProfileFile, ProfileError> {
     }
     for g in &f.gpu {
         if !(g.compute > 0.0 && g.compute.is_finite() && g.memory > 0.0 && g.memory.is_finite()) {
-            return Err(ProfileError::Parse(format!("gpu '{}': factors must be positive", g.gpu)));
+            return Err(ProfileError::Parse(format!(
+                "gpu '{}': factors must be positive",
+                g.gpu
+            )));
         }
     }
     Ok(f)
@@ -122,7 +125,10 @@ pub fn gpu_factors(gpu: &str) -> (f64, f64) {
     shipped_file()
         .gpu
         .iter()
-        .find(|g| gpu.to_ascii_uppercase().starts_with(&g.gpu.to_ascii_uppercase()))
+        .find(|g| {
+            gpu.to_ascii_uppercase()
+                .starts_with(&g.gpu.to_ascii_uppercase())
+        })
         .map_or((1.0, 1.0), |g| (g.compute, g.memory))
 }
 
@@ -131,10 +137,17 @@ pub const DEFAULT_STACK: &str = "vllm-0.15";
 
 /// A shipped profile by name.
 pub fn lookup(name: &str) -> Result<&'static StackProfile, ProfileError> {
-    shipped().iter().find(|p| p.name == name).ok_or_else(|| ProfileError::Unknown {
-        name: name.to_string(),
-        known: shipped().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
-    })
+    shipped()
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ProfileError::Unknown {
+            name: name.to_string(),
+            known: shipped()
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 impl StackProfile {
@@ -166,16 +179,33 @@ impl StackProfile {
             ("mbu", self.mbu, 1e-3, 1.0),
             ("mfu", self.mfu, 1e-3, 1.0),
             ("kv_mbu", self.kv_mbu, 1e-3, 1.0),
-            ("iteration_overhead_ms", self.iteration_overhead_ms, 0.0, 1e3),
+            (
+                "iteration_overhead_ms",
+                self.iteration_overhead_ms,
+                0.0,
+                1e3,
+            ),
             ("decode_seq_us", self.decode_seq_us, 0.0, 1e5),
             ("allreduce_latency_us", self.allreduce_latency_us, 0.0, 1e4),
             ("request_overhead_ms", self.request_overhead_ms, 0.0, 1e4),
             ("tp_compute_exponent", self.tp_compute_exponent, 0.0, 1.0),
-            ("defaults.gpu_memory_utilization", self.defaults.gpu_memory_utilization, 0.05, 1.0),
-            ("defaults.activation_reserve_gb", self.defaults.activation_reserve_gb, 0.0, 1e3),
+            (
+                "defaults.gpu_memory_utilization",
+                self.defaults.gpu_memory_utilization,
+                0.05,
+                1.0,
+            ),
+            (
+                "defaults.activation_reserve_gb",
+                self.defaults.activation_reserve_gb,
+                0.0,
+                1e3,
+            ),
         ] {
             if !(v.is_finite() && v >= lo && v <= hi) {
-                return Err(format!("profile '{n}': {k} = {v} must be within {lo}..={hi}"));
+                return Err(format!(
+                    "profile '{n}': {k} = {v} must be within {lo}..={hi}"
+                ));
             }
         }
         let d = &self.defaults;

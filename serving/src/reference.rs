@@ -7,9 +7,16 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
-    Row { path: PathBuf, line: u64, message: String },
+    Row {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
 }
 
 /// One constant-rate stage of a vLLM run, with what the client measured.
@@ -74,12 +81,22 @@ fn read_rows(path: &Path) -> Result<Vec<(u64, BTreeMap<String, String>)>, Refere
         path: path.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let headers = rdr.headers().map_err(|e| row_err(path, 1, e.to_string()))?.clone();
+    let headers = rdr
+        .headers()
+        .map_err(|e| row_err(path, 1, e.to_string()))?
+        .clone();
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let line = i as u64 + 2;
         let rec = rec.map_err(|e| row_err(path, line, e.to_string()))?;
-        out.push((line, headers.iter().map(str::to_string).zip(rec.iter().map(str::to_string)).collect()));
+        out.push((
+            line,
+            headers
+                .iter()
+                .map(str::to_string)
+                .zip(rec.iter().map(str::to_string))
+                .collect(),
+        ));
     }
     Ok(out)
 }
@@ -92,18 +109,36 @@ fn row_err(path: &Path, line: u64, message: String) -> ReferenceError {
     }
 }
 
-fn field<'a>(path: &Path, line: u64, row: &'a BTreeMap<String, String>, key: &str) -> Result<&'a str, ReferenceError> {
-    row.get(key).map(String::as_str).ok_or_else(|| row_err(path, line, format!("missing column '{key}'")))
+fn field<'a>(
+    path: &Path,
+    line: u64,
+    row: &'a BTreeMap<String, String>,
+    key: &str,
+) -> Result<&'a str, ReferenceError> {
+    row.get(key)
+        .map(String::as_str)
+        .ok_or_else(|| row_err(path, line, format!("missing column '{key}'")))
 }
 
-fn number<T: std::str::FromStr>(path: &Path, line: u64, key: &str, v: &str) -> Result<T, ReferenceError> {
-    v.trim().parse().map_err(|_| row_err(path, line, format!("{key} = '{v}' is not a number")))
+fn number<T: std::str::FromStr>(
+    path: &Path,
+    line: u64,
+    key: &str,
+    v: &str,
+) -> Result<T, ReferenceError> {
+    v.trim()
+        .parse()
+        .map_err(|_| row_err(path, line, format!("{key} = '{v}' is not a number")))
 }
 
 /// `key=value` out of free text (the notes column carries vLLM's flags that way).
 fn flag(text: &str, key: &str) -> Option<u32> {
     let at = text.find(&format!("{key}="))? + key.len() + 1;
-    text[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The vLLM stages (the per-run "summary over" rows are left out: they mix two loads).
@@ -111,13 +146,22 @@ pub fn read_vllm(path: &Path) -> Result<Vec<VllmStage>, ReferenceError> {
     let mut stages: BTreeMap<(String, u32), VllmStage> = BTreeMap::new();
     for (line, row) in read_rows(path)? {
         let prov = field(path, line, &row, "provenance")?;
-        let Some(file) = prov.rsplit('/').next() else { continue };
-        let Some(stage) = file.strip_prefix("stage_").and_then(|s| s.split('_').next()).and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(file) = prov.rsplit('/').next() else {
+            continue;
+        };
+        let Some(stage) = file
+            .strip_prefix("stage_")
+            .and_then(|s| s.split('_').next())
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let run = prov.rsplit('/').nth(2).unwrap_or("").to_string();
         let load = field(path, line, &row, "batch_or_concurrency_or_qps")?;
-        let rate: f64 = match load.strip_prefix("qps=").and_then(|s| s.split_whitespace().next()) {
+        let rate: f64 = match load
+            .strip_prefix("qps=")
+            .and_then(|s| s.split_whitespace().next())
+        {
             Some(r) => number(path, line, "batch_or_concurrency_or_qps", r)?,
             None => continue,
         };
@@ -128,27 +172,39 @@ pub fn read_vllm(path: &Path) -> Result<Vec<VllmStage>, ReferenceError> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(600.0);
         let notes = field(path, line, &row, "notes")?;
-        let e = stages.entry((run.clone(), stage)).or_insert_with(|| VllmStage {
-            run,
-            stage,
-            model: String::new(),
-            gpu: String::new(),
-            tp: 1,
-            rate,
-            duration_s,
-            input_tokens: 0.0,
-            output_tokens: 0.0,
-            max_num_batched_tokens: flag(notes, "max_num_batched_tokens").unwrap_or(2048),
-            max_num_seqs: flag(notes, "max_num_seqs").unwrap_or(256),
-            max_model_len: flag(notes, "max_model_len").unwrap_or(4096),
-            shared_prefix: flag(notes, "system_prompt_len").unwrap_or(0),
-            measured: BTreeMap::new(),
-        });
+        let e = stages
+            .entry((run.clone(), stage))
+            .or_insert_with(|| VllmStage {
+                run,
+                stage,
+                model: String::new(),
+                gpu: String::new(),
+                tp: 1,
+                rate,
+                duration_s,
+                input_tokens: 0.0,
+                output_tokens: 0.0,
+                max_num_batched_tokens: flag(notes, "max_num_batched_tokens").unwrap_or(2048),
+                max_num_seqs: flag(notes, "max_num_seqs").unwrap_or(256),
+                max_model_len: flag(notes, "max_model_len").unwrap_or(4096),
+                shared_prefix: flag(notes, "system_prompt_len").unwrap_or(0),
+                measured: BTreeMap::new(),
+            });
         e.model = field(path, line, &row, "model")?.to_string();
         e.gpu = field(path, line, &row, "gpu")?.to_string();
         e.tp = number(path, line, "tp", field(path, line, &row, "tp")?)?;
-        e.input_tokens = number(path, line, "input_tokens", field(path, line, &row, "input_tokens")?)?;
-        e.output_tokens = number(path, line, "output_tokens", field(path, line, &row, "output_tokens")?)?;
+        e.input_tokens = number(
+            path,
+            line,
+            "input_tokens",
+            field(path, line, &row, "input_tokens")?,
+        )?;
+        e.output_tokens = number(
+            path,
+            line,
+            "output_tokens",
+            field(path, line, &row, "output_tokens")?,
+        )?;
         let metric = field(path, line, &row, "metric")?.to_string();
         let value: f64 = number(path, line, "value", field(path, line, &row, "value")?)?;
         let unit = field(path, line, &row, "unit")?;
@@ -163,28 +219,53 @@ pub fn read_vllm(path: &Path) -> Result<Vec<VllmStage>, ReferenceError> {
 pub fn read_splitwise(path: &Path) -> Result<Vec<SplitwisePoint>, ReferenceError> {
     let mut pts: BTreeMap<(String, String, u32, u32, u32, u32), SplitwisePoint> = BTreeMap::new();
     for (line, row) in read_rows(path)? {
-        let gpu = field(path, line, &row, "gpu")?.split_whitespace().next().unwrap_or("").to_string();
+        let gpu = field(path, line, &row, "gpu")?
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
         let model = field(path, line, &row, "model")?.to_string();
         let tp: u32 = number(path, line, "tp", field(path, line, &row, "tp")?)?;
         let load = field(path, line, &row, "batch_or_concurrency_or_qps")?;
-        let batch: u32 = match load.strip_prefix("batch_size=").and_then(|s| s.split_whitespace().next()) {
+        let batch: u32 = match load
+            .strip_prefix("batch_size=")
+            .and_then(|s| s.split_whitespace().next())
+        {
             Some(b) => number(path, line, "batch_or_concurrency_or_qps", b)?,
-            None => return Err(row_err(path, line, format!("expected batch_size=N, found '{load}'"))),
+            None => {
+                return Err(row_err(
+                    path,
+                    line,
+                    format!("expected batch_size=N, found '{load}'"),
+                ))
+            }
         };
-        let prompt: u32 = number(path, line, "input_tokens", field(path, line, &row, "input_tokens")?)?;
-        let output: u32 = number(path, line, "output_tokens", field(path, line, &row, "output_tokens")?)?;
+        let prompt: u32 = number(
+            path,
+            line,
+            "input_tokens",
+            field(path, line, &row, "input_tokens")?,
+        )?;
+        let output: u32 = number(
+            path,
+            line,
+            "output_tokens",
+            field(path, line, &row, "output_tokens")?,
+        )?;
         let value: f64 = number(path, line, "value", field(path, line, &row, "value")?)?;
-        let p = pts.entry((gpu.clone(), model.clone(), tp, batch, prompt, output)).or_insert_with(|| SplitwisePoint {
-            gpu,
-            model,
-            tp,
-            batch,
-            prompt,
-            output,
-            prefill_ms: f64::NAN,
-            decode_iteration_ms: f64::NAN,
-            e2e_ms: f64::NAN,
-        });
+        let p = pts
+            .entry((gpu.clone(), model.clone(), tp, batch, prompt, output))
+            .or_insert_with(|| SplitwisePoint {
+                gpu,
+                model,
+                tp,
+                batch,
+                prompt,
+                output,
+                prefill_ms: f64::NAN,
+                decode_iteration_ms: f64::NAN,
+                e2e_ms: f64::NAN,
+            });
         match field(path, line, &row, "metric")? {
             "prompt_phase_time_batch_median" => p.prefill_ms = value,
             "token_phase_time_per_iteration_median" => p.decode_iteration_ms = value,
@@ -197,7 +278,10 @@ pub fn read_splitwise(path: &Path) -> Result<Vec<SplitwisePoint>, ReferenceError
 
 /// `../shared/reference/llm-serving` as seen from the workspace root or a crate folder.
 pub fn default_dir() -> PathBuf {
-    for c in ["../shared/reference/llm-serving", "../../shared/reference/llm-serving"] {
+    for c in [
+        "../shared/reference/llm-serving",
+        "../../shared/reference/llm-serving",
+    ] {
         let p = PathBuf::from(c);
         if p.is_dir() {
             return p;

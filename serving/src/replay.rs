@@ -37,7 +37,12 @@ pub struct StageResult {
 /// Runs the stages back to back on `engine` (warm state carries over, as on a real server),
 /// then lets the last requests finish. `request_overhead_ms` is the client-side time added to
 /// every TTFT and E2E; requests still without a first token after `timeout_s` fail.
-pub fn run_stages(engine: &mut ReplicaEngine, stages: &[Stage], request_overhead_ms: f64, timeout_s: f64) -> Vec<StageResult> {
+pub fn run_stages(
+    engine: &mut ReplicaEngine,
+    stages: &[Stage],
+    request_overhead_ms: f64,
+    timeout_s: f64,
+) -> Vec<StageResult> {
     let mut sent_in: Vec<Vec<u64>> = vec![Vec::new(); stages.len()];
     let mut arrivals: Vec<(f64, usize, Stage)> = Vec::new();
     let mut t0 = 0.0;
@@ -94,13 +99,33 @@ pub fn run_stages(engine: &mut ReplicaEngine, stages: &[Stage], request_overhead
     stages
         .iter()
         .enumerate()
-        .map(|(i, s)| summarise(&per_stage[i], sent_in[i].len() as u64, failed[i], s.duration_s, request_overhead_ms))
+        .map(|(i, s)| {
+            summarise(
+                &per_stage[i],
+                sent_in[i].len() as u64,
+                failed[i],
+                s.duration_s,
+                request_overhead_ms,
+            )
+        })
         .collect()
 }
 
-fn summarise(done: &[&Finished], sent: u64, failed: u64, duration_s: f64, overhead_ms: f64) -> StageResult {
-    let mut ttft: Vec<f64> = done.iter().map(|f| (f.first_token - f.arrival) / 1000.0 + overhead_ms).collect();
-    let mut e2e: Vec<f64> = done.iter().map(|f| (f.end - f.arrival) / 1000.0 + overhead_ms).collect();
+fn summarise(
+    done: &[&Finished],
+    sent: u64,
+    failed: u64,
+    duration_s: f64,
+    overhead_ms: f64,
+) -> StageResult {
+    let mut ttft: Vec<f64> = done
+        .iter()
+        .map(|f| (f.first_token - f.arrival) / 1000.0 + overhead_ms)
+        .collect();
+    let mut e2e: Vec<f64> = done
+        .iter()
+        .map(|f| (f.end - f.arrival) / 1000.0 + overhead_ms)
+        .collect();
     let n = done.len().max(1) as f64;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
     let out_mean = done.iter().map(|f| f.output as f64).sum::<f64>() / n;
@@ -117,7 +142,11 @@ fn summarise(done: &[&Finished], sent: u64, failed: u64, duration_s: f64, overhe
         e2e_mean,
         e2e_p50: percentile(&e2e, 0.50),
         e2e_p99: percentile(&e2e, 0.99),
-        decode_ms_per_token: if out_mean > 1.0 { (e2e_mean - ttft_mean) / (out_mean - 1.0) } else { 0.0 },
+        decode_ms_per_token: if out_mean > 1.0 {
+            (e2e_mean - ttft_mean) / (out_mean - 1.0)
+        } else {
+            0.0
+        },
         output_tokens_per_s: done.iter().map(|f| f.output as f64).sum::<f64>() / duration_s,
         preemptions: done.iter().map(|f| f.preemptions as u64).sum(),
     }

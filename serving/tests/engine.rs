@@ -1,14 +1,17 @@
 //! The replica engine's behaviour: conservation, continuous batching, KV-cache pressure,
 //! refusals, and event counts that grow with arrivals rather than tokens.
 
-use gpusched_serving::engine::{kv_cache_blocks, EngineConfig, Finished, Refusal, ReplicaEngine, Request};
+use gpusched_serving::engine::{
+    kv_cache_blocks, EngineConfig, Finished, Refusal, ReplicaEngine, Request,
+};
 use gpusched_serving::{lookup_model, profile, Accelerator, Dtype, IterationCost};
 
 fn engine(model: &str, kv_blocks: Option<u64>, max_num_seqs: u32) -> ReplicaEngine {
     let arch = lookup_model(model).unwrap();
     let gpu = Accelerator::h100_sxm_80gb();
     let stack = profile::lookup(profile::DEFAULT_STACK).unwrap();
-    let blocks = kv_blocks.unwrap_or_else(|| kv_cache_blocks(arch, Dtype::Bf16, &gpu, 1, 0.9, 3.0, 16).unwrap());
+    let blocks = kv_blocks
+        .unwrap_or_else(|| kv_cache_blocks(arch, Dtype::Bf16, &gpu, 1, 0.9, 3.0, 16).unwrap());
     let cfg = EngineConfig {
         max_num_seqs,
         max_num_batched_tokens: 2048,
@@ -22,7 +25,13 @@ fn engine(model: &str, kv_blocks: Option<u64>, max_num_seqs: u32) -> ReplicaEngi
 
 /// Submits `n` requests every `gap_us` and runs the engine dry; returns what finished and the
 /// number of callbacks the engine asked for.
-fn drive(e: &mut ReplicaEngine, n: u64, gap_us: f64, prompt: u32, output: u32) -> (Vec<Finished>, u64) {
+fn drive(
+    e: &mut ReplicaEngine,
+    n: u64,
+    gap_us: f64,
+    prompt: u32,
+    output: u32,
+) -> (Vec<Finished>, u64) {
     let mut done = Vec::new();
     let mut events = 0;
     for i in 0..n {
@@ -34,7 +43,18 @@ fn drive(e: &mut ReplicaEngine, n: u64, gap_us: f64, prompt: u32, output: u32) -
             e.advance(te, &mut done);
             events += 1;
         }
-        e.submit(t, Request { id: i, arrival: t, prompt, output, cached_prefix: 0 }, &mut done).unwrap();
+        e.submit(
+            t,
+            Request {
+                id: i,
+                arrival: t,
+                prompt,
+                output,
+                cached_prefix: 0,
+            },
+            &mut done,
+        )
+        .unwrap();
     }
     while let Some(te) = e.next_event() {
         e.advance(te, &mut done);
@@ -56,9 +76,17 @@ fn every_request_finishes_once_with_its_tokens() {
         assert!(f.arrival < f.first_token && f.first_token < f.end, "{f:?}");
     }
     let s = e.stats();
-    assert_eq!(s.decode_tokens + 500, 500 * 210, "one sampled token per iteration per sequence (the first comes with the prefill)");
+    assert_eq!(
+        s.decode_tokens + 500,
+        500 * 210,
+        "one sampled token per iteration per sequence (the first comes with the prefill)"
+    );
     assert_eq!(e.in_system(), 0);
-    assert_eq!(e.kv_usage(), 0.0, "the cache is empty once everything finished");
+    assert_eq!(
+        e.kv_usage(),
+        0.0,
+        "the cache is empty once everything finished"
+    );
 }
 
 #[test]
@@ -87,7 +115,10 @@ fn batching_shares_the_weight_reads() {
     let mut batch = engine("llama-2-7b", None, 128);
     let (b, _) = drive(&mut batch, 64, 1.0, 500, 200);
     let last = b.iter().map(|f| f.end).fold(0.0, f64::max);
-    assert!(last < 4.0 * single, "64 batched took {last} µs vs {single} µs alone");
+    assert!(
+        last < 4.0 * single,
+        "64 batched took {last} µs vs {single} µs alone"
+    );
     assert!(last > single);
 }
 
@@ -107,7 +138,11 @@ fn a_full_kv_cache_preempts_and_recomputes_without_losing_requests() {
     // Room for ~4 sequences of 1,500 tokens: 40 long requests must preempt.
     let mut e = engine("llama-2-7b", Some(400), 128);
     let (done, _) = drive(&mut e, 40, 1_000.0, 1000, 500);
-    assert_eq!(done.len(), 40, "preempted requests are recomputed, not lost");
+    assert_eq!(
+        done.len(),
+        40,
+        "preempted requests are recomputed, not lost"
+    );
     assert!(e.stats().preemptions > 0);
     assert!(done.iter().any(|f| f.preemptions > 0));
     assert!(e.stats().peak_kv_blocks <= 400);
@@ -117,10 +152,28 @@ fn a_full_kv_cache_preempts_and_recomputes_without_losing_requests() {
 fn requests_beyond_the_limits_are_refused() {
     let mut e = engine("llama-2-7b", Some(100), 128);
     let mut done = Vec::new();
-    let r = |p, o| Request { id: 1, arrival: 0.0, prompt: p, output: o, cached_prefix: 0 };
-    assert!(matches!(e.submit(0.0, r(4000, 200), &mut done), Err(Refusal::TooLong { tokens: 4200, limit: 4096 })));
-    assert!(matches!(e.submit(0.0, r(1000, 1000), &mut done), Err(Refusal::ExceedsKvCache { .. })));
-    assert!(matches!(e.submit(0.0, r(0, 10), &mut done), Err(Refusal::Empty)));
+    let r = |p, o| Request {
+        id: 1,
+        arrival: 0.0,
+        prompt: p,
+        output: o,
+        cached_prefix: 0,
+    };
+    assert!(matches!(
+        e.submit(0.0, r(4000, 200), &mut done),
+        Err(Refusal::TooLong {
+            tokens: 4200,
+            limit: 4096
+        })
+    ));
+    assert!(matches!(
+        e.submit(0.0, r(1000, 1000), &mut done),
+        Err(Refusal::ExceedsKvCache { .. })
+    ));
+    assert!(matches!(
+        e.submit(0.0, r(0, 10), &mut done),
+        Err(Refusal::Empty)
+    ));
     assert_eq!(e.in_system(), 0);
 }
 
@@ -128,21 +181,52 @@ fn requests_beyond_the_limits_are_refused() {
 fn an_arrival_cuts_a_decode_run_at_the_iteration_in_progress() {
     let mut e = engine("llama-2-7b", None, 128);
     let mut done = Vec::new();
-    e.submit(0.0, Request { id: 0, arrival: 0.0, prompt: 100, output: 1000, cached_prefix: 0 }, &mut done).unwrap();
+    e.submit(
+        0.0,
+        Request {
+            id: 0,
+            arrival: 0.0,
+            prompt: 100,
+            output: 1000,
+            cached_prefix: 0,
+        },
+        &mut done,
+    )
+    .unwrap();
     let prefill_end = e.next_event().unwrap();
     e.advance(prefill_end, &mut done);
     let run_end = e.next_event().unwrap();
-    assert!(run_end - prefill_end > 500_000.0, "one event covers the whole decode run");
+    assert!(
+        run_end - prefill_end > 500_000.0,
+        "one event covers the whole decode run"
+    );
     let t = prefill_end + 100_000.0;
-    e.submit(t, Request { id: 1, arrival: t, prompt: 100, output: 10, cached_prefix: 0 }, &mut done).unwrap();
+    e.submit(
+        t,
+        Request {
+            id: 1,
+            arrival: t,
+            prompt: 100,
+            output: 10,
+            cached_prefix: 0,
+        },
+        &mut done,
+    )
+    .unwrap();
     let cut = e.next_event().unwrap();
-    assert!(cut >= t && cut < t + 10_000.0, "the run now ends with the iteration in progress: {cut} vs {t}");
+    assert!(
+        cut >= t && cut < t + 10_000.0,
+        "the run now ends with the iteration in progress: {cut} vs {t}"
+    );
     while let Some(te) = e.next_event() {
         e.advance(te, &mut done);
     }
     assert_eq!(done.len(), 2);
     let newcomer = done.iter().find(|f| f.id == 1).unwrap();
-    assert!(newcomer.first_token - t < 30_000.0, "admitted at the next iteration, not after the long request");
+    assert!(
+        newcomer.first_token - t < 30_000.0,
+        "admitted at the next iteration, not after the long request"
+    );
 }
 
 #[test]
@@ -150,7 +234,18 @@ fn a_cached_prefix_shortens_the_prefill() {
     let run = |prefix| {
         let mut e = engine("llama-2-7b", None, 128);
         let mut done = Vec::new();
-        e.submit(0.0, Request { id: 0, arrival: 0.0, prompt: 2000, output: 2, cached_prefix: prefix }, &mut done).unwrap();
+        e.submit(
+            0.0,
+            Request {
+                id: 0,
+                arrival: 0.0,
+                prompt: 2000,
+                output: 2,
+                cached_prefix: prefix,
+            },
+            &mut done,
+        )
+        .unwrap();
         while let Some(te) = e.next_event() {
             e.advance(te, &mut done);
         }

@@ -90,19 +90,29 @@ pub struct LlmService {
 
 impl LlmService {
     pub fn max_num_seqs(&self) -> u32 {
-        self.spec.max_num_seqs.unwrap_or(self.stack.defaults.max_num_seqs)
+        self.spec
+            .max_num_seqs
+            .unwrap_or(self.stack.defaults.max_num_seqs)
     }
     pub fn max_num_batched_tokens(&self) -> u32 {
-        self.spec.max_num_batched_tokens.unwrap_or(self.stack.defaults.max_num_batched_tokens)
+        self.spec
+            .max_num_batched_tokens
+            .unwrap_or(self.stack.defaults.max_num_batched_tokens)
     }
     pub fn max_model_len(&self) -> u32 {
-        self.spec.max_model_len.unwrap_or(self.arch.max_position.min(32_768))
+        self.spec
+            .max_model_len
+            .unwrap_or(self.arch.max_position.min(32_768))
     }
     pub fn gpu_memory_utilization(&self) -> f64 {
-        self.spec.gpu_memory_utilization.unwrap_or(self.stack.defaults.gpu_memory_utilization)
+        self.spec
+            .gpu_memory_utilization
+            .unwrap_or(self.stack.defaults.gpu_memory_utilization)
     }
     pub fn block_size(&self) -> u32 {
-        self.spec.block_size.unwrap_or(self.stack.defaults.block_size)
+        self.spec
+            .block_size
+            .unwrap_or(self.stack.defaults.block_size)
     }
 
     /// GPU memory a replica claims on each of its GPUs, GB: what the engine needs at least
@@ -116,7 +126,11 @@ impl LlmService {
 
     /// The engine of a replica placed on `tp` GPUs of `model` (datasheet figures from the
     /// scenario's catalogue, so its overrides apply).
-    pub fn build_engine(&self, model: GpuModel, spec: &GpuSpec) -> Result<ReplicaEngine, DoesNotFit> {
+    pub fn build_engine(
+        &self,
+        model: GpuModel,
+        spec: &GpuSpec,
+    ) -> Result<ReplicaEngine, DoesNotFit> {
         let base = Accelerator::by_name(model.as_str()).unwrap_or_else(Accelerator::h100_sxm_80gb);
         let gpu = Accelerator {
             fp16_tflops: spec.fp16_dense_tflops,
@@ -142,7 +156,10 @@ impl LlmService {
             kv_blocks,
             chunked_prefill: self.stack.chunked_prefill,
         };
-        Ok(ReplicaEngine::new(cfg, IterationCost::new(self.arch, self.dtype, &gpu, self.tp, &self.stack)))
+        Ok(ReplicaEngine::new(
+            cfg,
+            IterationCost::new(self.arch, self.dtype, &gpu, self.tp, &self.stack),
+        ))
     }
 
     /// The request's (prompt, output) tokens: its own, or the service's defaults.
@@ -187,7 +204,11 @@ pub fn resolve(s: &mut Scenario, source: &str) -> Result<Vec<Option<LlmService>>
         };
         let Some(name) = &svc.model else {
             if svc.serving.is_some() || svc.slo.is_some() {
-                let k = if svc.serving.is_some() { "serving" } else { "slo" };
+                let k = if svc.serving.is_some() {
+                    "serving"
+                } else {
+                    "slo"
+                };
                 return Err(bad(k, "needs `model` (the LLM this service serves)".into()));
             }
             out.push(None);
@@ -195,7 +216,9 @@ pub fn resolve(s: &mut Scenario, source: &str) -> Result<Vec<Option<LlmService>>
         };
         let arch = gpusched_serving::lookup_model(name).map_err(|e| bad("model", e.to_string()))?;
         let spec = svc.serving.clone().unwrap_or_default();
-        let stack = profile::lookup(&spec.stack).map_err(|e| bad("serving.stack", e.to_string()))?.clone();
+        let stack = profile::lookup(&spec.stack)
+            .map_err(|e| bad("serving.stack", e.to_string()))?
+            .clone();
         let llm = LlmService {
             arch,
             dtype: svc.dtype,
@@ -208,7 +231,10 @@ pub fn resolve(s: &mut Scenario, source: &str) -> Result<Vec<Option<LlmService>>
             for (k, v) in [("slo.ttft_ms", slo.ttft_ms), ("slo.tpot_ms", slo.tpot_ms)] {
                 if let Some(v) = v {
                     if !(v > 0.0 && v.is_finite() && v <= 3.6e6) {
-                        return Err(bad(k, format!("{v} must be a positive number of ms (at most one hour)")));
+                        return Err(bad(
+                            k,
+                            format!("{v} must be a positive number of ms (at most one hour)"),
+                        ));
                     }
                 }
             }
@@ -216,7 +242,10 @@ pub fn resolve(s: &mut Scenario, source: &str) -> Result<Vec<Option<LlmService>>
                 return Err(bad("slo", "give ttft_ms, tpot_ms or both".into()));
             }
             if !(slo.percentile > 0.0 && slo.percentile <= 100.0) {
-                return Err(bad("slo.percentile", format!("{} must be within (0, 100]", slo.percentile)));
+                return Err(bad(
+                    "slo.percentile",
+                    format!("{} must be within (0, 100]", slo.percentile),
+                ));
             }
         }
         if svc.model_memory_gb == 0.0 {
@@ -229,7 +258,10 @@ pub fn resolve(s: &mut Scenario, source: &str) -> Result<Vec<Option<LlmService>>
     Ok(out)
 }
 
-fn check_limits(l: &LlmService, bad: &dyn Fn(&str, String) -> ScenarioError) -> Result<(), ScenarioError> {
+fn check_limits(
+    l: &LlmService,
+    bad: &dyn Fn(&str, String) -> ScenarioError,
+) -> Result<(), ScenarioError> {
     let s = &l.spec;
     let range_u = |k: &str, v: Option<u32>, lo: u32, hi: u32| -> Result<(), ScenarioError> {
         match v {
@@ -238,17 +270,28 @@ fn check_limits(l: &LlmService, bad: &dyn Fn(&str, String) -> ScenarioError) -> 
         }
     };
     range_u("serving.max_num_seqs", s.max_num_seqs, 1, 65_536)?;
-    range_u("serving.max_num_batched_tokens", s.max_num_batched_tokens, 1, 1 << 20)?;
+    range_u(
+        "serving.max_num_batched_tokens",
+        s.max_num_batched_tokens,
+        1,
+        1 << 20,
+    )?;
     range_u("serving.max_model_len", s.max_model_len, 2, 1 << 20)?;
     range_u("serving.block_size", s.block_size, 1, 1024)?;
     range_u("serving.prompt_tokens", s.prompt_tokens, 1, 1 << 20)?;
     range_u("serving.output_tokens", s.output_tokens, 1, 1 << 20)?;
     if s.prompt_tokens.is_some() != s.output_tokens.is_some() {
-        return Err(bad("serving.prompt_tokens", "give prompt_tokens and output_tokens together".into()));
+        return Err(bad(
+            "serving.prompt_tokens",
+            "give prompt_tokens and output_tokens together".into(),
+        ));
     }
     if let Some(u) = s.gpu_memory_utilization {
         if !(u > 0.05 && u <= 1.0) {
-            return Err(bad("serving.gpu_memory_utilization", format!("{u} must be within (0.05, 1]")));
+            return Err(bad(
+                "serving.gpu_memory_utilization",
+                format!("{u} must be within (0.05, 1]"),
+            ));
         }
     }
     if !l.stack.chunked_prefill && l.max_num_batched_tokens() < l.max_model_len() {

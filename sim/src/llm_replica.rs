@@ -15,8 +15,12 @@ impl Sim<'_> {
     /// Builds a placed replica's engine for the GPU model it landed on.
     pub(super) fn llm_place(&mut self, r: u32) {
         let svc = self.replicas[r as usize].service as usize;
-        let Some(llm) = &self.services[svc].llm else { return };
-        let Some((_, _, flat)) = self.replicas[r as usize].loc else { return };
+        let Some(llm) = &self.services[svc].llm else {
+            return;
+        };
+        let Some((_, _, flat)) = self.replicas[r as usize].loc else {
+            return;
+        };
         let model = self.gpus[flat as usize].model;
         let engine = llm.build_engine(model, self.sc.catalog.spec(model)).ok();
         if let Some(e) = &engine {
@@ -34,7 +38,8 @@ impl Sim<'_> {
     /// stays O(1) on a thousand-replica fleet.
     pub(super) fn llm_arrival(&mut self, t: SimTime, s: usize, demand: Demand) {
         let load = |rep: &Replica| {
-            (rep.state == ReplicaState::Ready).then(|| rep.llm.as_ref().map_or(usize::MAX, |e| e.in_system()))
+            (rep.state == ReplicaState::Ready)
+                .then(|| rep.llm.as_ref().map_or(usize::MAX, |e| e.in_system()))
         };
         let n = self.services[s].replicas.len();
         let mut best: Option<(u32, usize)> = None;
@@ -76,8 +81,14 @@ impl Sim<'_> {
     /// Hands one request to replica `r`'s engine.
     pub(super) fn llm_submit(&mut self, t: SimTime, r: u32, arrived: SimTime, demand: Demand) {
         let s = self.replicas[r as usize].service as usize;
-        let tokens = self.services[s].llm.as_ref().and_then(|l| l.tokens(demand.tokens));
-        let shared = self.services[s].llm.as_ref().map_or(0, |l| l.spec.shared_prefix_tokens);
+        let tokens = self.services[s]
+            .llm
+            .as_ref()
+            .and_then(|l| l.tokens(demand.tokens));
+        let shared = self.services[s]
+            .llm
+            .as_ref()
+            .map_or(0, |l| l.spec.shared_prefix_tokens);
         let id = self.next_token;
         self.next_token += 1;
         let mut done = std::mem::take(&mut self.llm_done);
@@ -127,21 +138,30 @@ impl Sim<'_> {
         let params_b = self.params_b(s);
         let h100 = self.sc.catalog.spec(GpuModel::H100_80GB);
         let svc = &mut self.services[s];
-        let overhead_us = svc.llm.as_ref().map_or(0.0, |l| l.stack.request_overhead_ms * 1000.0);
+        let overhead_us = svc
+            .llm
+            .as_ref()
+            .map_or(0.0, |l| l.stack.request_overhead_ms * 1000.0);
         for f in done.drain(..) {
             let e2e = ((f.end - f.arrival + overhead_us).round() as u64).max(1);
             let ttft = ((f.first_token - f.arrival + overhead_us).round() as u64).max(1);
-            let tpot = (f.output > 1).then(|| (((f.end - f.first_token) / (f.output - 1) as f64).round() as u64).max(1));
+            let tpot = (f.output > 1)
+                .then(|| (((f.end - f.first_token) / (f.output - 1) as f64).round() as u64).max(1));
             svc.counts.served += 1;
             svc.win_served += 1;
             svc.llm_counts.prompt_tokens += f.prompt as u64;
             svc.llm_counts.output_tokens += f.output as u64;
-            let demand = Demand { ms: f64::NAN, tokens: Some((f.prompt, f.output)) };
+            let demand = Demand {
+                ms: f64::NAN,
+                tokens: Some((f.prompt, f.output)),
+            };
             svc.win_ref_work_ms += perf.exclusive_ms(&demand, h100, params_b);
             let within = match &svc.spec.slo {
                 Some(slo) => {
                     slo.ttft_ms.is_none_or(|b| ttft as f64 <= b * 1000.0)
-                        && slo.tpot_ms.is_none_or(|b| tpot.is_none_or(|v| v as f64 <= b * 1000.0))
+                        && slo
+                            .tpot_ms
+                            .is_none_or(|b| tpot.is_none_or(|v| v as f64 <= b * 1000.0))
                 }
                 None => svc.sla_us.is_none_or(|sla| {
                     e2e as i64 <= sla + (svc.sla_per_token_us * f.output as f64) as i64
@@ -166,7 +186,9 @@ impl Sim<'_> {
     /// step event, and a draining replica's release.
     pub(super) fn llm_sync(&mut self, t: SimTime, r: u32) {
         let rep = &mut self.replicas[r as usize];
-        let Some(engine) = rep.llm.as_ref() else { return };
+        let Some(engine) = rep.llm.as_ref() else {
+            return;
+        };
         let now_in = engine.in_system() as u32;
         let next = engine.next_event().map(|e| (e.ceil() as SimTime).max(t));
         let stats = engine.stats();
@@ -191,7 +213,14 @@ impl Sim<'_> {
                 rep.llm_token += 1;
                 rep.llm_next = Some(at);
                 let (generation, token) = (rep.generation, rep.llm_token);
-                self.queue.push(at, Event::LlmStep { replica: r, generation, token });
+                self.queue.push(
+                    at,
+                    Event::LlmStep {
+                        replica: r,
+                        generation,
+                        token,
+                    },
+                );
             }
         }
         if now_in == 0 && self.replicas[r as usize].state == ReplicaState::Draining {

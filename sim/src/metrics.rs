@@ -292,7 +292,9 @@ impl Timeseries {
         h.extend(self.services.iter().map(|s| format!("replicas_{s}")));
         h.extend(self.services.iter().map(|s| format!("qps_{s}")));
         if self.llm {
-            h.extend(["ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms"].map(String::from));
+            h.extend(
+                ["ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms"].map(String::from),
+            );
         }
         h
     }

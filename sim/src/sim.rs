@@ -1328,7 +1328,10 @@ impl<'a> Sim<'a> {
 }
 
 /// One distribution over every LLM service's requests (None without LLM services).
-fn llm_overall(services: &[ServiceSim], h: fn(&ServiceSim) -> &Histogram<u64>) -> Option<LatencySummary> {
+fn llm_overall(
+    services: &[ServiceSim],
+    h: fn(&ServiceSim) -> &Histogram<u64>,
+) -> Option<LatencySummary> {
     let mut all = latency_histogram();
     let mut any = false;
     for s in services.iter().filter(|s| s.llm.is_some()) {
@@ -1365,7 +1368,11 @@ fn llm_summary(svc: &ServiceSim, dur_s: f64) -> Option<LlmServiceSummary> {
         tpot: LatencySummary::from_histogram(&svc.tpot_hist),
         slo,
         counts: svc.llm_counts.clone(),
-        output_tokens_per_s: if dur_s > 0.0 { svc.llm_counts.output_tokens as f64 / dur_s } else { 0.0 },
+        output_tokens_per_s: if dur_s > 0.0 {
+            svc.llm_counts.output_tokens as f64 / dur_s
+        } else {
+            0.0
+        },
     })
 }
 

@@ -99,11 +99,17 @@ fn profiles() {
     }
     let f = profile::parse(profile::SHIPPED).expect("shipped file parses");
     for g in &f.gpu {
-        println!("GPU {}: compute {:.3}, memory {:.3} of the H100's achieved fraction", g.gpu, g.compute, g.memory);
+        println!(
+            "GPU {}: compute {:.3}, memory {:.3} of the H100's achieved fraction",
+            g.gpu, g.compute, g.memory
+        );
     }
 }
 
-fn load_reference(dir: Option<PathBuf>) -> Result<(Vec<reference::VllmStage>, Vec<reference::SplitwisePoint>), reference::ReferenceError> {
+fn load_reference(
+    dir: Option<PathBuf>,
+) -> Result<(Vec<reference::VllmStage>, Vec<reference::SplitwisePoint>), reference::ReferenceError>
+{
     let dir = dir.unwrap_or_else(reference::default_dir);
     Ok((
         reference::read_vllm(&dir.join(reference::VLLM_FILE))?,
@@ -132,22 +138,37 @@ fn run_fit(dir: Option<PathBuf>, write: Option<PathBuf>, max_evals: usize) -> Ex
     };
     let (med, max) = fit::error_summary(&sw.errors);
     let k = sw.constants;
-    println!("splitwise-2024 ({} points, prefill and decode iteration):", sw.rows);
+    println!(
+        "splitwise-2024 ({} points, prefill and decode iteration):",
+        sw.rows
+    );
     println!(
         "  overhead {:.4} ms, mbu {:.4}, kv_mbu {:.4}, mfu {:.4}, per sequence {:.3} µs, all-reduce {:.3} µs/step, TP compute exponent {:.4}; A100 factors compute {:.4}, memory {:.4}",
         k.overhead_ms, k.mbu, k.kv_mbu, k.mfu, k.decode_seq_us, k.allreduce_latency_us, k.tp_compute_exponent, sw.a100.compute, sw.a100.memory
     );
-    println!("  residuals: median |error| {:.1} %, max {:.1} %", med * 100.0, max * 100.0);
+    println!(
+        "  residuals: median |error| {:.1} %, max {:.1} %",
+        med * 100.0,
+        max * 100.0
+    );
     // The GPU factors are in force for the vLLM fit that follows (it runs on H100 only, so they
     // do not change it; they carry the A100 ratio to every stack).
-    file.gpu = vec![profile::GpuFactor { gpu: "A100".into(), compute: sig5(sw.a100.compute), memory: sig5(sw.a100.memory) }];
+    file.gpu = vec![profile::GpuFactor {
+        gpu: "A100".into(),
+        compute: sig5(sw.a100.compute),
+        memory: sig5(sw.a100.memory),
+    }];
     for p in file.profile.iter_mut() {
         if p.name == "splitwise-2024" {
             p.set_constants(round_constants(k));
             p.fit = fit::record(reference::SPLITWISE_FILE, "Nelder–Mead on squared log errors of prefill and decode-iteration times (static batches)", sw.rows, &sw.errors);
         }
     }
-    let base = file.profile.iter().find(|p| p.name == profile::DEFAULT_STACK).cloned();
+    let base = file
+        .profile
+        .iter()
+        .find(|p| p.name == profile::DEFAULT_STACK)
+        .cloned();
     if let Some(base) = base {
         let (fitted, errors) = match fit::fit_vllm(&vllm, &base, max_evals) {
             Ok(x) => x,
@@ -155,12 +176,20 @@ fn run_fit(dir: Option<PathBuf>, write: Option<PathBuf>, max_evals: usize) -> Ex
         };
         let (med, max) = fit::error_summary(&errors);
         let k = fitted.constants();
-        println!("{} ({} stages: E2E p50, TTFT p50, decode ms/token):", fitted.name, vllm.len());
+        println!(
+            "{} ({} stages: E2E p50, TTFT p50, decode ms/token):",
+            fitted.name,
+            vllm.len()
+        );
         println!(
             "  overhead {:.4} ms, mbu {:.4}, kv_mbu {:.4}, mfu {:.4}, per sequence {:.3} µs, all-reduce {:.3} µs/step, TP compute exponent {:.4}, request overhead {:.3} ms",
             k.overhead_ms, k.mbu, k.kv_mbu, k.mfu, k.decode_seq_us, k.allreduce_latency_us, k.tp_compute_exponent, fitted.request_overhead_ms
         );
-        println!("  residuals: median |error| {:.1} %, max {:.1} %", med * 100.0, max * 100.0);
+        println!(
+            "  residuals: median |error| {:.1} %, max {:.1} %",
+            med * 100.0,
+            max * 100.0
+        );
         for p in file.profile.iter_mut() {
             if p.name == fitted.name {
                 p.set_constants(round_constants(k));
@@ -215,7 +244,10 @@ fn run_fidelity(dir: Option<PathBuf>, all: bool) -> ExitCode {
         Ok(r) => r,
         Err(e) => return bad_input(e),
     };
-    println!("## vLLM on H100 (stack {}), each stage replayed as measured\n", vp.name);
+    println!(
+        "## vLLM on H100 (stack {}), each stage replayed as measured\n",
+        vp.name
+    );
     println!("{}", fidelity::vllm_table(&rows));
     if all {
         println!("## Splitwise phase times (stack {})\n", sp.name);

@@ -95,8 +95,12 @@ impl Slo {
     pub fn met(&self, mean: impl Fn(&str) -> f64) -> bool {
         self.max_p99_ms.is_none_or(|m| mean("p99_ms") <= m)
             && self.max_failed_pct.is_none_or(|m| mean("failed_pct") <= m)
-            && self.max_ttft_p99_ms.is_none_or(|m| mean("ttft_p99_ms") <= m)
-            && self.max_tpot_p99_ms.is_none_or(|m| mean("tpot_p99_ms") <= m)
+            && self
+                .max_ttft_p99_ms
+                .is_none_or(|m| mean("ttft_p99_ms") <= m)
+            && self
+                .max_tpot_p99_ms
+                .is_none_or(|m| mean("tpot_p99_ms") <= m)
     }
 }
 
@@ -562,10 +566,7 @@ pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> Sw
         .iter()
         .map(|&g| {
             let at: Vec<&Row> = rows.iter().filter(|r| r.point.growth == g).collect();
-            let feasible: Vec<&&Row> = at
-                .iter()
-                .filter(|r| slo.met(|k| r.mean(k)))
-                .collect();
+            let feasible: Vec<&&Row> = at.iter().filter(|r| slo.met(|k| r.mean(k))).collect();
             let best = feasible.iter().min_by(|a, b| {
                 a.usd_per_hour()
                     .total_cmp(&b.usd_per_hour())
