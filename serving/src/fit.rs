@@ -79,8 +79,8 @@ pub fn nelder_mead(
                 // Shrink towards the best point.
                 let b = simplex[0].0.clone();
                 for p in simplex.iter_mut().skip(1) {
-                    for j in 0..n {
-                        p.0[j] = b[j] + 0.5 * (p.0[j] - b[j]);
+                    for (x, bj) in p.0.iter_mut().zip(&b) {
+                        *x = bj + 0.5 * (*x - bj);
                     }
                     p.1 = f(&p.0);
                     evals += 1;

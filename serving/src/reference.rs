@@ -76,7 +76,10 @@ impl SplitwisePoint {
     }
 }
 
-fn read_rows(path: &Path) -> Result<Vec<(u64, BTreeMap<String, String>)>, ReferenceError> {
+/// A CSV row by column name, with its line number.
+type Row = (u64, BTreeMap<String, String>);
+
+fn read_rows(path: &Path) -> Result<Vec<Row>, ReferenceError> {
     let mut rdr = csv::Reader::from_path(path).map_err(|e| ReferenceError::Io {
         path: path.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
