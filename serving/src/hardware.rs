@@ -53,8 +53,21 @@ impl Accelerator {
     /// The three parts the reference data and the simulator's pools use, by their names.
     pub fn by_name(name: &str) -> Option<Self> {
         let n = name.to_ascii_uppercase();
-        if n.starts_with("H100") {
+        if n.starts_with("H100") && n.contains("PCIE") {
+            // H100 PCIe 80 GB: 756 TFLOP/s, 2.0 TB/s HBM2e, NVLink bridge 300 GB/s a direction.
+            Some(Self::new("H100-PCIe-80GB", 756.0, 2.0, 80.0, 300.0, true))
+        } else if n.starts_with("H100") {
             Some(Self::h100_sxm_80gb())
+        } else if n.starts_with("A100") && n.contains("PCIE") && !n.contains("40") {
+            // A100 PCIe 80 GB: the SXM part's compute at 1.935 TB/s.
+            Some(Self::new(
+                "A100-PCIe-80GB",
+                312.0,
+                1.935,
+                80.0,
+                300.0,
+                false,
+            ))
         } else if n.starts_with("A100") && n.contains("40") {
             Some(Self::a100_sxm_40gb())
         } else if n.starts_with("A100") {

@@ -234,6 +234,36 @@ fn run_fidelity(dir: Option<PathBuf>, all: bool) -> ExitCode {
         Ok(x) => x,
         Err(e) => return bad_input(e),
     };
+    // Rows of models or GPUs the catalogue does not know are noted and left out, so one unknown
+    // model does not hide the table for the rest.
+    let known = |model: &str, gpu: &str| {
+        gpusched_serving::lookup_model(model).is_ok()
+            && gpusched_serving::Accelerator::by_name(gpu).is_some()
+    };
+    let mut skipped = std::collections::BTreeSet::new();
+    let vllm: Vec<_> = vllm
+        .into_iter()
+        .filter(|s| {
+            let ok = known(&s.model, &s.gpu);
+            if !ok {
+                skipped.insert(format!("{} on {}", s.model, s.gpu));
+            }
+            ok
+        })
+        .collect();
+    let splitwise: Vec<_> = splitwise
+        .into_iter()
+        .filter(|p| {
+            let ok = known(&p.model, &p.gpu);
+            if !ok {
+                skipped.insert(format!("{} on {}", p.model, p.gpu));
+            }
+            ok
+        })
+        .collect();
+    for s in &skipped {
+        eprintln!("note: {s}: not in the model or GPU catalogue (`gpusched serving models`); its rows are left out");
+    }
     let vp = profile::lookup(profile::DEFAULT_STACK).expect("shipped");
     let sp = profile::lookup("splitwise-2024").expect("shipped");
     let rows = match fidelity::replay_vllm(&vllm, vp) {
