@@ -211,3 +211,85 @@ pub fn bars_to_files(dir: &Path, stem: &str, size: (u32, u32), bars: &Bars) -> C
     let result = draw_bars(&BitMapBackend::new(&png, size).into_drawing_area(), bars);
     result
 }
+
+/// Latency CDF panels on a logarithmic latency axis: heavy tails spread over decades, and a
+/// linear axis squeezes everything but the tail into its first pixels. x: latency (> 0), y: %.
+pub fn draw_log_cdf_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[LinePanel],
+) -> ChartResult {
+    root.fill(&WHITE).map_err(err)?;
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+        for s in &panel.series {
+            for &(x, _) in s.points.iter().filter(|(x, _)| *x > 0.0 && x.is_finite()) {
+                x0 = x0.min(x);
+                x1 = x1.max(x);
+            }
+        }
+        if !(x1 > x0) {
+            (x0, x1) = (1.0, 10.0);
+        }
+        // Whole decades around the data, so the ticks read 1, 10, 100 ms…
+        let (x0, x1) = (
+            10f64.powf(x0.log10().floor()),
+            10f64.powf(x1.log10().ceil()),
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, (FONT, 18))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d((x0..x1).log_scale(), 0.0..100.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&panel.x_label)
+            .y_desc(&panel.y_label)
+            .label_style((FONT, 12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        for (i, s) in panel.series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    s.points
+                        .iter()
+                        .copied()
+                        .filter(|(x, _)| *x > 0.0 && x.is_finite()),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Renders log-latency CDF panels to SVG and PNG.
+pub fn log_cdf_to_files(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    panels: &[LinePanel],
+) -> ChartResult {
+    ensure_font();
+    let svg = dir.join(format!("{stem}.svg"));
+    let png = dir.join(format!("{stem}.png"));
+    draw_log_cdf_panels(&SVGBackend::new(&svg, size).into_drawing_area(), panels)?;
+    let result = draw_log_cdf_panels(&BitMapBackend::new(&png, size).into_drawing_area(), panels);
+    result
+}

@@ -1,7 +1,7 @@
 //! Files and plots of experiments: `compare` (tables, latency CDFs per variant, bars with 95 %
 //! interval whiskers per metric) and `sweep` (table, Pareto plot of cost against p99).
 
-use crate::charts::{panels_to_files, Bars, LinePanel, Series, PALETTE};
+use crate::charts::{log_cdf_to_files, Bars, LinePanel, Series, PALETTE};
 use crate::font::{ensure_font, FONT};
 use crate::ReportError;
 use gpusched_sim::experiment::compare::CompareReport;
@@ -74,7 +74,7 @@ pub fn write_compare(
             .iter()
             .map(|sc| LinePanel {
                 title: format!("Latency CDF — {sc}"),
-                x_label: "latency (ms)".into(),
+                x_label: "latency (ms, log scale)".into(),
                 y_label: "fraction of requests (%)".into(),
                 series: report
                     .groups
@@ -93,7 +93,7 @@ pub fn write_compare(
             })
             .collect();
         let h = 380 * panels.len().max(1) as u32;
-        panels_to_files(&pd, "latency_cdf", (900, h), &panels).map_err(|e| other(&pd, e))?;
+        log_cdf_to_files(&pd, "latency_cdf", (900, h), &panels).map_err(|e| other(&pd, e))?;
         files.push(pd.join("latency_cdf.svg"));
         for name in BAR_METRICS {
             let Some(m) = metric::find(name) else {

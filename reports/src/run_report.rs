@@ -1,6 +1,6 @@
 //! Writes one run's folder: summary.json, timeseries.csv, decisions.jsonl, report.md and plots.
 
-use crate::charts::{bars_to_files, panels_to_files, Bars, LinePanel, Series};
+use crate::charts::{bars_to_files, log_cdf_to_files, panels_to_files, Bars, LinePanel, Series};
 use gpusched_policies::decision::Decision;
 use gpusched_sim::RunResult;
 use std::collections::BTreeMap;
@@ -218,6 +218,53 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
         },
     )?;
     let mut names = vec!["qps_replicas", "latency", "gpu_util_power", "placement_mix"];
+    // Latency distributions on a log axis, overall and per service (and TTFT / TPOT for LLM
+    // services): a heavy tail is visible, not squeezed into the last pixels.
+    let s = &result.summary;
+    let cdf = |name: &str, v: &[f64]| Series {
+        name: name.to_string(),
+        points: v
+            .iter()
+            .zip(gpusched_sim::metrics::CDF_QUANTILES)
+            .map(|(ms, q)| (*ms, q * 100.0))
+            .collect(),
+    };
+    let mut e2e = vec![cdf("all", &s.latency_cdf_ms)];
+    e2e.extend(s.services.iter().map(|x| cdf(&x.name, &x.latency_cdf_ms)));
+    let mut panels = vec![LinePanel {
+        title: "End-to-end latency CDF".into(),
+        x_label: "latency (ms, log scale)".into(),
+        y_label: "requests (%)".into(),
+        series: e2e,
+    }];
+    let llm: Vec<_> = s
+        .services
+        .iter()
+        .filter_map(|x| x.llm.as_ref().map(|l| (x, l)))
+        .collect();
+    if !llm.is_empty() {
+        panels.push(LinePanel {
+            title: "Time to first token CDF".into(),
+            x_label: "TTFT (ms, log scale)".into(),
+            y_label: "requests (%)".into(),
+            series: llm
+                .iter()
+                .map(|(x, l)| cdf(&x.name, &l.ttft_cdf_ms))
+                .collect(),
+        });
+        panels.push(LinePanel {
+            title: "Time per output token CDF".into(),
+            x_label: "TPOT (ms, log scale)".into(),
+            y_label: "requests (%)".into(),
+            series: llm
+                .iter()
+                .map(|(x, l)| cdf(&x.name, &l.tpot_cdf_ms))
+                .collect(),
+        });
+    }
+    let h = 380 * panels.len() as u32;
+    log_cdf_to_files(dir, "latency_cdf", (1000, h), &panels)?;
+    names.push("latency_cdf");
     if ts.llm {
         // The LLM latency split: TTFT and time per output token per window.
         panels_to_files(

@@ -128,6 +128,8 @@ pub struct ServiceSummary {
     /// LLM services: time to first token, time per output token, and the engine's counters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmServiceSummary>,
+    /// This service's latency (ms) at each of [`CDF_QUANTILES`] (for per-service CDF plots).
+    pub latency_cdf_ms: Vec<f64>,
 }
 
 /// What an LLM service measured, beside its end-to-end `latency`.
@@ -140,6 +142,9 @@ pub struct LlmServiceSummary {
     pub ttft: LatencySummary,
     /// Time per output token of each request: (end − first token) / (output − 1).
     pub tpot: LatencySummary,
+    /// TTFT and TPOT (ms) at each of [`CDF_QUANTILES`].
+    pub ttft_cdf_ms: Vec<f64>,
+    pub tpot_cdf_ms: Vec<f64>,
     /// The `[services.slo]` percentiles and whether they were met (`None` without an SLO).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slo: Option<LlmSloOutcome>,

@@ -1215,6 +1215,7 @@ impl<'a> Sim<'a> {
                 scale_ups: svc.scale_ups,
                 scale_downs: svc.scale_downs,
                 llm: llm_summary(svc, dur_s),
+                latency_cdf_ms: crate::metrics::latency_cdf_ms(&svc.hist),
             });
         }
         let mut by_model = std::collections::BTreeMap::new();
@@ -1366,6 +1367,8 @@ fn llm_summary(svc: &ServiceSim, dur_s: f64) -> Option<LlmServiceSummary> {
         tensor_parallel: llm.tp,
         ttft: LatencySummary::from_histogram(&svc.ttft_hist),
         tpot: LatencySummary::from_histogram(&svc.tpot_hist),
+        ttft_cdf_ms: crate::metrics::latency_cdf_ms(&svc.ttft_hist),
+        tpot_cdf_ms: crate::metrics::latency_cdf_ms(&svc.tpot_hist),
         slo,
         counts: svc.llm_counts.clone(),
         output_tokens_per_s: if dur_s > 0.0 {
