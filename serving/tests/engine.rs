@@ -260,3 +260,82 @@ fn the_same_input_gives_the_same_times() {
     let b = drive(&mut engine("mistral-7b", None, 64), 300, 50_000.0, 700, 150).0;
     assert_eq!(a, b);
 }
+
+/// A small deterministic generator, so the randomised test needs no extra crate.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+#[test]
+fn random_mixes_of_limits_and_requests_conserve_and_never_overfill() {
+    let mut g = Lcg(42);
+    for case in 0..60 {
+        let chunked = g.next(2) == 0;
+        let max_model_len = 256 + g.next(4000) as u32;
+        let budget = if chunked {
+            16 + g.next(4096) as u32
+        } else {
+            max_model_len + g.next(2048) as u32
+        };
+        let cfg = EngineConfig {
+            max_num_seqs: 1 + g.next(64) as u32,
+            max_num_batched_tokens: budget,
+            max_model_len,
+            block_size: [1, 8, 16, 32][g.next(4) as usize],
+            kv_blocks: 50 + g.next(3000),
+            chunked_prefill: chunked,
+        };
+        let arch =
+            lookup_model(["llama-2-7b", "llama-3-8b", "mistral-7b"][g.next(3) as usize]).unwrap();
+        let gpu = Accelerator::h100_sxm_80gb();
+        let stack = profile::lookup(profile::DEFAULT_STACK).unwrap();
+        let mut e = ReplicaEngine::new(
+            cfg.clone(),
+            IterationCost::new(arch, Dtype::Bf16, &gpu, 1, stack),
+        );
+        let mut done = Vec::new();
+        let (mut accepted, mut t) = (0u64, 0.0);
+        for id in 0..300u64 {
+            t += g.next(200_000) as f64;
+            while let Some(te) = e.next_event() {
+                if te > t {
+                    break;
+                }
+                e.advance(te, &mut done);
+                assert!(e.kv_usage() <= 1.0 + 1e-12, "case {case}: cache overfilled");
+            }
+            let r = Request {
+                id,
+                arrival: t,
+                prompt: 1 + g.next(3000) as u32,
+                output: 1 + g.next(600) as u32,
+                cached_prefix: g.next(200) as u32,
+            };
+            if e.submit(t, r, &mut done).is_ok() {
+                accepted += 1;
+            }
+            assert!(e.running() <= cfg.max_num_seqs as usize, "case {case}");
+        }
+        let mut guard = 0u64;
+        while let Some(te) = e.next_event() {
+            e.advance(te, &mut done);
+            guard += 1;
+            assert!(guard < 10_000_000, "case {case}: the engine does not drain");
+        }
+        assert_eq!(done.len() as u64, accepted, "case {case}: {cfg:?}");
+        assert_eq!(e.in_system(), 0);
+        for f in &done {
+            assert!(
+                f.arrival <= f.first_token && f.first_token <= f.end,
+                "case {case}: {f:?}"
+            );
+        }
+    }
+}
