@@ -2,6 +2,7 @@
 //! so each figure is written as both SVG and PNG.
 
 use crate::font::{ensure_font, FONT};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -67,39 +68,56 @@ pub fn draw_panels<DB: DrawingBackend>(
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, 0.0..y1)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&panel.x_label)
-            .y_desc(&panel.y_label)
-            .label_style((FONT, 12))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
-        for (i, s) in panel.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    s.points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(s.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-        }
-        if panel.series.len() > 1 || panel.series.first().is_some_and(|s| !s.name.is_empty()) {
-            chart
-                .configure_series_labels()
-                .label_font((FONT, 12))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(err)?;
-        }
+        draw_lines(&mut chart, panel, |_| true, SeriesLabelPosition::UpperRight)?;
     }
     root.present().map_err(err)
+}
+
+/// Draws the mesh, every series as a line and the legend: the part all line charts share,
+/// whatever their axes (linear or logarithmic).
+fn draw_lines<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    panel: &LinePanel,
+    keep: fn(&(f64, f64)) -> bool,
+    legend_at: SeriesLabelPosition,
+) -> ChartResult
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(&panel.x_label)
+        .y_desc(&panel.y_label)
+        .label_style((FONT, 12))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
+    for (i, s) in panel.series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied().filter(keep),
+                color.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(s.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    if panel.series.len() > 1 || panel.series.first().is_some_and(|s| !s.name.is_empty()) {
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(legend_at)
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Horizontal-label bar chart: one bar per (label, value), optional error half-widths.
@@ -243,38 +261,12 @@ pub fn draw_log_cdf_panels<DB: DrawingBackend>(
             .y_label_area_size(60)
             .build_cartesian_2d((x0..x1).log_scale(), 0.0..100.0)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&panel.x_label)
-            .y_desc(&panel.y_label)
-            .label_style((FONT, 12))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
-        for (i, s) in panel.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    s.points
-                        .iter()
-                        .copied()
-                        .filter(|(x, _)| *x > 0.0 && x.is_finite()),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(s.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        draw_lines(
+            &mut chart,
+            panel,
+            |(x, _)| *x > 0.0 && x.is_finite(),
+            SeriesLabelPosition::LowerRight,
+        )?;
     }
     root.present().map_err(err)
 }
