@@ -190,7 +190,7 @@ serving = { max_num_seqs = 128, max_num_batched_tokens = 2048, max_model_len = 4
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("services[0]") && e.contains("fits no GPU"),
+        e.contains("services[0].tensor_parallel") && e.contains("raise tensor_parallel"),
         "{e}"
     );
 }

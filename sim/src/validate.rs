@@ -294,6 +294,19 @@ fn validate_semantics(l: &LoadedScenario) -> Result<(), ScenarioError> {
             } else {
                 String::new()
             };
+            if let Some(model) = &svc.model {
+                // An LLM service's memory is derived, not typed: say what it is made of and
+                // what would make it fit.
+                return Err(bad(
+                    key("tensor_parallel"),
+                    format!(
+                        "{model} at tensor_parallel = {} needs {per_gpu_gb:.1} GB per GPU (its weights' share and activations at the serving gpu_memory_utilization), more than any GPU the service may use has (largest: {} with {} GB); raise tensor_parallel (1, 2, 4, 8) or use larger GPUs",
+                        svc.tensor_parallel,
+                        largest.1.map(|m| m.as_str()).unwrap_or("-"),
+                        largest.0
+                    ),
+                ));
+            }
             return Err(bad(
                 key("model_memory_gb"),
                 format!(
