@@ -2,9 +2,9 @@
 //! six policies with seed 42 (6 runs, a few seconds even in a debug build), written in the
 //! reference layout, read back and compared with the paper's published tables.
 
+use gpusched_openb::tables::{read_table, write_all, ALLO_FILE, FRAG_FILE, FRAG_RATIO_FILE};
+use gpusched_openb::{compare, run_experiment, Experiment};
 use gpusched_policies::openb::OpenbPolicy;
-use gpusched_sim::openb::tables::{read_table, write_all, ALLO_FILE, FRAG_FILE, FRAG_RATIO_FILE};
-use gpusched_sim::openb::{compare, run_experiment, Experiment};
 use std::path::PathBuf;
 
 fn shared(rel: &str) -> PathBuf {

@@ -527,7 +527,7 @@ proptest! {
         let p = tmp.path().join(name);
         std::fs::write(&p, &m).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            use gpusched_sim::openb::csv_io::{read_nodes, read_pods, read_timed_pods};
+            use gpusched_openb::csv_io::{read_nodes, read_pods, read_timed_pods};
             let mut models = gpusched_policies::openb::GpuModels::default();
             if pods {
                 read_pods(&p, &models).map(|_| ()).and_then(|_| read_timed_pods(&p, &models).map(|_| ()))

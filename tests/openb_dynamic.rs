@@ -4,7 +4,7 @@
 mod common;
 
 use common::{gpusched, root};
-use gpusched_sim::openb::replay::{load_replay, run_replay};
+use gpusched_openb::replay::{load_replay, run_replay};
 use std::path::{Path, PathBuf};
 
 const HEAD: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n";

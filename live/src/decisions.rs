@@ -3,7 +3,7 @@
 //! and a simulated one line up from zero and can be diffed with the same tools.
 
 use gpusched_policies::Decision;
-pub use gpusched_sim::DecisionRecord;
+pub use gpusched_policies::DecisionRecord;
 use std::io::Write;
 
 pub struct DecisionLog {

@@ -12,7 +12,9 @@
 use crate::keys;
 use crate::view::{annotation, build_view, workload_from_pod, ViewOptions};
 use gpusched_policies::EngineConfig;
-use gpusched_sim::scenario::{Costs, NodeStateSpec, PoolSpec, Scenario, ServiceSpec, TrafficSpec};
+use gpusched_scenario::scenario::{
+    Costs, NodeStateSpec, PoolSpec, Scenario, ServiceSpec, TrafficSpec,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use std::collections::BTreeMap;
 
@@ -289,7 +291,7 @@ pub fn snapshot(
         header.push_str(&format!("# note: {n}\n"));
     }
     let toml = format!("{header}\n{body}");
-    gpusched_sim::scenario::load_str(&toml, "<snapshot>", std::path::PathBuf::from("."), &[])
+    gpusched_scenario::scenario::load_str(&toml, "<snapshot>", std::path::PathBuf::from("."), &[])
         .map_err(|e| SnapshotError::Reload(e.to_string()))?;
     Ok(Snapshot {
         toml,

@@ -4,8 +4,8 @@
 
 use crate::charts::{panels_to_files, LinePanel, Series};
 use crate::fgd::{bars, BarGroup};
-use gpusched_sim::openb::dynamic::ReplayResult;
-use gpusched_sim::openb::replay::ReplayOutcome;
+use gpusched_openb::dynamic::ReplayResult;
+use gpusched_openb::replay::ReplayOutcome;
 use std::path::Path;
 
 /// Seconds per unit of the time axis: hours for long replays, seconds for short ones.

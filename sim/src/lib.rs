@@ -7,20 +7,21 @@ pub mod bench;
 pub mod events;
 pub mod experiment;
 pub mod explain;
-pub mod limits;
-pub mod llm;
 pub mod metrics;
-pub mod numbers;
-pub mod openb;
-pub mod perf;
-pub mod reconfig;
-pub mod scenario;
 pub mod sim;
 pub mod state;
-pub mod text;
-pub mod trace;
+/// The trace readers (crate `gpusched-traces`) and, with them, the node inventories that
+/// become a scenario's pools.
+pub mod trace {
+    pub use gpusched_scenario::inventory;
+    pub use gpusched_traces::*;
+}
 pub mod traffic;
-pub mod validate;
 
+/// The scenario schema (crate `gpusched-scenario`), re-exported under the paths the
+/// simulator's modules and its users have always named.
+pub use gpusched_scenario::{
+    inventory, limits, llm, numbers, perf, reconfig, scenario, text, validate,
+};
 pub use scenario::{load_default, load_file, LoadedScenario, Scenario, ScenarioError};
 pub use sim::{run, DecisionRecord, RunResult, SimError};

@@ -20,7 +20,6 @@ use hdrhistogram::Histogram;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Gamma};
-use serde::Serialize;
 
 /// Planned sharing-layout rollouts (issue 5): a child module, as it drives the private state.
 #[path = "rollout.rs"]
@@ -48,13 +47,8 @@ impl SimError {
     }
 }
 
-/// One line of decisions.jsonl: the time, then the decision.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecisionRecord {
-    pub t_s: f64,
-    #[serde(flatten)]
-    pub decision: Decision,
-}
+/// One line of decisions.jsonl (shared with live mode, so it lives in the engine crate).
+pub use gpusched_policies::DecisionRecord;
 
 pub struct RunResult {
     pub summary: Summary,

@@ -4,12 +4,12 @@
 //! time, so memory does not grow with the length of the run or of a trace.
 
 use crate::events::{secs, SimTime};
-use crate::perf::interpolate;
 use crate::scenario::TrafficSpec;
-use crate::trace::pipeline::{Assign, Pipeline, ReplayReport, REASONS_KEPT};
-use crate::trace::servegen::ServeGen;
-use crate::trace::synth::Generator;
-use crate::trace::TraceRequest;
+use gpusched_traces::curve::interpolate;
+use gpusched_traces::pipeline::{Assign, Pipeline, ReplayReport, REASONS_KEPT};
+use gpusched_traces::servegen::ServeGen;
+use gpusched_traces::synth::Generator;
+use gpusched_traces::TraceRequest;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
@@ -24,31 +24,7 @@ pub struct Arrival {
     pub tokens: Option<(u32, u32)>,
 }
 
-/// A problem with a trace: file, line (0: the file as a whole), column and what is wrong.
-#[derive(Debug)]
-pub struct TraceError {
-    pub path: String,
-    pub line: u64,
-    pub field: String,
-    pub problem: String,
-}
-
-impl std::fmt::Display for TraceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.line, self.field.as_str()) {
-            (0, "-") => write!(f, "{}: {}", self.path, self.problem),
-            (0, field) => write!(f, "{}: column `{field}`: {}", self.path, self.problem),
-            (line, "-") => write!(f, "{}:{line}: {}", self.path, self.problem),
-            (line, field) => write!(
-                f,
-                "{}:{line}: column `{field}`: {}",
-                self.path, self.problem
-            ),
-        }
-    }
-}
-
-impl std::error::Error for TraceError {}
+pub use gpusched_traces::TraceError;
 
 /// Picks the service of an arrival from the shared traffic by weight.
 #[derive(Debug, Clone)]
@@ -249,7 +225,7 @@ impl ArrivalSource {
             ),
             TrafficSpec::Ramp(r) => {
                 let g = Generator::curve(
-                    crate::trace::synth::RateCurve::Ramp(r.clone()),
+                    gpusched_traces::synth::RateCurve::Ramp(r.clone()),
                     end_s,
                     seed,
                     stream + 7_000,

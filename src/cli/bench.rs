@@ -287,8 +287,8 @@ fn write_placement_plot(
 }
 
 fn openb(a: &BenchArgs) -> ExitCode {
+    use gpusched_openb::{load, run, Experiment, PAPER_TUNE};
     use gpusched_policies::openb::OpenbPolicy;
-    use gpusched_sim::openb::{load, run, Experiment, PAPER_TUNE};
     /// The FGD paper's Go simulator on this machine for the same run: its CPU time measured with
     /// `/usr/bin/time -v` in the same session as ours (BENCH-PEERS.md; wall was 3,685 s under load).
     const GO_SIMULATOR_S: f64 = 2_482.0;

@@ -1,12 +1,12 @@
 //! `gpusched fgd`: run the FGD paper's openb experiment (any pod lists × policies × seeds),
 //! write its tables and plots, and compare them with a reference folder.
 
-use gpusched_policies::openb::OpenbPolicy;
-use gpusched_reports::fgd::{alloc_curves, bars, BarGroup, Series};
-use gpusched_sim::openb::tables::{read_table, write_all, ALLO_FILE};
-use gpusched_sim::openb::{
+use gpusched_openb::tables::{read_table, write_all, ALLO_FILE};
+use gpusched_openb::{
     compare, run_experiment, Experiment, RunResult, PAPER_POD_LISTS, PAPER_SEEDS, PAPER_TUNE,
 };
+use gpusched_policies::openb::OpenbPolicy;
+use gpusched_reports::fgd::{alloc_curves, bars, BarGroup, Series};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 
 use super::run::RunArgs;
 use super::{bad_input, fail, stage_out};
-use gpusched_sim::openb::replay::{load_replay, run_replay};
+use gpusched_openb::replay::{load_replay, run_replay};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;

@@ -30,7 +30,7 @@ pub struct RunArgs {
 pub fn execute(a: &RunArgs) -> ExitCode {
     // An `[openb_replay]` scenario is its own kind: the openb pod list replayed over time.
     if let Some(p) = a.scenario.as_deref() {
-        if gpusched_sim::openb::replay::is_replay_scenario(p) {
+        if gpusched_openb::replay::is_replay_scenario(p) {
             return super::openb_replay::execute(a, p);
         }
         if let Some(hint) = other_command_for(p) {

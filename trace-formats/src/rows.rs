@@ -3,7 +3,7 @@
 //! One record buffer is reused for every row, so memory does not grow with the file.
 
 use super::archive;
-use crate::traffic::TraceError;
+use crate::TraceError;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;

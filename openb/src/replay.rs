@@ -137,7 +137,7 @@ pub fn load_replay(path: &Path, sets: &[String], seed: Option<u64>) -> Result<Lo
         path: path.into(),
         message,
     };
-    let text = crate::text::read_utf8(path)
+    let text = gpusched_sim::text::read_utf8(path)
         .map_err(|source| OpenbError::Io {
             path: path.into(),
             source,
@@ -147,8 +147,10 @@ pub fn load_replay(path: &Path, sets: &[String], seed: Option<u64>) -> Result<Lo
     apply_sets(&mut table, sets).map_err(|e| data(e.to_string()))?;
     // Every number through the scenario's range rules (crate::numbers).
     let value = toml::Value::Table(table);
-    crate::numbers::check(&path.display().to_string(), &value).map_err(|e| match e {
-        crate::ScenarioError::Invalid { key, problem, .. } => data(format!("{key}: {problem}")),
+    gpusched_sim::numbers::check(&path.display().to_string(), &value).map_err(|e| match e {
+        gpusched_sim::ScenarioError::Invalid { key, problem, .. } => {
+            data(format!("{key}: {problem}"))
+        }
         e => data(e.to_string()),
     })?;
     let toml::Value::Table(table) = value else {
@@ -164,11 +166,11 @@ pub fn load_replay(path: &Path, sets: &[String], seed: Option<u64>) -> Result<Lo
     if spec.seeds.is_empty() {
         return Err(data("[openb_replay] seeds: at least one seed".into()));
     }
-    if spec.seeds.len() as u64 > crate::limits::MAX_SEEDS {
+    if spec.seeds.len() as u64 > gpusched_sim::limits::MAX_SEEDS {
         return Err(data(format!(
             "[openb_replay] seeds: {} seeds; the limit is {}",
             spec.seeds.len(),
-            crate::limits::MAX_SEEDS
+            gpusched_sim::limits::MAX_SEEDS
         )));
     }
     let policies = spec
@@ -441,7 +443,7 @@ fn summarize(
         pod_list: l.spec.pod_list.display().to_string(),
         node_list: l.spec.node_list.display().to_string(),
         pods: trace.len(),
-        horizon_s: trace.horizon as f64 / crate::events::US_PER_S as f64,
+        horizon_s: trace.horizon as f64 / gpusched_sim::events::US_PER_S as f64,
         seeds: l.spec.seeds.clone(),
         config: l.config.clone(),
         static_tune: l.spec.static_ranking.then_some(l.spec.static_tune),

@@ -71,9 +71,9 @@ pub struct Scenario {
     pub gpu_models: BTreeMap<String, GpuSpecOverride>,
     #[serde(default)]
     pub pools: Vec<PoolSpec>,
-    /// Adds pools from a real node inventory (see `crate::trace::inventory`).
+    /// Adds pools from a real node inventory (see `crate::inventory`).
     #[serde(default)]
-    pub pools_from: Option<crate::trace::inventory::InventorySpec>,
+    pub pools_from: Option<crate::inventory::InventorySpec>,
     /// Traffic shared by every service without its own `traffic`, split by `traffic_weight`.
     #[serde(default)]
     pub traffic: Option<TrafficSpec>,
@@ -196,17 +196,17 @@ pub enum TrafficSpec {
         #[serde(default)]
         at_s: f64,
     },
-    /// Replay of a trace file in any supported format (see `crate::trace`), with a time
+    /// Replay of a trace file in any supported format (see `gpusched_traces`), with a time
     /// window, time- and rate-scaling and a mapping of rows to services.
-    Trace(crate::trace::pipeline::TraceSpec),
+    Trace(gpusched_traces::pipeline::TraceSpec),
     /// Markov-modulated Poisson bursts.
-    Mmpp(crate::trace::synth::MmppSpec),
+    Mmpp(gpusched_traces::synth::MmppSpec),
     /// A linear ramp of the rate.
-    Ramp(crate::trace::synth::RampSpec),
+    Ramp(gpusched_traces::synth::RampSpec),
     /// Traffic fitted to a real trace (rate per bin, token distribution).
-    Fit(crate::trace::synth::FitSpec),
+    Fit(gpusched_traces::synth::FitSpec),
     /// ServeGen per-client rates and token PMFs as a generator.
-    Servegen(crate::trace::servegen::ServeGenSpec),
+    Servegen(gpusched_traces::servegen::ServeGenSpec),
 }
 
 fn one_f64() -> f64 {
@@ -480,7 +480,7 @@ pub fn load_str(
         } else {
             base_dir.join(&inv.path)
         };
-        let pools = crate::trace::inventory::pools_from(&path, inv.scale).map_err(|problem| {
+        let pools = crate::inventory::pools_from(&path, inv.scale).map_err(|problem| {
             ScenarioError::Invalid {
                 path: source.to_string(),
                 key: "pools_from".into(),

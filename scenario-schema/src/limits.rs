@@ -5,6 +5,8 @@
 //! 10,000 GPUs and about 6×10⁸ requests) and well inside what one machine can hold.
 
 use crate::scenario::{LoadedScenario, ScenarioError, TrafficSpec};
+/// The limits a trace is read under (they live with the readers that enforce them).
+pub use gpusched_traces::limits::{MAX_DURATION_S, MAX_TRACE_TIME_S};
 
 /// Nodes in the whole cluster (each node is a few hundred bytes of state per tick).
 pub const MAX_NODES: u64 = 100_000;
@@ -20,8 +22,6 @@ pub const MAX_PODS: u64 = 1_000_000;
 pub const MAX_CONCURRENCY: u64 = 100_000;
 /// Requests queued at one service (`max_queue`): the queue is held in memory.
 pub const MAX_QUEUE: u64 = 10_000_000;
-/// Simulated time: ten years.
-pub const MAX_DURATION_S: f64 = 10.0 * 365.0 * 86_400.0;
 /// The arrival rate of one traffic source, requests per second.
 pub const MAX_RATE_QPS: f64 = 1e6;
 /// Requests a run may generate (simulated duration × rate, summed over the sources): about
@@ -29,9 +29,6 @@ pub const MAX_RATE_QPS: f64 = 1e6;
 pub const MAX_REQUESTS: f64 = 1e10;
 /// Superposed copies of a trace (`rate_scale`).
 pub const MAX_RATE_SCALE: f64 = 1000.0;
-/// A trace row's time after the trace's start: 10¹⁰ s, about 317 years (a row in the year
-/// 9999, or at 1e300 ms, is refused with its file and line).
-pub const MAX_TRACE_TIME_S: f64 = 1e10;
 /// Seeds of one compare, sweep, tune or fgd run.
 pub const MAX_SEEDS: u64 = 10_000;
 /// Simulation runs of one compare, sweep, tune or fgd invocation.

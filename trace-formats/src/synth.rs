@@ -5,7 +5,7 @@
 
 use super::pipeline::{Pipeline, TraceSpec};
 use super::{ReaderOptions, TraceError, TraceFormat, TraceRequest};
-use crate::perf::interpolate;
+use crate::curve::interpolate;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

@@ -1,17 +1,23 @@
-//! Real traces and workload sources.
+//! gpusched-traces: real traces and synthetic workload sources, and nothing else.
 //!
 //! Every public trace format gpusched replays has one streaming reader here (csv + serde, one
 //! row in memory at a time) that yields the common [`TraceRequest`]. [`pipeline`] then applies
-//! the order check, the bad-row policy, the time window, time- and rate-scaling; `traffic`
-//! maps the requests to services. Inventories ([`inventory`]) become a scenario's cluster,
-//! [`servegen`] and [`synth`] generate traffic, and [`stats`] summarises any of them.
+//! the order check, the bad-row policy, the time window, time- and rate-scaling; the
+//! simulator's `traffic` maps the requests to services. [`servegen`] and [`synth`] generate
+//! traffic, and [`stats`] summarises any of them.
+//!
+//! Owns: trace formats, their readers, the replay pipeline, the synthetic generators, and the
+//! located [`TraceError`]. Must never depend on the simulator, the scenario schema, the
+//! experiments, reports or live: a trace is read the same whoever asks (the scenario schema
+//! embeds this crate's specs, not the other way round).
 
 pub mod archive;
 pub mod azure;
+pub mod curve;
 pub mod dlrm;
 pub mod genai;
 pub mod gpusched;
-pub mod inventory;
+pub mod limits;
 pub mod mooncake;
 pub mod openb;
 pub mod pipeline;
@@ -22,7 +28,9 @@ pub mod synth;
 pub mod time;
 pub mod vidur;
 
-pub use crate::traffic::TraceError;
+mod error;
+
+pub use error::TraceError;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
 use std::path::Path;

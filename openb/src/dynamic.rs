@@ -21,7 +21,7 @@
 //! profile's filters (checked directly while fewer than [`QUICK_CHECK_MAX`] nodes were freed).
 //! Skipped pods cost no full cycle and do not count against `retry_cap`.
 //!
-//! Time is integer microseconds ([`crate::events`]); `speedup` divides the gaps between
+//! Time is integer microseconds ([`gpusched_sim::events`]); `speedup` divides the gaps between
 //! arrivals while every pod keeps its trace lifetime (`deletion − creation`), so the offered
 //! load grows by that factor. (The trace itself loads the 6,212-GPU cluster to ~1 %: at most
 //! 56 pods run at once in `default`.) Means are time-weighted over the measured period, from
@@ -31,10 +31,10 @@
 use super::csv_io::TimedPod;
 use super::error::{OpenbError, Result};
 use super::protocol::{node_order, Workload};
-use crate::events::{EventQueue, SimTime, US_PER_S};
 use gpusched_policies::openb::{
     select_gpus, GpuMask, OpenbNode, OpenbPolicy, TypicalPodsConfig, MILLI,
 };
+use gpusched_sim::events::{EventQueue, SimTime, US_PER_S};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;

@@ -15,10 +15,10 @@
 //! Other types (A10, T4, P100, V100, the undisclosed G1–G3 / GPU-series-*, MISC) have no
 //! engine model; they are counted and reported as unmapped, never dropped silently.
 
-use super::rows::CsvRows;
-use super::TraceError;
 use crate::scenario::PoolSpec;
 use gpusched_policies::GpuModel;
+use gpusched_traces::rows::CsvRows;
+use gpusched_traces::TraceError;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -184,7 +184,7 @@ pub fn pools_from(path: &Path, scale: f64) -> Result<Vec<PoolSpec>, String> {
     if !(scale > 0.0 && scale <= 1.0) {
         return Err(format!("scale {scale} must be within (0, 1]"));
     }
-    let head = super::first_line(path, None).map_err(|e| e.to_string())?;
+    let head = gpusched_traces::first_line(path, None).map_err(|e| e.to_string())?;
     let format = detect(path, &head).ok_or_else(|| {
         format!("{} is not a node inventory (openb node list, spot-GPU node_info_df.csv or PAI pai_machine_spec)", path.display())
     })?;
