@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 fn shared(rel: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
+        .join("../../shared")
         .join(rel);
     assert!(
         p.is_dir(),
