@@ -72,6 +72,77 @@ fn inspect_bad_input_exits_2_with_the_line() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipped 1 bad trace rows"));
+
+    // The same warning as JSON lines (structured fields), and silenced below its level.
+    let out = bin()
+        .args(["trace", "inspect"])
+        .arg(&p)
+        .args(["--no-plot", "--skip-bad-rows", "--log-format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["level"] == "WARN" && e["skipped"] == 1 && e["timestamp"].is_string()),
+        "{err}"
+    );
+    let out = bin()
+        .args(["trace", "inspect"])
+        .arg(&p)
+        .args(["--no-plot", "--skip-bad-rows", "--log-level", "error"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .args(["trace", "inspect"])
+        .arg(&p)
+        .args(["--no-plot", "--skip-bad-rows"])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn closed_flag_values_are_checked_by_clap_with_exit_2() {
+    for (args, names) in [
+        (
+            vec!["trace", "synth", "--kind", "nope", "--out", "x.csv"],
+            "poisson, diurnal, mmpp, ramp, fit, servegen",
+        ),
+        (
+            vec!["trace", "inspect", "x.csv", "--format", "openb-pods"],
+            "gpusched, azure, vidur, mooncake, genai, dlrm, openb_pods",
+        ),
+        (vec!["run", "--log-format", "xml"], "human, json"),
+        (
+            vec!["run", "--log-level", "loud"],
+            "error, warn, info, debug, trace",
+        ),
+    ] {
+        let out = bin().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: invalid value") && err.contains(names),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -1,15 +1,21 @@
 //! `gpusched live agent`: the per-node GPU reader (a DaemonSet on GPU nodes).
 //!
-//! Every `interval` it reads every GPU through a [`GpuReader`], serves the readings as Prometheus
-//! text on `/metrics`, and publishes the compact [`crate::nvml::NodeSummary`] as the node
-//! annotation `gpusched.io/gpu-metrics`, which the controller's node watch already receives (no
-//! extra watch, no metrics pipeline needed). The HTTP side is hyper's HTTP/1 server with two GET
+//! Every `interval` it reads every GPU through a [`GpuReader`], serves the readings on `/metrics`
+//! (the Prometheus text format, encoded by prometheus-client), and publishes the
+//! compact [`crate::nvml::NodeSummary`] as the node annotation `gpusched.io/gpu-metrics`, which
+//! the controller's node watch already receives (no extra watch, no metrics pipeline needed). The HTTP side is hyper's HTTP/1 server with two GET
 //! paths.
 
 use crate::apply::Action;
 use crate::keys;
 use crate::nvml::{GpuReader, NodeReading};
-use std::fmt::Write as _;
+use prometheus_client::encoding::prometheus_text::{encode, CONTENT_TYPE};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -28,105 +34,133 @@ pub enum AgentError {
     Publish { node: String, message: String },
 }
 
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Labels of a per-GPU series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GpuLabels {
+    node: String,
+    gpu: String,
+    uuid: String,
+    model: String,
 }
 
-/// One exported per-GPU metric: name, Prometheus type, help text, and how to read it.
-type GpuMetric = (
-    &'static str,
+/// Labels of the per-GPU MIG count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MigLabels {
+    node: String,
+    gpu: String,
+}
+
+/// Labels of the node-wide series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+}
+
+/// A float gauge (prometheus-client stores its bits in an `AtomicU64`).
+type F64Gauge = Gauge<f64, AtomicU64>;
+
+/// One exported per-GPU gauge: name, help text, and how to read it.
+type GpuGauge = (
     &'static str,
     &'static str,
     fn(&crate::nvml::GpuReading) -> Option<f64>,
 );
 
-/// Prometheus text exposition (version 0.0.4) of one reading.
+/// The content type of [`metrics_text`]: the Prometheus text format 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = CONTENT_TYPE;
+
+/// One reading in the Prometheus text exposition format (version 0.0.4), encoded by
+/// prometheus-client from a registry built for the reading (it escapes label values and
+/// formats floats as Prometheus parses them).
 pub fn metrics_text(r: &NodeReading, node: &str) -> String {
-    let mut o = String::new();
-    let metrics: [GpuMetric; 8] = [
+    let mut registry = Registry::default();
+    let gpu_labels = |g: &crate::nvml::GpuReading| GpuLabels {
+        node: node.to_string(),
+        gpu: g.index.to_string(),
+        uuid: g.uuid.clone(),
+        model: g.name.clone(),
+    };
+    let gauges: [GpuGauge; 7] = [
         (
             "gpusched_gpu_utilisation_ratio",
-            "gauge",
             "Fraction of the last sample period a kernel ran (NVML GPU busy)",
             |g| g.utilisation_pct.map(|u| u as f64 / 100.0),
         ),
         (
             "gpusched_gpu_memory_used_bytes",
-            "gauge",
             "Device memory in use",
             |g| Some(g.memory_used_mib as f64 * 1048576.0),
         ),
         (
             "gpusched_gpu_memory_total_bytes",
-            "gauge",
             "Device memory installed",
             |g| Some(g.memory_total_mib as f64 * 1048576.0),
         ),
-        (
-            "gpusched_gpu_power_watts",
-            "gauge",
-            "Board power draw",
-            |g| g.power_w,
-        ),
-        (
-            "gpusched_gpu_energy_joules_total",
-            "counter",
-            "Energy since the driver loaded",
-            |g| g.energy_j,
-        ),
+        ("gpusched_gpu_power_watts", "Board power draw", |g| {
+            g.power_w
+        }),
         (
             "gpusched_gpu_temperature_celsius",
-            "gauge",
             "GPU die temperature",
             |g| g.temperature_c.map(f64::from),
         ),
-        (
-            "gpusched_gpu_mig_enabled",
-            "gauge",
-            "1 when MIG mode is on",
-            |g| Some(if g.mig_enabled { 1.0 } else { 0.0 }),
-        ),
+        ("gpusched_gpu_mig_enabled", "1 when MIG mode is on", |g| {
+            Some(if g.mig_enabled { 1.0 } else { 0.0 })
+        }),
         (
             "gpusched_gpu_processes",
-            "gauge",
             "Compute processes running on the GPU",
             |g| Some(g.processes.len() as f64),
         ),
     ];
-    for (name, kind, help, f) in metrics {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (name, help, read) in gauges {
+        let family = Family::<GpuLabels, F64Gauge>::default();
         for g in &r.gpus {
-            if let Some(v) = f(g) {
-                let _ = writeln!(
-                    o,
-                    "{name}{{node=\"{}\",gpu=\"{}\",uuid=\"{}\",model=\"{}\"}} {v}",
-                    esc(node),
-                    g.index,
-                    esc(&g.uuid),
-                    esc(&g.name)
-                );
+            if let Some(v) = read(g) {
+                family.get_or_create(&gpu_labels(g)).set(v);
             }
         }
+        registry.register(name, help, family);
     }
-    let _ = writeln!(o, "# HELP gpusched_gpu_mig_instances MIG instances configured\n# TYPE gpusched_gpu_mig_instances gauge");
+    // A counter family is registered without `_total`; its samples carry it.
+    let energy = Family::<GpuLabels, Counter<f64, AtomicU64>>::default();
     for g in &r.gpus {
-        let _ = writeln!(
-            o,
-            "gpusched_gpu_mig_instances{{node=\"{}\",gpu=\"{}\"}} {}",
-            esc(node),
-            g.index,
-            g.mig_instances.len()
-        );
+        if let Some(j) = g.energy_j {
+            energy.get_or_create(&gpu_labels(g)).inc_by(j);
+        }
     }
-    let _ = writeln!(o, "# HELP gpusched_gpu_reading_timestamp_seconds Unix time of the last reading\n# TYPE gpusched_gpu_reading_timestamp_seconds gauge");
-    let _ = writeln!(
-        o,
-        "gpusched_gpu_reading_timestamp_seconds{{node=\"{}\"}} {}",
-        esc(node),
-        r.t_unix_s
+    registry.register(
+        "gpusched_gpu_energy_joules",
+        "Energy since the driver loaded",
+        energy,
     );
+    let mig = Family::<MigLabels, Gauge>::default();
+    for g in &r.gpus {
+        mig.get_or_create(&MigLabels {
+            node: node.to_string(),
+            gpu: g.index.to_string(),
+        })
+        .set(g.mig_instances.len() as i64);
+    }
+    registry.register(
+        "gpusched_gpu_mig_instances",
+        "MIG instances configured",
+        mig,
+    );
+    let stamp = Family::<NodeLabels, F64Gauge>::default();
+    stamp
+        .get_or_create(&NodeLabels {
+            node: node.to_string(),
+        })
+        .set(r.t_unix_s);
+    registry.register(
+        "gpusched_gpu_reading_timestamp_seconds",
+        "Unix time of the last reading",
+        stamp,
+    );
+    let mut o = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut o, &registry);
     o
 }
 
@@ -149,7 +183,7 @@ pub async fn serve(listener: TcpListener, latest: Arc<RwLock<String>>) {
                             if text.is_empty() {
                                 (503, "text/plain", "no reading yet\n".to_string())
                             } else {
-                                (200, "text/plain; version=0.0.4", text)
+                                (200, METRICS_CONTENT_TYPE, text)
                             }
                         }
                         (&hyper::Method::GET, "/healthz") => (200, "text/plain", "ok\n".into()),
@@ -220,10 +254,11 @@ pub async fn run<R: GpuReader>(
                     message: e.to_string(),
                 })?;
             if let Err(e) = c.request::<serde_json::Value>(req).await {
-                eprintln!(
-                    "warning: publishing {} on node {}: {e}",
-                    keys::GPU_METRICS,
-                    opts.node
+                tracing::warn!(
+                    annotation = keys::GPU_METRICS,
+                    node = %opts.node,
+                    error = %e,
+                    "publishing the GPU summary failed; retried at the next reading"
                 );
             }
         }
@@ -249,11 +284,68 @@ mod tests {
             "gpusched_gpu_utilisation_ratio{node=\"h100-1\",gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\",model=\"NVIDIA H100 80GB HBM3\"} 0.37",
             "gpusched_gpu_power_watts{node=\"h100-1\"",
             "# TYPE gpusched_gpu_energy_joules_total counter",
+            "gpusched_gpu_energy_joules_total{node=\"h100-1\",gpu=\"0\"",
             "gpusched_gpu_processes{node=\"h100-1\",gpu=\"0\"",
+            "# TYPE gpusched_gpu_mig_instances gauge",
+            "gpusched_gpu_mig_instances{node=\"h100-1\",gpu=\"0\"} 0",
             "gpusched_gpu_reading_timestamp_seconds{node=\"h100-1\"} 1700000000",
         ] {
             assert!(t.contains(needle), "missing {needle} in\n{t}");
         }
+    }
+
+    /// The exposition read back by a scraper: every series the hand-written exposition had,
+    /// with the same names, labels and values.
+    #[test]
+    fn metrics_scrape_back_with_the_same_names_labels_and_values() {
+        use crate::signals::parse_exposition;
+        let r = FakeReader::h100().read(1700000000.0).unwrap();
+        let samples = parse_exposition(&metrics_text(&r, "h1\"x"));
+        let g = &r.gpus[0];
+        let find = |name: &str| {
+            samples
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no {name} in {samples:?}"))
+        };
+        let gpu_labels = vec![
+            ("node".to_string(), "h1\"x".to_string()),
+            ("gpu".to_string(), g.index.to_string()),
+            ("uuid".to_string(), g.uuid.clone()),
+            ("model".to_string(), g.name.clone()),
+        ];
+        for (name, want) in [
+            (
+                "gpusched_gpu_utilisation_ratio",
+                g.utilisation_pct.map(|u| u as f64 / 100.0),
+            ),
+            (
+                "gpusched_gpu_memory_used_bytes",
+                Some(g.memory_used_mib as f64 * 1048576.0),
+            ),
+            (
+                "gpusched_gpu_memory_total_bytes",
+                Some(g.memory_total_mib as f64 * 1048576.0),
+            ),
+            ("gpusched_gpu_power_watts", g.power_w),
+            ("gpusched_gpu_energy_joules_total", g.energy_j),
+            (
+                "gpusched_gpu_temperature_celsius",
+                g.temperature_c.map(f64::from),
+            ),
+            ("gpusched_gpu_mig_enabled", Some(0.0)),
+            ("gpusched_gpu_processes", Some(g.processes.len() as f64)),
+        ] {
+            let s = find(name);
+            assert_eq!(s.labels, gpu_labels, "{name}");
+            assert_eq!(Some(s.value), want, "{name}");
+        }
+        let m = find("gpusched_gpu_mig_instances");
+        assert_eq!(m.labels.len(), 2);
+        assert_eq!(m.value, g.mig_instances.len() as f64);
+        let t = find("gpusched_gpu_reading_timestamp_seconds");
+        assert_eq!(t.labels, vec![("node".to_string(), "h1\"x".to_string())]);
+        assert_eq!(t.value, 1700000000.0);
     }
 
     #[tokio::test]
@@ -287,7 +379,20 @@ mod tests {
         assert_eq!(fake.reads, 2);
         let m = get("/metrics").await;
         assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
-        assert!(m.contains("gpusched_gpu_memory_total_bytes"));
+        assert!(
+            m.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+            "{m}"
+        );
+        let body = &m[m.find("\r\n\r\n").unwrap() + 4..];
+        let samples = crate::signals::parse_exposition(body);
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == "gpusched_gpu_memory_total_bytes" && s.value > 0.0),
+            "{body}"
+        );
+
         assert!(get("/healthz").await.ends_with("ok\n"));
         assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
         server.abort();

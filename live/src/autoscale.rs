@@ -577,11 +577,11 @@ impl Runner {
             deployments.push(ds);
             hpas.push(hs);
         }
-        eprintln!(
-            "gpusched autoscaler: {} by default, every {} s, for Deployments labelled {}=true",
-            kind_name(&opts.config),
-            opts.period_s,
-            keys::AUTOSCALE
+        tracing::info!(
+            autoscaler = kind_name(&opts.config),
+            period_s = opts.period_s,
+            label = %format_args!("{}=true", keys::AUTOSCALE),
+            "gpusched autoscaler: watching labelled Deployments"
         );
         Some(Self {
             autoscaler: LiveAutoscaler::new(opts),
@@ -647,9 +647,13 @@ impl Runner {
             .await;
         for d in &r.applied {
             if let Decision::Scale(s) = d {
-                eprintln!(
-                    "scaled {} {} → {} ({}): {}",
-                    s.service, s.from, s.to, s.autoscaler, s.reason
+                tracing::info!(
+                    service = %s.service,
+                    from = s.from,
+                    to = s.to,
+                    autoscaler = %s.autoscaler,
+                    reason = %s.reason,
+                    "scaled"
                 );
             }
         }
@@ -662,10 +666,14 @@ impl Runner {
         self.print_new(lines);
     }
 
+    /// Logs the errors and notes not already logged at the previous tick.
     fn print_new(&mut self, lines: Vec<String>) {
         for l in &lines {
             if !self.printed.contains(l) {
-                eprintln!("{l}");
+                match l.strip_prefix("error: ") {
+                    Some(e) => tracing::error!(error = %e, "autoscaling"),
+                    None => tracing::info!(note = %l.trim_start_matches("note: "), "autoscaling"),
+                }
             }
         }
         self.printed = lines.into_iter().collect();

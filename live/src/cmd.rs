@@ -163,9 +163,10 @@ pub fn agent(a: &AgentArgs) -> Result<(), CmdError> {
         })?;
         let latest = Arc::new(tokio::sync::RwLock::new(String::new()));
         tokio::spawn(agent::serve(listener, latest.clone()));
-        eprintln!(
-            "gpusched agent: serving http://{addr}/metrics, reading every {} s",
-            a.interval_s
+        tracing::info!(
+            url = %format_args!("http://{addr}/metrics"),
+            interval_s = a.interval_s,
+            "gpusched agent: serving metrics"
         );
         let opts = AgentOptions {
             node: node.unwrap_or_default(),
@@ -291,7 +292,9 @@ pub fn controller(a: &ControllerArgs) -> Result<(), CmdError> {
             .items
             .len() as u32;
         if a.dry_run {
-            eprintln!("gpusched controller: DRY RUN — every request is printed, nothing is sent");
+            tracing::warn!(
+                "gpusched controller: DRY RUN — every request is printed, nothing is sent"
+            );
             let ctl = Controller::new(
                 cfg,
                 GpuCatalog::default(),
@@ -345,7 +348,7 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    eprintln!("gpusched controller: stopping");
+    tracing::info!("gpusched controller: stopping");
 }
 
 pub fn snapshot(a: &SnapshotArgs) -> Result<(), CmdError> {
@@ -378,13 +381,13 @@ pub fn snapshot(a: &SnapshotArgs) -> Result<(), CmdError> {
         std::fs::write(&a.output, &s.toml)
             .map_err(|e| failed(format!("{}: {e}", a.output.display())))?;
         for n in &s.notes {
-            eprintln!("note: {n}");
+            tracing::info!(note = %n, "snapshot");
         }
-        eprintln!(
-            "wrote {} ({} pools, {} services); simulate it with: gpusched run {}",
-            a.output.display(),
-            s.scenario.pools.len(),
-            s.scenario.services.len(),
+        tracing::info!(
+            out = %a.output.display(),
+            pools = s.scenario.pools.len(),
+            services = s.scenario.services.len(),
+            "wrote the snapshot; simulate it with: gpusched run {}",
             a.output.display()
         );
         Ok(())

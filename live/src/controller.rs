@@ -989,9 +989,10 @@ pub async fn run<A: Applier>(
     let dry_run = ctl.applier.is_dry_run();
     let (lead_tx, leading) = tokio::sync::watch::channel(dry_run);
     let elector = if dry_run {
-        eprintln!(
-            "dry run: the Lease {}/{} is not taken (that would be a write); this replica prints as if it led",
-            opts.lease.namespace, opts.lease.name
+        tracing::info!(
+            lease_namespace = %opts.lease.namespace,
+            lease = %opts.lease.name,
+            "dry run: the Lease is not taken (that would be a write); this replica prints as if it led"
         );
         tokio::spawn(async move {
             let _keep = lead_tx;
@@ -1029,10 +1030,14 @@ pub async fn run<A: Applier>(
             let _ = elector.await;
             if *leading.borrow() && !dry_run {
                 match crate::lease::release(&leases, &opts.lease).await {
-                    Ok(()) => eprintln!("released leadership ({})", opts.lease.identity),
-                    Err(e) => eprintln!(
-                        "warning: releasing lease {}/{}: {e}",
-                        opts.lease.namespace, opts.lease.name
+                    Ok(()) => {
+                        tracing::info!(identity = %opts.lease.identity, "released leadership")
+                    }
+                    Err(e) => tracing::warn!(
+                        lease_namespace = %opts.lease.namespace,
+                        lease = %opts.lease.name,
+                        error = %e,
+                        "releasing the lease failed"
                     ),
                 }
             }
@@ -1045,7 +1050,11 @@ pub async fn run<A: Applier>(
         let (ns, ps, cm) = cluster.snapshot();
         if cm.is_none() && !warned_no_configmap {
             warned_no_configmap = true;
-            eprintln!("warning: ConfigMap {cm_ns}/{cm_name} not found; sharing placements wait until it exists");
+            tracing::warn!(
+                namespace = %cm_ns,
+                configmap = %cm_name,
+                "device plugin ConfigMap not found; sharing placements wait until it exists"
+            );
         }
         let now_s = now.as_millisecond() as f64 / 1000.0;
         // SIGTERM during the reconcile asks it to stop at its next safe point (between pods;
@@ -1059,7 +1068,7 @@ pub async fn run<A: Applier>(
                 _ = &mut shutdown => {
                     stopping = true;
                     stop.store(true, Ordering::SeqCst);
-                    eprintln!("stopping after the current step of this reconcile");
+                    tracing::info!("stopping after the current step of this reconcile");
                     rec.await
                 }
             }
@@ -1070,19 +1079,20 @@ pub async fn run<A: Applier>(
             }
         }
         for e in &report.errors {
-            eprintln!("error: {e}");
+            tracing::error!(error = %e, "reconcile");
         }
         // Notes (a node left out of the view, stale GPU metrics, …) are printed when they
         // appear, not at every reconcile.
         let notes: std::collections::BTreeSet<String> = report.notes.iter().cloned().collect();
         for n in notes.difference(&shown_notes) {
-            eprintln!("note: {n}");
+            tracing::info!(note = %n, "reconcile");
         }
         shown_notes = notes;
         for (node, o) in &report.rollouts {
-            eprintln!(
-                "rollout on {node}: {}",
-                serde_json::to_string(o).unwrap_or_default()
+            tracing::info!(
+                %node,
+                outcome = %serde_json::to_string(o).unwrap_or_default(),
+                "rollout"
             );
         }
     }
@@ -1179,18 +1189,20 @@ async fn elect(
         let lead = match crate::lease::try_acquire(&leases, &cfg, now).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!(
-                    "warning: lease {}/{}: {e}; not acting this round",
-                    cfg.namespace, cfg.name
+                tracing::warn!(
+                    lease_namespace = %cfg.namespace,
+                    lease = %cfg.name,
+                    error = %e,
+                    "lease unavailable; not acting this round"
                 );
                 false
             }
         };
         if lead != *leading.borrow() {
-            eprintln!(
-                "{} leadership ({})",
-                if lead { "acquired" } else { "lost" },
-                cfg.identity
+            tracing::info!(
+                identity = %cfg.identity,
+                "{} leadership",
+                if lead { "acquired" } else { "lost" }
             );
         }
         leading.send_replace(lead);

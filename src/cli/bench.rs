@@ -2,6 +2,7 @@
 //! The measurement code lives in `gpusched_sim::bench`; this module runs it and prints the
 //! figures (and the placement plot) that BENCHMARKS.md records.
 
+use super::support::peak_rss_mib;
 use super::{bad_input, load_scenario};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,17 +58,9 @@ pub enum BenchTarget {
     Trace,
 }
 
-/// Peak resident memory of this process, from /proc (Linux); None elsewhere.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 pub fn execute(a: &BenchArgs) -> ExitCode {
     if cfg!(debug_assertions) {
-        eprintln!("warning: this is a debug build; figures are only meaningful from `cargo run --release -- bench`");
+        tracing::warn!("this is a debug build; figures are only meaningful from `cargo run --release -- bench`");
     }
     match a.what {
         BenchTarget::EventLoop => event_loop(a),

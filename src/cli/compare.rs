@@ -4,10 +4,10 @@
 //! listed); 2: bad arguments.
 
 use super::bad_input;
+use super::support::run_jobs_with_bar;
 use gpusched_sim::experiment::compare::{CompareReport, Group, Variant};
 use gpusched_sim::experiment::gate::{evaluate, GateExpr, Pair, Violation};
-use gpusched_sim::experiment::runner::{run_jobs, Job, ScenarioRef};
-use indicatif::{ProgressBar, ProgressStyle};
+use gpusched_sim::experiment::runner::{Job, ScenarioRef};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -210,20 +210,10 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let bar = ProgressBar::new(jobs.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} compare [{bar:40}] {pos}/{len} runs ({elapsed})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    let runs = match run_jobs(&jobs, &|n| bar.set_position(n as u64)) {
+    let runs = match run_jobs_with_bar("compare", &jobs) {
         Ok(r) => r,
-        Err(e) => {
-            bar.finish_and_clear();
-            return super::fail(e);
-        }
+        Err(e) => return super::fail(e),
     };
-    bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     let report = CompareReport::new(labels, variants, seeds, runs);
 
@@ -245,11 +235,12 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
             if let Err(e) = stage.commit() {
                 return super::fail(e);
             }
-            eprintln!(
-                "{} runs in {wall:.1} s; wrote {} files to {}",
-                report.runs.len(),
-                files.len(),
-                a.out.display()
+            tracing::info!(
+                runs = report.runs.len(),
+                wall_s = wall,
+                files = files.len(),
+                out = %a.out.display(),
+                "compare done"
             )
         }
         Err(e) => return super::write_failed(&stage, e),

@@ -1,13 +1,16 @@
-//! One module per subcommand.
+//! One module per subcommand (a folder with one file per sub-subcommand where a command has
+//! several); what they share is in [`support`], the exit-code rule below.
 
 pub mod bench;
 pub mod compare;
 pub mod explain;
 pub mod fgd;
 pub mod live;
+pub mod logging;
 pub mod openb_replay;
 pub mod run;
 pub mod serving;
+pub mod support;
 pub mod sweep;
 pub mod trace;
 pub mod tune;

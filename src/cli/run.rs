@@ -1,7 +1,7 @@
 //! `gpusched run [SCENARIO]`: simulate and write out/<scenario>/.
 
+use super::support::{log_replay_reports, SimulationBar};
 use super::{bad_input, fail, load_scenario, stage_out, write_failed};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -56,33 +56,16 @@ pub fn execute(a: &RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     let started = Instant::now();
-    // The bar appears only once a run has taken more than a second.
-    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} simulating {msg} [{bar:40}] {percent}% ({elapsed})",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(sc.scenario.name.clone());
-    let mut shown = false;
-    let mut progress = |f: f64| {
-        if !shown && started.elapsed().as_secs_f64() > 1.0 {
-            bar.set_draw_target(ProgressDrawTarget::stderr());
-            shown = true;
-        }
-        bar.set_position((f * 1000.0) as u64);
-    };
-    let result = match gpusched_sim::run(&sc, &mut progress) {
+    let mut bar = SimulationBar::new(sc.scenario.name.clone());
+    let result = match gpusched_sim::run(&sc, &mut |f| bar.set_fraction(f)) {
         Ok(r) => r,
         Err(e) => {
-            bar.finish_and_clear();
+            bar.finish();
             return fail(Located(&sc.source, e));
         }
     };
-    bar.finish_and_clear();
-    super::trace::print_replay_reports(&result.trace_reports);
+    bar.finish();
+    log_replay_reports(&result.trace_reports);
     let wall = started.elapsed().as_secs_f64();
     let written = match gpusched_reports::write_run(stage.path(), &result, !a.no_plots) {
         Ok(w) => w,

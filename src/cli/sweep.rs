@@ -4,10 +4,9 @@
 //! Kubernetes Indexed Job that runs the parts on a cluster.
 
 use super::bad_input;
+use super::support::run_jobs_with_bar;
 use gpusched_sim::experiment::k8s::{dns_label, job_manifest, JobParams, MOUNT};
-use gpusched_sim::experiment::runner::run_jobs;
 use gpusched_sim::experiment::sweep::{merge, recommend, Shard, Slo, Sweep, SweepPart};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -184,26 +183,16 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         return bad_input(format!("{}: {e}", spec_path.display()));
     }
     let started = Instant::now();
-    let bar = ProgressBar::new(jobs.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} sweep [{bar:40}] {pos}/{len} runs ({elapsed})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    let runs = match run_jobs(&jobs, &|n| bar.set_position(n as u64)) {
+    let runs = match run_jobs_with_bar("sweep", &jobs) {
         Ok(r) => r,
-        Err(e) => {
-            bar.finish_and_clear();
-            return super::fail(e);
-        }
+        Err(e) => return super::fail(e),
     };
-    bar.finish_and_clear();
     let rows = sweep.rows(&points, &runs);
-    eprintln!(
-        "{} points × {} seeds in {:.1} s",
-        points.len(),
-        sweep.spec.seeds.len(),
-        started.elapsed().as_secs_f64()
+    tracing::info!(
+        points = points.len(),
+        seeds = sweep.spec.seeds.len(),
+        wall_s = started.elapsed().as_secs_f64(),
+        "sweep done"
     );
     if a.shard.is_some() {
         let part = SweepPart {

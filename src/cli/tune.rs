@@ -145,7 +145,7 @@ pub fn execute(a: &TuneArgs) -> ExitCode {
     };
     let started = std::time::Instant::now();
     let report = match tune(&cfg, &|done, total| {
-        eprintln!("tune: {done}/{total} candidates evaluated")
+        tracing::info!(done, total, "tune: candidates evaluated")
     }) {
         Ok(r) => r,
         Err(e) => {
@@ -165,10 +165,10 @@ pub fn execute(a: &TuneArgs) -> ExitCode {
         return super::fail(e);
     }
     print!("{md}");
-    eprintln!(
-        "tuned in {:.1} s; wrote tune.md and tune.json to {}",
-        started.elapsed().as_secs_f64(),
-        a.out.display()
+    tracing::info!(
+        wall_s = started.elapsed().as_secs_f64(),
+        out = %a.out.display(),
+        "tuned; wrote tune.md and tune.json"
     );
     ExitCode::SUCCESS
 }

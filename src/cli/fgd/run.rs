@@ -1,9 +1,8 @@
-//! `gpusched fgd`: run the FGD paper's openb experiment (any pod lists × policies × seeds),
-//! write its tables and plots, and compare them with a reference folder.
+//! `gpusched fgd run`: pod lists × policies × seeds, the paper's tables and plots.
 
-use gpusched_openb::tables::{read_table, write_all, ALLO_FILE};
+use gpusched_openb::tables::write_all;
 use gpusched_openb::{
-    compare, run_experiment, Experiment, RunResult, PAPER_POD_LISTS, PAPER_SEEDS, PAPER_TUNE,
+    run_experiment, Experiment, RunResult, PAPER_POD_LISTS, PAPER_SEEDS, PAPER_TUNE,
 };
 use gpusched_policies::openb::OpenbPolicy;
 use gpusched_reports::fgd::{alloc_curves, bars, BarGroup, Series};
@@ -12,20 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-
-#[derive(Debug, clap::Args)]
-pub struct FgdArgs {
-    #[command(subcommand)]
-    pub command: FgdCommand,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum FgdCommand {
-    /// Run pod lists × policies × seeds and write the paper's tables (and plots).
-    Run(RunArgs),
-    /// Compare result tables with a reference folder; exit 1 beyond the tolerance.
-    Compare(CompareArgs),
-}
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -62,22 +47,6 @@ pub struct RunArgs {
     pub tolerance_pp: f64,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct CompareArgs {
-    #[arg(long, default_value = "../shared/reference/fgd-atc23")]
-    pub reference: PathBuf,
-    #[arg(long)]
-    pub results: PathBuf,
-    #[arg(long, default_value_t = 1.0)]
-    pub tolerance_pp: f64,
-    /// Policy pairs the paper separates by more than this must keep their order.
-    #[arg(long, default_value_t = 0.5)]
-    pub order_margin_pp: f64,
-    /// Write the Markdown report here as well as to stdout.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-}
-
 const DEFAULT_TRACES: &str = "../shared/traces/alibaba-gpu-v2023-openb";
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,19 +64,6 @@ struct ScenarioFgd {
     policies: Option<Vec<String>>,
     seeds: Option<Vec<u64>>,
     tune: Option<f64>,
-}
-
-pub fn execute(args: &FgdArgs) -> Result<ExitCode, String> {
-    match &args.command {
-        FgdCommand::Run(a) => run_cmd(a),
-        FgdCommand::Compare(a) => compare_cmd(
-            &a.reference,
-            &a.results,
-            a.tolerance_pp,
-            a.order_margin_pp,
-            a.report.as_deref(),
-        ),
-    }
 }
 
 fn pod_list_name(s: &str) -> String {
@@ -234,37 +190,44 @@ fn experiment(a: &RunArgs) -> Result<Experiment, String> {
     Ok(exp)
 }
 
-fn run_cmd(a: &RunArgs) -> Result<ExitCode, String> {
+pub fn execute(a: &RunArgs) -> Result<ExitCode, String> {
     let exp = experiment(a)?;
     // The tables and plots appear whole or not at all (gpusched_reports::staged); an unusable
     // --out is refused before the runs.
     let stage = gpusched_reports::staged::StagedDir::new(&a.out).map_err(|e| e.to_string())?;
     let n = exp.runs();
-    eprintln!(
-        "fgd run: {} pod lists × {} policies × {} seeds = {n} runs, tune {}",
-        exp.pod_lists.len(),
-        exp.policies.len(),
-        exp.seeds.len(),
-        exp.tune
+    tracing::info!(
+        pod_lists = exp.pod_lists.len(),
+        policies = exp.policies.len(),
+        seeds = exp.seeds.len(),
+        runs = n,
+        tune = exp.tune,
+        "fgd run"
     );
     let started = Instant::now();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let progress = |r: &RunResult| {
         let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if n <= 24 || k % 50 == 0 || k == n {
-            eprintln!(
-                "[{k}/{n}] {} {} seed {}: alloc {:.2} %, failed {} pods ({:.1} s)",
-                r.workload,
-                r.policy,
-                r.seed,
-                r.final_alloc_pct,
-                r.failed_pods,
-                started.elapsed().as_secs_f64()
+            tracing::info!(
+                done = k,
+                runs = n,
+                workload = %r.workload,
+                policy = %r.policy,
+                seed = r.seed,
+                alloc_pct = r.final_alloc_pct,
+                failed_pods = r.failed_pods,
+                elapsed_s = started.elapsed().as_secs_f64(),
+                "fgd run finished"
             );
         }
     };
     let results = run_experiment(&exp, a.jobs, &progress).map_err(|e| e.to_string())?;
-    eprintln!("{n} runs in {:.2} s", started.elapsed().as_secs_f64());
+    tracing::info!(
+        runs = n,
+        wall_s = started.elapsed().as_secs_f64(),
+        "fgd runs done"
+    );
     // A write that fails part-way is a failed run (exit 1), not bad input.
     let written = write_all(stage.path(), &results)
         .map_err(|e| e.to_string())
@@ -278,38 +241,13 @@ fn run_cmd(a: &RunArgs) -> Result<ExitCode, String> {
         .map_err(|e| stage.write_error(stage.path(), std::io::Error::other(e)))
         .and_then(|_| stage.commit());
     if let Err(e) = written {
-        return Ok(super::fail(e));
+        return Ok(crate::cli::fail(e));
     }
-    eprintln!("tables written to {}", a.out.display());
+    tracing::info!(out = %a.out.display(), "fgd tables written");
     match &a.reference {
-        Some(r) => compare_cmd(r, &a.out, a.tolerance_pp, 0.5, None),
+        Some(r) => super::compare::execute(r, &a.out, a.tolerance_pp, 0.5, None),
         None => Ok(ExitCode::SUCCESS),
     }
-}
-
-fn compare_cmd(
-    reference: &Path,
-    results: &Path,
-    tolerance_pp: f64,
-    order_margin_pp: f64,
-    report: Option<&Path>,
-) -> Result<ExitCode, String> {
-    if !(tolerance_pp >= 0.0) || !(order_margin_pp >= 0.0) {
-        return Err("tolerances must be non-negative".into());
-    }
-    let paper = read_table(&reference.join(ALLO_FILE)).map_err(|e| e.to_string())?;
-    let ours = read_table(&results.join(ALLO_FILE)).map_err(|e| e.to_string())?;
-    let c = compare(&paper, &ours, tolerance_pp, order_margin_pp);
-    let md = c.to_markdown();
-    println!("{md}");
-    if let Some(path) = report {
-        gpusched_reports::staged::write_file(path, md.as_bytes()).map_err(|e| e.to_string())?;
-    }
-    Ok(if c.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }
 
 /// Seed means of a run's allocation curve, per (pod list, policy).
@@ -401,6 +339,6 @@ fn plots(out: &Path, results: &[RunResult]) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .len();
     }
-    eprintln!("{written} figures written to {}", dir.display());
+    tracing::info!(figures = written, out = %dir.display(), "fgd figures written");
     Ok(())
 }
