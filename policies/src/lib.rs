@@ -15,6 +15,7 @@ pub mod mig;
 pub mod mps;
 pub mod openb;
 pub mod plugins;
+pub mod registry;
 pub mod rollout;
 pub mod sharing;
 pub mod view;
