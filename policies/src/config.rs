@@ -3,6 +3,7 @@
 
 use crate::admission::{AdmissionConfig, SharingPolicy, TimeSlicingConfig};
 use crate::plugins::fit::{FitConfig, GpuSelection};
+use crate::plugins::{filters, seeds};
 use crate::workload::ClassifyConfig;
 use serde::{Deserialize, Serialize};
 
@@ -35,32 +36,27 @@ impl PolicyName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum FilterName {
-    NodeSchedulable,
-    GpuAffinity,
-    MemoryFits,
-    UtilisationBelow,
-    SharingFits,
-}
+/// A profile's reference to a registered plugin ([`crate::registry::seeds`]), as a
+/// KubeSchedulerConfiguration profile names its plugins: `"NodeSchedulable"`, `"BestFit"`, …
+pub type PluginName = String;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ScoreName {
-    Efficiency,
-    Affinity,
-    Utilisation,
-    PowerBonus,
-    SharingHeadroom,
-    BestFit,
-    FirstFit,
-    WorstFit,
-}
-
+/// A Score plugin by name with its weight. `name` is accepted for `plugin`, as
+/// KubeSchedulerConfiguration spells it (`{ name = "BestFit", weight = 1 }`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedScore {
-    pub plugin: ScoreName,
+    #[serde(alias = "name")]
+    pub plugin: PluginName,
     pub weight: f64,
+}
+
+impl WeightedScore {
+    pub fn new(plugin: impl Into<PluginName>, weight: f64) -> Self {
+        Self {
+            plugin: plugin.into(),
+            weight,
+        }
+    }
 }
 
 /// The seeds' weights for their five terms.
@@ -91,9 +87,12 @@ impl Default for SeedsWeights {
 pub struct EngineConfig {
     pub policy: PolicyName,
     pub weights: SeedsWeights,
-    /// An explicit list of score plugins and weights; overrides `policy` when set.
+    /// An explicit list of score plugins (registered names) and weights; overrides `policy`
+    /// when set.
     pub scores: Option<Vec<WeightedScore>>,
-    pub filters: Vec<FilterName>,
+    /// Filter plugins by registered name, in the order they run (`SharingFits` is always added
+    /// when missing: the GPU-selection step relies on it).
+    pub filters: Vec<PluginName>,
     pub fit: FitConfig,
     pub classify: ClassifyConfig,
     pub gpu_selection: GpuSelection,
@@ -115,13 +114,15 @@ impl Default for EngineConfig {
             policy: PolicyName::Seeds,
             weights: SeedsWeights::default(),
             scores: None,
-            filters: vec![
-                FilterName::NodeSchedulable,
-                FilterName::GpuAffinity,
-                FilterName::MemoryFits,
-                FilterName::UtilisationBelow,
-                FilterName::SharingFits,
-            ],
+            filters: [
+                filters::NODE_SCHEDULABLE,
+                filters::GPU_AFFINITY,
+                filters::MEMORY_FITS,
+                filters::UTILISATION_BELOW,
+                filters::SHARING_FITS,
+            ]
+            .map(PluginName::from)
+            .to_vec(),
             fit: FitConfig::default(),
             classify: ClassifyConfig::default(),
             gpu_selection: GpuSelection::BestFit,
@@ -154,19 +155,28 @@ impl EngineConfig {
         if let Some(s) = &self.scores {
             return s.clone();
         }
-        let w = |plugin, weight| WeightedScore { plugin, weight };
+        let w = WeightedScore::new;
         match self.policy {
             PolicyName::Seeds => vec![
-                w(ScoreName::Efficiency, self.weights.efficiency),
-                w(ScoreName::Affinity, self.weights.affinity),
-                w(ScoreName::Utilisation, self.weights.utilisation),
-                w(ScoreName::PowerBonus, self.weights.power_bonus),
-                w(ScoreName::SharingHeadroom, self.weights.sharing_headroom),
+                w(seeds::EFFICIENCY, self.weights.efficiency),
+                w(seeds::AFFINITY, self.weights.affinity),
+                w(seeds::UTILISATION, self.weights.utilisation),
+                w(seeds::POWER_BONUS, self.weights.power_bonus),
+                w(seeds::SHARING_HEADROOM, self.weights.sharing_headroom),
             ],
-            PolicyName::BestFit => vec![w(ScoreName::BestFit, 1.0)],
-            PolicyName::FirstFit => vec![w(ScoreName::FirstFit, 1.0)],
-            PolicyName::WorstFit => vec![w(ScoreName::WorstFit, 1.0)],
+            PolicyName::BestFit => vec![w(seeds::BEST_FIT, 1.0)],
+            PolicyName::FirstFit => vec![w(seeds::FIRST_FIT, 1.0)],
+            PolicyName::WorstFit => vec![w(seeds::WORST_FIT, 1.0)],
         }
+    }
+
+    /// The filter plugin names the engine runs: `filters`, plus `SharingFits` when missing.
+    pub fn filter_list(&self) -> Vec<&str> {
+        let mut f: Vec<&str> = self.filters.iter().map(String::as_str).collect();
+        if !f.contains(&filters::SHARING_FITS) {
+            f.push(filters::SHARING_FITS);
+        }
+        f
     }
 
     /// PreFilter under this configuration: the workload's class and sharing mode (what
@@ -177,9 +187,32 @@ impl EngineConfig {
         req
     }
 
-    /// Checks what serde cannot: ranges and consistency.
+    /// Checks what serde cannot: plugin names, ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_with(crate::registry::seeds())
+    }
+
+    /// [`EngineConfig::validate`] against a given plugin registry.
+    pub fn validate_with(
+        &self,
+        registry: &crate::registry::SeedsRegistry,
+    ) -> Result<(), ConfigError> {
+        for (i, f) in self.filters.iter().enumerate() {
+            registry
+                .require_filter(f)
+                .map_err(|e| invalid(format!("filters[{i}]"), e.to_string()))?;
+        }
         let scores = self.score_list();
+        for (i, s) in scores.iter().enumerate() {
+            let key = if self.scores.is_some() {
+                format!("scores[{i}].plugin")
+            } else {
+                format!("policy ({})", self.policy.as_str())
+            };
+            registry
+                .require_score(&s.plugin)
+                .map_err(|e| invalid(key, e.to_string()))?;
+        }
         for (i, s) in scores.iter().enumerate() {
             if !s.weight.is_finite() || s.weight < 0.0 {
                 return Err(invalid(

@@ -42,15 +42,6 @@ pub trait ScorePlugin<N, P>: Send {
     fn normalize(&self, scores: &mut [f64]) {
         normalize_min_max(scores);
     }
-    /// May [`Profile::select_classes`] score one representative per class of identically
-    /// stated nodes? True for a pure plugin whose raw score is a function of the node's state
-    /// and is non-increasing in node index among identical states (constant, or FirstFit's
-    /// ordinal term), and whose `normalize` depends only on the set's minimum and maximum and
-    /// on each value itself. A stateful plugin (a seeded generator) must say false: scoring
-    /// fewer nodes would change its stream.
-    fn class_safe(&self) -> bool {
-        false
-    }
 }
 
 /// Min-max scaling onto 0..=100. When every score is equal all become 100: a term that does not
@@ -130,6 +121,9 @@ pub struct Profile<N, P> {
     pub name: String,
     pub filters: Vec<Box<dyn FilterPlugin<N, P>>>,
     pub scores: Vec<(Box<dyn ScorePlugin<N, P>>, f64)>,
+    /// May [`Profile::select_classes`] evaluate one node per class? Set by
+    /// [`crate::registry::Registry::build_profile`] from the plugins' registrations.
+    class_safe: bool,
     // Scratch buffers reused across cycles: the hot path allocates nothing once warm.
     feasible: Vec<usize>,
     raw: Vec<Vec<f64>>,
@@ -146,9 +140,17 @@ impl<N: NamedNode, P> Profile<N, P> {
             name: name.into(),
             filters,
             scores,
+            class_safe: false,
             feasible: Vec::new(),
             raw,
         }
+    }
+
+    /// Declares whether every plugin of this profile is class-safe (see [`crate::registry`]):
+    /// a profile built by hand is not, unless its builder says so.
+    pub fn with_class_safe(mut self, class_safe: bool) -> Self {
+        self.class_safe = class_safe;
+        self
     }
 
     /// Runs Filter → Score → NormalizeScore → weighted sum over `nodes`.
@@ -282,16 +284,21 @@ impl<N: NamedNode, P> Profile<N, P> {
 }
 
 impl<N: NamedNode, P> Profile<N, P> {
-    /// Every score plugin allows class-based selection ([`ScorePlugin::class_safe`]).
+    /// Every plugin allows class-based selection: a filter whose verdict and reason, and a score
+    /// whose raw value, are functions of the state the classes share; a score non-increasing in
+    /// node index among identical states (constant, or FirstFit's ordinal term) and whose
+    /// `normalize` depends only on the set's minimum and maximum and on each value itself. A
+    /// stateful plugin (a seeded generator) is not: scoring fewer nodes would change its stream.
+    /// Declared by the plugins' registrations ([`crate::registry`]).
     pub fn class_safe(&self) -> bool {
-        self.scores.iter().all(|(p, _)| p.class_safe())
+        self.class_safe
     }
 
     /// [`Profile::select`] over equivalence classes of nodes in identical state (from
     /// [`crate::index::CapacityIndex`]), ordered by their lowest member. Gives exactly the full
     /// scan's selection (chosen node, total, feasible count, top rejection) when the filters'
     /// verdicts and reasons are functions of the state the classes share and every score plugin
-    /// is [`ScorePlugin::class_safe`]:
+    /// is class-safe ([`Profile::class_safe`]):
     /// * a class's verdict is its lowest member's, and the first rejecting class per plugin is
     ///   the first rejected node a scan would meet, so reasons and their order agree;
     /// * NormalizeScore sees each feasible class's lowest and highest member, which carry the

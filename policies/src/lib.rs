@@ -16,6 +16,7 @@ pub mod mps;
 pub mod openb;
 pub mod plugins;
 pub mod record;
+pub mod registry;
 pub mod rollout;
 pub mod sharing;
 pub mod view;

@@ -9,9 +9,14 @@ use crate::framework::FilterPlugin;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ResourcesFit;
 
+impl ResourcesFit {
+    /// The registered name ([`crate::registry::openb`]).
+    pub const NAME: &'static str = "NodeResourcesFit";
+}
+
 impl FilterPlugin<OpenbNode, OpenbPod> for ResourcesFit {
     fn name(&self) -> &'static str {
-        "NodeResourcesFit"
+        Self::NAME
     }
 
     fn filter(&self, pod: &OpenbPod, node: &OpenbNode) -> Result<(), String> {
@@ -48,9 +53,14 @@ impl FilterPlugin<OpenbNode, OpenbPod> for ResourcesFit {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct GpuShareFilter;
 
+impl GpuShareFilter {
+    /// The registered name ([`crate::registry::openb`]).
+    pub const NAME: &'static str = "Open-Gpu-Share";
+}
+
 impl FilterPlugin<OpenbNode, OpenbPod> for GpuShareFilter {
     fn name(&self) -> &'static str {
-        "Open-Gpu-Share"
+        Self::NAME
     }
 
     fn filter(&self, pod: &OpenbPod, node: &OpenbNode) -> Result<(), String> {

@@ -9,12 +9,16 @@ use super::model::{OpenbNode, OpenbPod};
 use super::score::{
     BestFitScore, DotProductScore, FgdScore, GpuClusteringScore, GpuPackingScore, RandomScore,
 };
-use crate::framework::{FilterPlugin, Profile, ScorePlugin};
+use crate::framework::{Profile, ScorePlugin};
+use crate::registry::{self, OpenbBuild};
 use serde::Serialize;
 use std::sync::Arc;
 
 /// Weight of the single score plugin in every profile (the paper's `-<Policy> 1000`).
 pub const SCORE_WEIGHT: f64 = 1000.0;
+
+/// The filters of every profile, in order: NodeResourcesFit, then Open-Gpu-Share.
+pub const FILTERS: [&str; 2] = [ResourcesFit::NAME, GpuShareFilter::NAME];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum OpenbPolicy {
@@ -70,39 +74,49 @@ impl OpenbPolicy {
         }
     }
 
-    /// The score plugin. `seed` drives Random; `cached` enables FGD's per-node cache (only for
-    /// callers that keep `OpenbNode::idx` unique and bump versions, like the simulator).
+    /// The registered name of this policy's score plugin ([`crate::registry::openb`]).
+    pub fn score_plugin_name(self) -> &'static str {
+        match self {
+            OpenbPolicy::Random => RandomScore::NAME,
+            OpenbPolicy::DotProd => DotProductScore::NAME,
+            OpenbPolicy::GpuClustering => GpuClusteringScore::NAME,
+            OpenbPolicy::GpuPacking => GpuPackingScore::NAME,
+            OpenbPolicy::BestFit => BestFitScore::NAME,
+            OpenbPolicy::Fgd => FgdScore::NAME,
+        }
+    }
+
+    /// The score plugin, from the registry. `seed` drives Random; `cached` enables FGD's
+    /// per-node cache (only for callers that keep `OpenbNode::idx` unique and bump versions,
+    /// like the simulator).
     pub fn score_plugin(
         self,
         frag: Arc<FragModel>,
         seed: u64,
         cached: bool,
     ) -> Box<dyn ScorePlugin<OpenbNode, OpenbPod>> {
-        match self {
-            OpenbPolicy::Random => Box::new(RandomScore::new(seed)),
-            OpenbPolicy::DotProd => Box::new(DotProductScore),
-            OpenbPolicy::GpuClustering => Box::new(GpuClusteringScore),
-            OpenbPolicy::GpuPacking => Box::new(GpuPackingScore),
-            OpenbPolicy::BestFit => Box::new(BestFitScore),
-            OpenbPolicy::Fgd if cached => Box::new(FgdScore::cached(frag)),
-            OpenbPolicy::Fgd => Box::new(FgdScore::new(frag)),
-        }
+        let r = registry::openb()
+            .score(self.score_plugin_name())
+            .expect("the six policies' plugins are registered");
+        (r.factory)(&OpenbBuild { frag, seed, cached })
     }
 
-    /// The full profile: NodeResourcesFit, Open-Gpu-Share, then this policy's score.
+    /// The full profile: NodeResourcesFit, Open-Gpu-Share, then this policy's score, by name
+    /// from the registry.
     pub fn profile(
         self,
         frag: Arc<FragModel>,
         seed: u64,
         cached: bool,
     ) -> Profile<OpenbNode, OpenbPod> {
-        let filters: Vec<Box<dyn FilterPlugin<OpenbNode, OpenbPod>>> =
-            vec![Box::new(ResourcesFit), Box::new(GpuShareFilter)];
-        Profile::new(
-            self.label(),
-            filters,
-            vec![(self.score_plugin(frag, seed, cached), SCORE_WEIGHT)],
-        )
+        registry::openb()
+            .build_profile(
+                self.label(),
+                &FILTERS,
+                &[(self.score_plugin_name(), SCORE_WEIGHT)],
+                &OpenbBuild { frag, seed, cached },
+            )
+            .expect("the six policies' plugins are registered")
     }
 }
 

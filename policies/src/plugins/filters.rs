@@ -14,12 +14,19 @@ pub struct FitCtx {
     pub ts: TimeSlicingConfig,
 }
 
+/// The registered names ([`crate::registry::seeds`]), which are also what rejections name.
+pub const NODE_SCHEDULABLE: &str = "NodeSchedulable";
+pub const GPU_AFFINITY: &str = "GpuAffinity";
+pub const MEMORY_FITS: &str = "MemoryFits";
+pub const UTILISATION_BELOW: &str = "UtilisationBelow";
+pub const SHARING_FITS: &str = "SharingFits";
+
 /// Cordoned nodes take nothing new (as kube-scheduler's NodeUnschedulable).
 pub struct NodeSchedulable;
 
 impl FilterPlugin<NodeView, PlacementRequest> for NodeSchedulable {
     fn name(&self) -> &'static str {
-        "NodeSchedulable"
+        NODE_SCHEDULABLE
     }
     fn filter(&self, _req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
         if node.cordoned {
@@ -36,7 +43,7 @@ pub struct GpuAffinity;
 
 impl FilterPlugin<NodeView, PlacementRequest> for GpuAffinity {
     fn name(&self) -> &'static str {
-        "GpuAffinity"
+        GPU_AFFINITY
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
         if req.hard_family && node.model.family() != req.preferred {
@@ -63,7 +70,7 @@ pub struct MemoryFits(pub FitCtx);
 
 impl FilterPlugin<NodeView, PlacementRequest> for MemoryFits {
     fn name(&self) -> &'static str {
-        "MemoryFits"
+        MEMORY_FITS
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
         if req.gpus > 1 {
@@ -95,7 +102,7 @@ pub struct UtilisationBelow(pub FitCtx);
 
 impl FilterPlugin<NodeView, PlacementRequest> for UtilisationBelow {
     fn name(&self) -> &'static str {
-        "UtilisationBelow"
+        UTILISATION_BELOW
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
         if node_has_gpus(node, req, &self.0.fit, &self.0.ts, FitStage::Utilisation) {
@@ -125,7 +132,7 @@ pub struct SharingFits(pub FitCtx);
 
 impl FilterPlugin<NodeView, PlacementRequest> for SharingFits {
     fn name(&self) -> &'static str {
-        "SharingFits"
+        SHARING_FITS
     }
     fn filter(&self, req: &PlacementRequest, node: &NodeView) -> Result<(), String> {
         if let Some(why) = crate::admission::tensor_parallel_conflict(req) {

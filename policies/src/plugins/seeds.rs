@@ -9,6 +9,16 @@ use crate::view::{NodeView, SharingMode};
 use crate::workload::{PlacementRequest, Priority};
 use serde::{Deserialize, Serialize};
 
+/// The registered names ([`crate::registry::seeds`]), which are also what decision matrices name.
+pub const EFFICIENCY: &str = "Efficiency";
+pub const AFFINITY: &str = "Affinity";
+pub const UTILISATION: &str = "Utilisation";
+pub const POWER_BONUS: &str = "PowerBonus";
+pub const SHARING_HEADROOM: &str = "SharingHeadroom";
+pub const BEST_FIT: &str = "BestFit";
+pub const FIRST_FIT: &str = "FirstFit";
+pub const WORST_FIT: &str = "WorstFit";
+
 /// Efficiency: TOPS per watt of the node's GPU model, from the seeds' figures.
 /// Normalised as a fraction of the best candidate (kube's "divide by max"): an A100 (1.56 TOPS/W)
 /// scores 100 and an H100 (1.43) 91.5, so the term separates models by their real ratio rather
@@ -16,11 +26,8 @@ use serde::{Deserialize, Serialize};
 pub struct Efficiency(pub GpuCatalog);
 
 impl ScorePlugin<NodeView, PlacementRequest> for Efficiency {
-    fn class_safe(&self) -> bool {
-        true
-    }
     fn name(&self) -> &'static str {
-        "Efficiency"
+        EFFICIENCY
     }
     fn score(&mut self, _req: &PlacementRequest, node: &NodeView) -> f64 {
         self.0.spec(node.model).tops_per_watt()
@@ -40,11 +47,8 @@ pub struct Affinity {
 }
 
 impl ScorePlugin<NodeView, PlacementRequest> for Affinity {
-    fn class_safe(&self) -> bool {
-        true
-    }
     fn name(&self) -> &'static str {
-        "Affinity"
+        AFFINITY
     }
     fn score(&mut self, req: &PlacementRequest, node: &NodeView) -> f64 {
         if node.model.family() == req.preferred {
@@ -63,11 +67,8 @@ impl ScorePlugin<NodeView, PlacementRequest> for Affinity {
 pub struct Utilisation;
 
 impl ScorePlugin<NodeView, PlacementRequest> for Utilisation {
-    fn class_safe(&self) -> bool {
-        true
-    }
     fn name(&self) -> &'static str {
-        "Utilisation"
+        UTILISATION
     }
     fn score(&mut self, _req: &PlacementRequest, node: &NodeView) -> f64 {
         1.0 - node.utilisation().clamp(0.0, 1.0)
@@ -84,11 +85,8 @@ impl ScorePlugin<NodeView, PlacementRequest> for Utilisation {
 pub struct PowerBonus(pub GpuCatalog);
 
 impl ScorePlugin<NodeView, PlacementRequest> for PowerBonus {
-    fn class_safe(&self) -> bool {
-        true
-    }
     fn name(&self) -> &'static str {
-        "PowerBonus"
+        POWER_BONUS
     }
     fn score(&mut self, req: &PlacementRequest, node: &NodeView) -> f64 {
         let max = self.0.max_tdp();
@@ -119,11 +117,8 @@ pub struct SharingHeadroom {
 }
 
 impl ScorePlugin<NodeView, PlacementRequest> for SharingHeadroom {
-    fn class_safe(&self) -> bool {
-        true
-    }
     fn name(&self) -> &'static str {
-        "SharingHeadroom"
+        SHARING_HEADROOM
     }
     fn score(&mut self, req: &PlacementRequest, node: &NodeView) -> f64 {
         if req.share_pct >= 100 {
@@ -160,15 +155,22 @@ pub struct Packing {
     pub ctx: FitCtx,
 }
 
-impl ScorePlugin<NodeView, PlacementRequest> for Packing {
-    fn class_safe(&self) -> bool {
-        true
+impl Packing {
+    pub fn new(kind: PackingKind, build: &crate::registry::SeedsBuild) -> Self {
+        Self {
+            kind,
+            node_count: build.node_count,
+            ctx: build.fit.clone(),
+        }
     }
+}
+
+impl ScorePlugin<NodeView, PlacementRequest> for Packing {
     fn name(&self) -> &'static str {
         match self.kind {
-            PackingKind::BestFit => "BestFit",
-            PackingKind::FirstFit => "FirstFit",
-            PackingKind::WorstFit => "WorstFit",
+            PackingKind::BestFit => BEST_FIT,
+            PackingKind::FirstFit => FIRST_FIT,
+            PackingKind::WorstFit => WORST_FIT,
         }
     }
     fn score(&mut self, req: &PlacementRequest, node: &NodeView) -> f64 {

@@ -25,9 +25,14 @@ impl BestFitScore {
     }
 }
 
+impl BestFitScore {
+    /// The registered name ([`crate::registry::openb`]).
+    pub const NAME: &'static str = "BestFitScore";
+}
+
 impl ScorePlugin<OpenbNode, OpenbPod> for BestFitScore {
     fn name(&self) -> &'static str {
-        "BestFitScore"
+        Self::NAME
     }
 
     fn score(&mut self, pod: &OpenbPod, node: &OpenbNode) -> f64 {

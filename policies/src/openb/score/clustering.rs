@@ -33,9 +33,14 @@ impl GpuClusteringScore {
     }
 }
 
+impl GpuClusteringScore {
+    /// The registered name ([`crate::registry::openb`]).
+    pub const NAME: &'static str = "GpuClusteringScore";
+}
+
 impl ScorePlugin<OpenbNode, OpenbPod> for GpuClusteringScore {
     fn name(&self) -> &'static str {
-        "GpuClusteringScore"
+        Self::NAME
     }
 
     fn score(&mut self, pod: &OpenbPod, node: &OpenbNode) -> f64 {

@@ -32,9 +32,14 @@ impl DotProductScore {
     }
 }
 
+impl DotProductScore {
+    /// The registered name ([`crate::registry::openb`]).
+    pub const NAME: &'static str = "DotProductScore";
+}
+
 impl ScorePlugin<OpenbNode, OpenbPod> for DotProductScore {
     fn name(&self) -> &'static str {
-        "DotProductScore"
+        Self::NAME
     }
 
     fn score(&mut self, pod: &OpenbPod, node: &OpenbNode) -> f64 {

@@ -46,9 +46,14 @@ impl FgdScore {
     }
 }
 
+impl FgdScore {
+    /// The registered name ([`crate::registry::openb`]).
+    pub const NAME: &'static str = "FGDScore";
+}
+
 impl ScorePlugin<OpenbNode, OpenbPod> for FgdScore {
     fn name(&self) -> &'static str {
-        "FGDScore"
+        Self::NAME
     }
 
     fn score(&mut self, pod: &OpenbPod, node: &OpenbNode) -> f64 {

@@ -44,9 +44,14 @@ impl GpuPackingScore {
     }
 }
 
+impl GpuPackingScore {
+    /// The registered name ([`crate::registry::openb`]).
+    pub const NAME: &'static str = "GpuPackingScore";
+}
+
 impl ScorePlugin<OpenbNode, OpenbPod> for GpuPackingScore {
     fn name(&self) -> &'static str {
-        "GpuPackingScore"
+        Self::NAME
     }
 
     fn score(&mut self, pod: &OpenbPod, node: &OpenbNode) -> f64 {

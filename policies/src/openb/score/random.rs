@@ -20,9 +20,14 @@ impl RandomScore {
     }
 }
 
+impl RandomScore {
+    /// The registered name ([`crate::registry::openb`]).
+    pub const NAME: &'static str = "RandomScore";
+}
+
 impl ScorePlugin<OpenbNode, OpenbPod> for RandomScore {
     fn name(&self) -> &'static str {
-        "RandomScore"
+        Self::NAME
     }
 
     fn score(&mut self, _pod: &OpenbPod, _node: &OpenbNode) -> f64 {
