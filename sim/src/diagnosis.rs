@@ -519,7 +519,9 @@ fn findings(b: &BindingConstraints, dur: f64) -> Vec<Finding> {
                         b.up_stabilisation_s
                             .map_or(String::new(), |w| format!("; up-stabilisation {w:.0} s"))
                     ),
-                    change: "shorten the autoscaler's up_stabilisation_s or lower its scale-up threshold; raise initial_replicas".into(),
+                    change: format!(
+                        "raise services.{i}.min_replicas (a floor the autoscaler keeps between bursts) or shorten the autoscaler's up_stabilisation_s"
+                    ),
                 });
             }
         }
