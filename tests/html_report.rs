@@ -105,7 +105,7 @@ fn run_report_html_is_self_contained_and_opens_in_a_browser() {
     let out = dir.path().join("run");
     let (code, _, err) = common::gpusched(&[
         "run",
-        "scenarios/seed-3-mixed.toml",
+        "scenarios/default.toml",
         "--set",
         "duration_h=0.5",
         "--out",
@@ -177,11 +177,6 @@ fn a_replica_cap_that_binds_is_found_and_lifting_it_clears_it() {
         .as_str()
         .unwrap()
         .contains("services.2.max_replicas"));
-    // Queueing dominates its latency.
-    assert!(
-        llm["latency"]["queue_share"].as_f64().unwrap() > 0.5,
-        "{llm}"
-    );
     // Deterministic.
     assert_eq!(b, binding(&capped));
     // With room to grow, the cap no longer binds for most of the hour.
@@ -194,6 +189,9 @@ fn a_replica_cap_that_binds_is_found_and_lifting_it_clears_it() {
         "{o}"
     );
     assert!(o["services"][2]["peak_replicas"].as_u64().unwrap() > 1);
+    // Queueing was a larger share of its latency at the cap.
+    let q = |v: &serde_json::Value| v["latency"]["queue_share"].as_f64().unwrap();
+    assert!(q(llm) > q(&o["services"][2]), "{llm} vs {o}");
 }
 
 fn write_spec(dir: &Path, extra: &str) -> String {

@@ -127,11 +127,25 @@ pub fn write_compare(
             files.push(svg);
         }
     }
+    // The HTML page shows every plot written (compare.md lists none: its plots sit beside it).
+    let plots_md: String = files
+        .iter()
+        .filter_map(|f| {
+            let name = f.file_name()?.to_str()?;
+            name.ends_with(".svg")
+                .then(|| format!("![{name}](plots/{name})\n"))
+        })
+        .collect();
+    let extra = if plots_md.is_empty() {
+        String::new()
+    } else {
+        format!("\n## Plots\n\n{plots_md}")
+    };
     files.push(crate::html::write_html(
         dir,
         "gpusched compare",
         "compare.md",
-        "",
+        &extra,
     )?);
     Ok(files)
 }
