@@ -12,21 +12,6 @@ use plotters::prelude::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The metrics that get a bar chart (the rest are in the tables).
-pub const BAR_METRICS: [&str; 11] = [
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "slo_attainment",
-    "failed_pct",
-    "energy_kwh",
-    "cost_usd",
-    "usd_per_1k",
-    "mean_allocated_gpus",
-    "change_failed",
-    "change_p99_ms",
-];
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
     move |source| ReportError::Io {
         path: path.to_path_buf(),
@@ -95,10 +80,9 @@ pub fn write_compare(
         let h = 380 * panels.len().max(1) as u32;
         log_cdf_to_files(&pd, "latency_cdf", (900, h), &panels).map_err(|e| other(&pd, e))?;
         files.push(pd.join("latency_cdf.svg"));
-        for name in BAR_METRICS {
-            let Some(m) = metric::find(name) else {
-                continue;
-            };
+        // The registry says which metrics get a bar chart (`show.bars`).
+        for m in metric::shown(|s| s.bars) {
+            let name = m.name;
             let multi = report.scenarios.len() > 1;
             let bars = Bars {
                 title: format!("{} — mean with 95 % CI", m.help),
@@ -143,6 +127,26 @@ pub fn write_compare(
             files.push(svg);
         }
     }
+    // The HTML page shows every plot written (compare.md lists none: its plots sit beside it).
+    let plots_md: String = files
+        .iter()
+        .filter_map(|f| {
+            let name = f.file_name()?.to_str()?;
+            name.ends_with(".svg")
+                .then(|| format!("![{name}](plots/{name})\n"))
+        })
+        .collect();
+    let extra = if plots_md.is_empty() {
+        String::new()
+    } else {
+        format!("\n## Plots\n\n{plots_md}")
+    };
+    files.push(crate::html::write_html(
+        dir,
+        "gpusched compare",
+        "compare.md",
+        &extra,
+    )?);
     Ok(files)
 }
 
@@ -182,6 +186,20 @@ pub fn write_sweep(
             .map_err(|e| other(&png, e))?;
         files.push(svg);
         files.push(png);
+        // The Pareto plot heads the HTML page (sweep.md is also read on GitHub without it).
+        files.push(crate::html::write_html(
+            dir,
+            &format!("gpusched sweep {}", result.name),
+            "sweep.md",
+            "\n## Plots\n\n![cost against p99](plots/pareto.svg)\n",
+        )?);
+    } else {
+        files.push(crate::html::write_html(
+            dir,
+            &format!("gpusched sweep {}", result.name),
+            "sweep.md",
+            "",
+        )?);
     }
     Ok(files)
 }

@@ -4,6 +4,7 @@ pub mod charts;
 pub mod compare;
 pub mod fgd;
 pub mod font;
+pub mod html;
 pub mod openb_dynamic;
 pub mod run_report;
 pub mod staged;

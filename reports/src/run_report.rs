@@ -360,39 +360,6 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
             format!("{} / {}", r.queued_at_end, r.in_service_at_end),
         ),
         (
-            "latency p50 / p95 / p99".into(),
-            format!(
-                "{:.1} / {:.1} / {:.1} ms",
-                s.latency.p50_ms, s.latency.p95_ms, s.latency.p99_ms
-            ),
-        ),
-        (
-            "SLO attainment".into(),
-            format!("{:.3} %", s.slo_attainment * 100.0),
-        ),
-        (
-            "GPUs (mean / peak allocated)".into(),
-            format!(
-                "{} ({:.1} / {})",
-                s.gpus_total, s.mean_allocated_gpus, s.peak_allocated_gpus
-            ),
-        ),
-        (
-            "energy".into(),
-            format!("{:.1} kWh (mean {:.0} W)", s.energy_kwh, s.mean_power_w),
-        ),
-        (
-            "cost".into(),
-            format!(
-                "${:.2} (GPUs ${:.2} + energy ${:.2})",
-                s.cost.total_usd, s.cost.gpu_usd, s.cost.energy_usd
-            ),
-        ),
-        (
-            "$ per 1k inferences".into(),
-            format!("${:.4}", s.cost.usd_per_1k_inferences),
-        ),
-        (
             "placements / unschedulable attempts / scale events".into(),
             format!(
                 "{} / {} / {}",
@@ -402,6 +369,14 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
     ];
     for (k, v) in rows {
         let _ = writeln!(md, "| {k} | {v} |");
+    }
+    // The headline metrics: the registry's list (`show.run`), named and rounded as everywhere.
+    let values = gpusched_sim::experiment::metric::extract(s);
+    for m in gpusched_sim::experiment::metric::shown(|x| x.run) {
+        if let Some(v) = values.get(m.name) {
+            let d = m.decimals;
+            let _ = writeln!(md, "| {} — {} | {v:.d$} {} |", m.name, m.help, m.unit);
+        }
     }
     let _ = writeln!(md, "\n## Services\n\n| service | arrived | served | failed | p50 ms | p99 ms | SLA ms | SLO attainment | replicas min–max | replica-hours |\n|---|---|---|---|---|---|---|---|---|---|");
     for x in &s.services {
@@ -475,6 +450,9 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
             g.gpu_cost_usd
         );
     }
+    if let Some(b) = &s.binding_constraints {
+        md.push_str(&binding_markdown(b));
+    }
     if !plots.is_empty() {
         let _ = writeln!(md, "\n## Plots\n");
         for p in plots {
@@ -482,5 +460,81 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
         }
     }
     let _ = writeln!(md, "\nFiles: `summary.json` (every headline metric), `timeseries.csv` (every {:.0} s), `decisions.jsonl` (every decision with its reason and scores).", result.timeseries.window_s);
+    md
+}
+
+/// The report's "Binding constraints" section: the ranked findings, then the measurements
+/// behind them per service and GPU model.
+pub fn binding_markdown(b: &gpusched_sim::diagnosis::BindingConstraints) -> String {
+    let mut md = String::from("\n## Binding constraints\n\n");
+    if b.findings.is_empty() {
+        md.push_str("Nothing bound this run for 1 % of its time or more (no service at its replica cap with requests waiting, no GPU model exhausted, no replica waiting for a node).\n");
+    } else {
+        for (i, f) in b.findings.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "{}. **{}** on `{}` ({:.0} %{}): {}. Change: {}.",
+                i + 1,
+                f.kind.label(),
+                f.subject,
+                f.share * 100.0,
+                if f.kind == gpusched_sim::diagnosis::ConstraintKind::Queueing {
+                    " of mean latency"
+                } else {
+                    " of the run"
+                },
+                f.detail,
+                f.change
+            );
+        }
+    }
+    let _ = writeln!(md, "\n| service | peak / max replicas | at cap (s) | at cap, requests waiting (s) | requests waiting (s) | replica-s waiting for a node | refused placements (by filter) | may not fall back | latency: queueing / service (ms) | backlog → scale-up (n, mean s, max s) |\n|---|---|---|---|---|---|---|---|---|---|");
+    for x in &b.services {
+        let refusals = if x.refusals.is_empty() {
+            "–".to_string()
+        } else {
+            x.refusals
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let split = match (x.latency.queue_ms, x.latency.ttft_ms) {
+            (Some(q), _) => format!("{q:.1} / {:.1}", x.latency.service_ms.unwrap_or(0.0)),
+            (None, Some(t)) => format!(
+                "TTFT {t:.1} / decode {:.1}",
+                x.latency.decode_ms.unwrap_or(0.0)
+            ),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} / {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {}, {:.0}, {:.0} |",
+            x.name,
+            x.peak_replicas,
+            x.max_replicas,
+            x.at_cap_s,
+            x.at_cap_backlogged_s,
+            x.backlogged_s,
+            x.pending_replica_s,
+            refusals,
+            x.no_fallback_refusals,
+            split,
+            x.scale_up_lag.episodes,
+            x.scale_up_lag.mean_s,
+            x.scale_up_lag.max_s
+        );
+    }
+    let _ = writeln!(md, "\n| GPU model | GPUs | every GPU fully allocated (s) | no GPU entirely free (s) | … while replicas waited for a node (s) |\n|---|---|---|---|---|");
+    for (m, g) in &b.gpu_models {
+        let _ = writeln!(
+            md,
+            "| {m} | {} | {:.0} | {:.0} | {:.0} |",
+            g.gpus, g.exhausted_s, g.no_whole_gpu_free_s, g.exhausted_while_pending_s
+        );
+    }
+    if let Some(w) = b.up_stabilisation_s {
+        let _ = writeln!(md, "\nAutoscaler scale-up stabilisation window: {w:.0} s.");
+    }
     md
 }

@@ -4,6 +4,7 @@
 //! energy, cost).
 
 pub mod bench;
+pub mod diagnosis;
 pub mod events;
 pub mod experiment;
 pub mod explain;

@@ -229,6 +229,9 @@ pub struct Summary {
     pub ttft: Option<LatencySummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tpot: Option<LatencySummary>,
+    /// What kept the SLOs from being met, measured from the run (see [`crate::diagnosis`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding_constraints: Option<crate::diagnosis::BindingConstraints>,
 }
 
 /// One 30-second row of timeseries.csv. Columns per GPU model and per service are in the

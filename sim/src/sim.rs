@@ -129,6 +129,8 @@ struct Sim<'a> {
     win_tpot: Histogram<u64>,
     /// Random draws of the LLM request router (its own stream: other draws do not shift).
     route_rng: ChaCha8Rng,
+    /// What bound the run (read-only counters: see [`crate::diagnosis`]).
+    diag: crate::diagnosis::Tracker,
 }
 
 /// Runs a scenario to its end. `progress` is called at every tick with the fraction done.
@@ -313,6 +315,7 @@ impl<'a> Sim<'a> {
         let mut models: Vec<GpuModel> = s.pools.iter().map(|p| p.gpu_model).collect();
         models.sort();
         models.dedup();
+        let diag = crate::diagnosis::Tracker::new(&services, &models, &gpus, &s.autoscaler);
         Ok(Self {
             sc,
             engine,
@@ -351,6 +354,7 @@ impl<'a> Sim<'a> {
                 r.set_stream(2_000_000);
                 r
             },
+            diag,
         })
     }
 
@@ -464,6 +468,7 @@ impl<'a> Sim<'a> {
             }
             Decision::Unschedulable { reason, .. } => {
                 self.unschedulable += 1;
+                self.diag.refused(svc, reason);
                 let rep = &mut self.replicas[r as usize];
                 rep.state = ReplicaState::Pending;
                 if rep.last_reason.as_deref() != Some(reason.as_str()) {
@@ -661,6 +666,8 @@ impl<'a> Sim<'a> {
     }
 
     fn start_request(&mut self, t: SimTime, r: u32, arrived: SimTime, demand: Demand) {
+        self.diag
+            .waited(self.replicas[r as usize].service as usize, t - arrived);
         let params_b = self.params_b(self.replicas[r as usize].service as usize);
         let rep = &mut self.replicas[r as usize];
         let (node, gpu, flat) = rep.loc.expect("a ready replica is placed");
@@ -1013,6 +1020,14 @@ impl<'a> Sim<'a> {
             row.replicas_by_service.push(n);
             row.qps_by_service.push(svc.win_arrivals as f64 / window_s);
         }
+        let (sv, rp, gp, nd, md) = (
+            &self.services,
+            &self.replicas,
+            &self.gpus,
+            &self.nodes,
+            &self.models,
+        );
+        self.diag.observe(to_secs(t), window_s, sv, rp, gp, nd, md);
         row
     }
 
@@ -1103,6 +1118,7 @@ impl<'a> Sim<'a> {
                 }),
             );
             if rec.desired > sig.replicas {
+                self.diag.scaled_up(s, to_secs(t));
                 for _ in sig.replicas..rec.desired {
                     let r = self.new_replica(s as u32);
                     self.try_place(t, r, false);
@@ -1305,7 +1321,10 @@ impl<'a> Sim<'a> {
             reconfig,
             ttft: llm_overall(&self.services, |s| &s.ttft_hist),
             tpot: llm_overall(&self.services, |s| &s.tpot_hist),
+            binding_constraints: None,
         };
+        let mut summary = summary;
+        summary.binding_constraints = Some(self.diag.report(dur_s, &summary.services));
         let timeseries = Timeseries {
             models: self.models.iter().map(|m| m.as_str().to_string()).collect(),
             services: self.services.iter().map(|x| x.spec.name.clone()).collect(),

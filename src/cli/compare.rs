@@ -199,6 +199,7 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
                     variant: v.name.clone(),
                     sets,
                     seed,
+                    grow: None,
                 });
             }
         }

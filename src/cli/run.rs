@@ -67,10 +67,20 @@ pub fn execute(a: &RunArgs) -> ExitCode {
     bar.finish();
     log_replay_reports(&result.trace_reports);
     let wall = started.elapsed().as_secs_f64();
-    let written = match gpusched_reports::write_run(stage.path(), &result, !a.no_plots) {
+    let mut written = match gpusched_reports::write_run(stage.path(), &result, !a.no_plots) {
         Ok(w) => w,
         Err(e) => return write_failed(&stage, e),
     };
+    // report.html: report.md, its plots inline and the scenario's assumptions, in one file.
+    match gpusched_reports::html::write_html(
+        stage.path(),
+        &format!("gpusched run: {}", sc.scenario.name),
+        "report.md",
+        &gpusched_reports::html::assumptions_markdown(&sc),
+    ) {
+        Ok(p) => written.files.push(p),
+        Err(e) => return write_failed(&stage, e),
+    }
     if let Err(e) = stage.commit() {
         return fail(e);
     }

@@ -182,6 +182,7 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         // Name the spec: the point's overrides came from its axes.
         return bad_input(format!("{}: {e}", spec_path.display()));
     }
+    eprintln!("{}", growth_line(&sweep));
     let started = Instant::now();
     let runs = match run_jobs_with_bar("sweep", &jobs) {
         Ok(r) => r,
@@ -239,17 +240,7 @@ fn finish(
                 return super::fail(e);
             }
             for r in &result.recommendations {
-                match r.point {
-                    Some(i) => println!(
-                        "traffic ×{}: cheapest fleet meeting the SLOs is point {i}: {} — ${:.2}/h, p99 {:.1} ms, failed {:.3} %",
-                        r.growth,
-                        r.fleet.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
-                        r.usd_per_hour.unwrap_or(f64::NAN),
-                        r.p99_ms.unwrap_or(f64::NAN),
-                        r.failed_pct.unwrap_or(f64::NAN)
-                    ),
-                    None => println!("traffic ×{}: no fleet in the sweep meets the SLOs", r.growth),
-                }
+                println!("{}", r.explain());
             }
             println!("wrote {} files to {}", files.len(), out.display());
             ExitCode::SUCCESS
@@ -295,4 +286,40 @@ fn execute_merge(m: &MergeArgs) -> ExitCode {
     let result = recommend(&name, &fingerprint, &slo, rows);
     let out = m.out.clone().unwrap_or_else(|| m.dirs[0].clone());
     finish(&out, &result, !m.no_plots)
+}
+
+/// Which settings grow with the traffic and which stay fixed, said before the runs.
+fn growth_line(sweep: &Sweep) -> String {
+    let grows = &sweep.spec.scale_with_traffic;
+    let fixed: Vec<&str> = gpusched_sim::experiment::sweep::Scalable::ALL
+        .iter()
+        .filter(|k| !grows.contains(k))
+        .map(|k| k.key())
+        .collect();
+    format!(
+        "growth {:?} sets `{}`; grows with it: {}; stays fixed: the axes ({}), services' {}",
+        sweep.spec.growth,
+        sweep.spec.growth_key,
+        if grows.is_empty() {
+            "nothing else".to_string()
+        } else {
+            grows
+                .iter()
+                .map(|k| format!("every service's {}", k.key()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        sweep
+            .spec
+            .axes
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if fixed.is_empty() {
+            "-".to_string()
+        } else {
+            fixed.join(", ")
+        }
+    )
 }

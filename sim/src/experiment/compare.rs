@@ -316,6 +316,7 @@ mod tests {
             seed,
             metrics: [("p99_ms".to_string(), p99)].into_iter().collect(),
             latency_cdf_ms: vec![p99 / 2.0, p99],
+            binding: None,
         }
     }
 

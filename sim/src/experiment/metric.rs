@@ -15,6 +15,28 @@ pub struct MetricDef {
     /// Decimal places in tables (fixed, so reports are byte-stable).
     pub decimals: usize,
     pub get: fn(&Summary) -> f64,
+    /// Where the metric is shown: the reports read these flags instead of keeping lists.
+    pub show: Show,
+}
+
+/// Which reports show a metric (the registry is the one list: issue 17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Show {
+    /// A row of a run's report.md headline table.
+    pub run: bool,
+    /// A bar chart with 95 % intervals in `compare`.
+    pub bars: bool,
+    /// A column of the sweep's table and CSV.
+    pub sweep: bool,
+}
+
+const fn show(run: bool, bars: bool, sweep: bool) -> Show {
+    Show { run, bars, sweep }
+}
+
+/// The metrics a report shows, in registry order.
+pub fn shown(pick: impl Fn(&Show) -> bool) -> impl Iterator<Item = &'static MetricDef> {
+    METRICS.iter().filter(move |m| pick(&m.show))
 }
 
 impl std::fmt::Debug for MetricDef {
@@ -39,6 +61,14 @@ fn usd_per_hour(s: &Summary) -> f64 {
     }
 }
 
+/// A figure of the run's `binding_constraints` (NaN, so left out, when absent).
+fn binding(s: &Summary, f: impl Fn(&crate::diagnosis::BindingConstraints, f64) -> f64) -> f64 {
+    match &s.binding_constraints {
+        Some(b) if s.duration_s > 0.0 => f(b, s.duration_s),
+        _ => f64::NAN,
+    }
+}
+
 /// Every metric, in report order.
 pub const METRICS: &[MetricDef] = &[
     MetricDef {
@@ -49,6 +79,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.latency.p50_ms,
+        show: show(true, true, false),
     },
     MetricDef {
         name: "p95_ms",
@@ -58,6 +89,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.latency.p95_ms,
+        show: show(true, true, false),
     },
     MetricDef {
         name: "p99_ms",
@@ -67,6 +99,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.latency.p99_ms,
+        show: show(true, true, true),
     },
     MetricDef {
         name: "mean_ms",
@@ -76,6 +109,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.latency.mean_ms,
+        show: show(true, false, false),
     },
     MetricDef {
         name: "slo_attainment",
@@ -85,6 +119,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: true,
         decimals: 2,
         get: |s| s.slo_attainment * 100.0,
+        show: show(true, true, true),
     },
     MetricDef {
         name: "ttft_p50_ms",
@@ -94,6 +129,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.ttft.as_ref().map_or(0.0, |l| l.p50_ms),
+        show: show(false, false, false),
     },
     MetricDef {
         name: "ttft_p99_ms",
@@ -103,6 +139,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.ttft.as_ref().map_or(0.0, |l| l.p99_ms),
+        show: show(false, false, true),
     },
     MetricDef {
         name: "tpot_p50_ms",
@@ -112,6 +149,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 2,
         get: |s| s.tpot.as_ref().map_or(0.0, |l| l.p50_ms),
+        show: show(false, false, false),
     },
     MetricDef {
         name: "tpot_p99_ms",
@@ -121,6 +159,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 2,
         get: |s| s.tpot.as_ref().map_or(0.0, |l| l.p99_ms),
+        show: show(false, false, true),
     },
     MetricDef {
         name: "failed_pct",
@@ -130,6 +169,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 3,
         get: failed_pct,
+        show: show(true, true, true),
     },
     MetricDef {
         name: "energy_kwh",
@@ -139,6 +179,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 2,
         get: |s| s.energy_kwh,
+        show: show(true, true, true),
     },
     MetricDef {
         name: "cost_usd",
@@ -148,6 +189,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 2,
         get: |s| s.cost.total_usd,
+        show: show(true, true, false),
     },
     MetricDef {
         name: "usd_per_hour",
@@ -157,6 +199,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 2,
         get: usd_per_hour,
+        show: show(true, false, true),
     },
     MetricDef {
         name: "usd_per_1k",
@@ -166,6 +209,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 5,
         get: |s| s.cost.usd_per_1k_inferences,
+        show: show(true, true, false),
     },
     MetricDef {
         name: "mean_allocated_gpus",
@@ -175,6 +219,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 2,
         get: |s| s.mean_allocated_gpus,
+        show: show(true, true, true),
     },
     MetricDef {
         name: "peak_allocated_gpus",
@@ -184,6 +229,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.peak_allocated_gpus as f64,
+        show: show(true, false, true),
     },
     MetricDef {
         name: "mean_power_w",
@@ -193,6 +239,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 0,
         get: |s| s.mean_power_w,
+        show: show(true, false, false),
     },
     MetricDef {
         name: "unschedulable",
@@ -202,6 +249,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.unschedulable as f64,
+        show: show(true, false, true),
     },
     MetricDef {
         name: "served",
@@ -211,6 +259,56 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: true,
         decimals: 0,
         get: |s| s.requests.served as f64,
+        show: show(false, false, false),
+    },
+    // What bound the run (summary.json `binding_constraints`).
+    MetricDef {
+        name: "cap_bound_pct",
+        unit: "%",
+        help: "run time some service sat at its replica cap with requests waiting (worst service)",
+        percent: true,
+        higher_is_better: false,
+        decimals: 1,
+        get: |s| {
+            binding(s, |b, d| {
+                b.services
+                    .iter()
+                    .map(|x| x.at_cap_backlogged_s / d * 100.0)
+                    .fold(0.0, f64::max)
+            })
+        },
+        show: show(true, false, true),
+    },
+    MetricDef {
+        name: "gpus_exhausted_pct",
+        unit: "%",
+        help: "run time some GPU model had no GPU entirely free while replicas waited for a node",
+        percent: true,
+        higher_is_better: false,
+        decimals: 1,
+        get: |s| {
+            binding(s, |b, d| {
+                b.gpu_models
+                    .values()
+                    .map(|x| x.exhausted_while_pending_s / d * 100.0)
+                    .fold(0.0, f64::max)
+            })
+        },
+        show: show(true, false, true),
+    },
+    MetricDef {
+        name: "pending_replica_h",
+        unit: "replica-h",
+        help: "replica-hours spent waiting for a node (placements refused)",
+        percent: false,
+        higher_is_better: false,
+        decimals: 2,
+        get: |s| {
+            binding(s, |b, _| {
+                b.services.iter().map(|x| x.pending_replica_s).sum::<f64>() / 3600.0
+            })
+        },
+        show: show(true, false, true),
     },
     // A planned sharing change's cost (runs with a `[reconfig]`; absent otherwise).
     MetricDef {
@@ -225,6 +323,7 @@ pub const METRICS: &[MetricDef] = &[
                 .as_ref()
                 .map_or(f64::NAN, |r| r.failed_requests as f64)
         },
+        show: show(false, true, false),
     },
     MetricDef {
         name: "change_p99_ms",
@@ -234,6 +333,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 1,
         get: |s| s.reconfig.as_ref().map_or(f64::NAN, |r| r.p99_during_ms),
+        show: show(false, true, false),
     },
     MetricDef {
         name: "change_converge_s",
@@ -248,6 +348,7 @@ pub const METRICS: &[MetricDef] = &[
                 .and_then(|r| r.time_to_converge_s)
                 .unwrap_or(f64::NAN)
         },
+        show: show(false, false, false),
     },
     MetricDef {
         name: "change_gpu_hours_lost",
@@ -257,6 +358,7 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
         decimals: 2,
         get: |s| s.reconfig.as_ref().map_or(f64::NAN, |r| r.gpu_hours_lost),
+        show: show(false, false, false),
     },
 ];
 

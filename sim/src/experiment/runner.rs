@@ -39,6 +39,9 @@ pub struct Job {
     /// `--set` overrides: the experiment's, then the variant's.
     pub sets: Vec<String>,
     pub seed: u64,
+    /// A sweep's growth and the per-service settings that grow with it (on the values the
+    /// sets give): applied as further sets after a first load.
+    pub grow: Option<(f64, Vec<super::sweep::Scalable>)>,
 }
 
 /// What an experiment keeps of one run.
@@ -51,6 +54,9 @@ pub struct RunRecord {
     pub metrics: BTreeMap<String, f64>,
     /// Latency (ms) at [`crate::metrics::CDF_QUANTILES`].
     pub latency_cdf_ms: Vec<f64>,
+    /// What bound the run most (summary.json's `binding_constraints.primary`).
+    #[serde(default)]
+    pub binding: Option<crate::diagnosis::Finding>,
 }
 
 impl Job {
@@ -64,7 +70,15 @@ impl Job {
     }
 
     pub fn load(&self) -> Result<LoadedScenario, ExperimentError> {
-        Ok(self.scenario.load(&self.overrides())?)
+        let first = self.scenario.load(&self.overrides())?;
+        match &self.grow {
+            Some((g, keys)) if !keys.is_empty() => {
+                let mut o = self.overrides();
+                o.extend(super::sweep::growth_sets(&first.scenario, keys, *g));
+                Ok(self.scenario.load(&o)?)
+            }
+            _ => Ok(first),
+        }
     }
 }
 
@@ -96,6 +110,11 @@ pub fn run_jobs(
                 variant: job.variant.clone(),
                 seed: job.seed,
                 metrics: metric::extract(&r.summary),
+                binding: r
+                    .summary
+                    .binding_constraints
+                    .as_ref()
+                    .and_then(|b| b.primary.clone()),
                 latency_cdf_ms: r.summary.latency_cdf_ms,
             })
         })

@@ -35,9 +35,64 @@ pub struct SweepSpec {
     /// The scenario key the growth multiplier sets.
     #[serde(default = "default_growth_key")]
     pub growth_key: String,
+    /// Per-service settings that grow with the traffic (each service's value × growth, rounded
+    /// up); every other setting, the axes' included, stays as the fleet sets it.
+    #[serde(default)]
+    pub scale_with_traffic: Vec<Scalable>,
     pub axes: Vec<Axis>,
     #[serde(default)]
     pub slo: Slo,
+}
+
+/// A per-service setting a planner lets grow with the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scalable {
+    MaxReplicas,
+    MinReplicas,
+    InitialReplicas,
+    MaxQueue,
+}
+
+impl Scalable {
+    pub const ALL: [Scalable; 4] = [
+        Scalable::MaxReplicas,
+        Scalable::MinReplicas,
+        Scalable::InitialReplicas,
+        Scalable::MaxQueue,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Scalable::MaxReplicas => "max_replicas",
+            Scalable::MinReplicas => "min_replicas",
+            Scalable::InitialReplicas => "initial_replicas",
+            Scalable::MaxQueue => "max_queue",
+        }
+    }
+
+    /// The service's current value.
+    pub fn get(self, s: &crate::scenario::ServiceSpec) -> u64 {
+        match self {
+            Scalable::MaxReplicas => s.max_replicas as u64,
+            Scalable::MinReplicas => s.min_replicas as u64,
+            Scalable::InitialReplicas => s.initial_replicas as u64,
+            Scalable::MaxQueue => s.max_queue,
+        }
+    }
+}
+
+/// The `key=value` overrides that grow `grow` settings of every service of `sc` by `growth`
+/// (rounded up, so a cap never shrinks below what the traffic's share needs).
+pub fn growth_sets(sc: &crate::scenario::Scenario, grow: &[Scalable], growth: f64) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, svc) in sc.services.iter().enumerate() {
+        for &k in grow {
+            let v = (k.get(svc) as f64 * growth).ceil().max(1.0) as u64;
+            out.push(format!("services.{i}.{}={v}", k.key()));
+        }
+    }
+    out
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -157,6 +212,9 @@ pub struct Point {
     pub fleet: BTreeMap<String, String>,
     pub growth: f64,
     pub sets: Vec<String>,
+    /// Per-service settings multiplied by `growth` (on the value the point's sets give).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grows: Vec<Scalable>,
 }
 
 /// A loaded spec: where its scenario is, its points, and a fingerprint shards must share.
@@ -226,6 +284,15 @@ impl Sweep {
                 }
             }
         }
+        for (i, k) in spec.scale_with_traffic.iter().enumerate() {
+            if spec.scale_with_traffic[..i].contains(k) {
+                return Err(ExperimentError::BadInput(format!(
+                    "sweep: scale_with_traffic[{i}]: `{}` is listed twice (allowed: {})",
+                    k.key(),
+                    Scalable::ALL.map(Scalable::key).join(", ")
+                )));
+            }
+        }
         if spec.growth.iter().any(|g| *g > 1e6) {
             return Err(ExperimentError::BadInput(
                 "sweep: growth: multipliers above 1e6 would exceed the rate limit".into(),
@@ -284,6 +351,7 @@ impl Sweep {
                     fleet,
                     growth: g,
                     sets,
+                    grows: spec.scale_with_traffic.clone(),
                 });
             }
         }
@@ -315,6 +383,7 @@ impl Sweep {
                     variant: format!("point-{}", p.index),
                     sets: p.sets.clone(),
                     seed,
+                    grow: (!p.grows.is_empty()).then(|| (p.growth, p.grows.clone())),
                 })
             })
             .collect()
@@ -340,10 +409,34 @@ impl Sweep {
                 Row {
                     point: (*p).clone(),
                     metrics,
+                    binding: common_binding(&mine),
                 }
             })
             .collect()
     }
+}
+
+/// The primary finding most runs share (by kind and subject); ties go to the larger mean
+/// share, then the first run's.
+fn common_binding(runs: &[&RunRecord]) -> Option<crate::diagnosis::Finding> {
+    let mut by: BTreeMap<(crate::diagnosis::ConstraintKind, String), (usize, f64, usize)> =
+        BTreeMap::new();
+    for (i, r) in runs.iter().enumerate() {
+        if let Some(b) = &r.binding {
+            let e = by.entry((b.kind, b.subject.clone())).or_insert((0, 0.0, i));
+            e.0 += 1;
+            e.1 += b.share;
+        }
+    }
+    let (_, &(n, sum, first)) = by.iter().max_by(|a, b| {
+        (a.1 .0)
+            .cmp(&b.1 .0)
+            .then((a.1 .1).total_cmp(&b.1 .1))
+            .then((b.1 .2).cmp(&a.1 .2))
+    })?;
+    let mut f = runs[first].binding.clone()?;
+    f.share = sum / n as f64;
+    Some(f)
 }
 
 /// The fleet combinations (one level index per axis), in a fixed order.
@@ -432,6 +525,9 @@ impl std::str::FromStr for Shard {
 pub struct Row {
     pub point: Point,
     pub metrics: BTreeMap<String, Estimate>,
+    /// What bound the point most: the primary finding most of its seeds share.
+    #[serde(default)]
+    pub binding: Option<crate::diagnosis::Finding>,
 }
 
 impl Row {
@@ -528,6 +624,30 @@ pub fn merge(parts: &[SweepPart]) -> Result<(String, String, Slo, Vec<Row>), Exp
     ))
 }
 
+/// How far one SLO metric is from its limit at a point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Headroom {
+    pub metric: String,
+    pub value: f64,
+    pub limit: f64,
+    /// (limit − value) / limit × 100: positive is room to spare, negative a miss by that much.
+    pub margin_pct: f64,
+}
+
+/// The fleet that came closest when none met the SLOs, what bound it and what to change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NearestMiss {
+    pub point: usize,
+    pub fleet: BTreeMap<String, String>,
+    pub usd_per_hour: f64,
+    /// Every SLO metric against its limit (the misses have a negative margin).
+    pub slo: Vec<Headroom>,
+    /// What bound it most (the most frequent primary finding over its seeds).
+    pub binding: Option<crate::diagnosis::Finding>,
+    /// What to change, most direct first.
+    pub change: Vec<String>,
+}
+
 /// The cheapest SLO-meeting fleet at one growth level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
@@ -541,6 +661,15 @@ pub struct Recommendation {
     pub feasible_points: usize,
     /// Points on the cost–p99 Pareto front at this growth (cheaper or faster than all others).
     pub pareto: Vec<usize>,
+    /// The recommended fleet's distance from each SLO limit.
+    #[serde(default)]
+    pub headroom: Vec<Headroom>,
+    /// What binds the recommended fleet (the first constraint more traffic would meet).
+    #[serde(default)]
+    pub binding: Option<crate::diagnosis::Finding>,
+    /// When no fleet met the SLOs.
+    #[serde(default)]
+    pub nearest_miss: Option<NearestMiss>,
 }
 
 /// The whole sweep's answer; serialised as sweep.json (identical from one machine or merged).
@@ -553,8 +682,118 @@ pub struct SweepResult {
     pub recommendations: Vec<Recommendation>,
 }
 
+impl Slo {
+    /// Each objective set: (metric name, limit).
+    pub fn limits(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("p99_ms", self.max_p99_ms),
+            ("failed_pct", self.max_failed_pct),
+            ("ttft_p99_ms", self.max_ttft_p99_ms),
+            ("tpot_p99_ms", self.max_tpot_p99_ms),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+
+    fn headroom(&self, r: &Row) -> Vec<Headroom> {
+        self.limits()
+            .into_iter()
+            .map(|(k, limit)| {
+                let value = r.mean(k);
+                let margin_pct = if limit > 0.0 {
+                    (limit - value) / limit * 100.0
+                } else if value <= 0.0 {
+                    0.0
+                } else {
+                    -100.0 * value
+                };
+                Headroom {
+                    metric: k.to_string(),
+                    value,
+                    limit,
+                    margin_pct,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The worst SLO margin of a point (most negative first): how far it is from meeting them all.
+fn worst_margin(h: &[Headroom]) -> f64 {
+    h.iter()
+        .map(|x| {
+            if x.margin_pct.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                x.margin_pct
+            }
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The highest level of each numeric axis over the rows (to say "extend the axis").
+fn axis_tops(rows: &[Row]) -> BTreeMap<String, f64> {
+    let mut tops: BTreeMap<String, f64> = BTreeMap::new();
+    for r in rows {
+        for (k, v) in &r.point.fleet {
+            if let Ok(x) = v.parse::<f64>() {
+                let e = tops.entry(k.clone()).or_insert(f64::NEG_INFINITY);
+                *e = e.max(x);
+            }
+        }
+    }
+    tops
+}
+
+/// What to change at a missed point, from what bound it and where it sits in the axes.
+fn advice(row: &Row, rows: &[Row], grows: &[Scalable]) -> Vec<String> {
+    use crate::diagnosis::ConstraintKind as K;
+    let mut out = Vec::new();
+    let tops = axis_tops(rows);
+    let at_top: Vec<String> = row
+        .point
+        .fleet
+        .iter()
+        .filter(|(k, v)| v.parse::<f64>().ok() == tops.get(*k).copied())
+        .map(|(k, v)| format!("extend axis `{k}` past {v}"))
+        .collect();
+    let alternatives: Vec<String> = row
+        .point
+        .fleet
+        .iter()
+        .filter(|(k, v)| v.parse::<f64>().is_err() && !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| format!("axis `{k}`: try a level other than `{v}`"))
+        .collect();
+    match &row.binding {
+        Some(b) => {
+            match b.kind {
+                K::ReplicaCap if !grows.contains(&Scalable::MaxReplicas) => out.push(format!(
+                    "{} is at its replica cap: raise its max_replicas, or add scale_with_traffic = [\"max_replicas\"] to the spec",
+                    b.subject
+                )),
+                K::ReplicaCap => out.push(format!(
+                    "{} is at its replica cap even grown with the traffic: raise its max_replicas in the scenario",
+                    b.subject
+                )),
+                K::GpusExhausted | K::NoNode => out.extend(at_top.clone()),
+                K::SharingNoFallback => out.extend(alternatives.clone()),
+                _ => {}
+            }
+            out.push(b.change.clone());
+        }
+        None => {
+            out.extend(at_top);
+            out.extend(alternatives);
+        }
+    }
+    out.dedup();
+    out
+}
+
 /// Recommends, per growth level (in first-seen order), the cheapest fleet meeting `slo`; ties go
-/// to the lower p99, then the lower index.
+/// to the lower p99, then the lower index. Without one, the nearest miss (smallest worst SLO
+/// excess, then the cheaper) with what bound it and what to change.
 pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> SweepResult {
     let mut growths: Vec<f64> = Vec::new();
     for r in &rows {
@@ -562,6 +801,10 @@ pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> Sw
             growths.push(r.point.growth);
         }
     }
+    let grows: Vec<Scalable> = rows
+        .first()
+        .map(|r| r.point.grows.clone())
+        .unwrap_or_default();
     let recommendations = growths
         .iter()
         .map(|&g| {
@@ -584,6 +827,26 @@ pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> Sw
                 })
                 .map(|r| r.point.index)
                 .collect();
+            let nearest_miss = if best.is_none() {
+                at.iter()
+                    .map(|r| (r, slo.headroom(r)))
+                    .max_by(|(a, ha), (b, hb)| {
+                        worst_margin(ha)
+                            .total_cmp(&worst_margin(hb))
+                            .then(b.usd_per_hour().total_cmp(&a.usd_per_hour()))
+                            .then(b.point.index.cmp(&a.point.index))
+                    })
+                    .map(|(r, h)| NearestMiss {
+                        point: r.point.index,
+                        fleet: r.point.fleet.clone(),
+                        usd_per_hour: r.usd_per_hour(),
+                        slo: h,
+                        binding: r.binding.clone(),
+                        change: advice(r, &rows, &grows),
+                    })
+            } else {
+                None
+            };
             Recommendation {
                 growth: g,
                 point: best.map(|r| r.point.index),
@@ -593,6 +856,9 @@ pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> Sw
                 failed_pct: best.map(|r| r.failed_pct()),
                 feasible_points: feasible.len(),
                 pareto,
+                headroom: best.map(|r| slo.headroom(r)).unwrap_or_default(),
+                binding: best.and_then(|r| r.binding.clone()),
+                nearest_miss,
             }
         })
         .collect();
@@ -605,6 +871,55 @@ pub fn recommend(name: &str, fingerprint: &str, slo: &Slo, rows: Vec<Row>) -> Sw
     }
 }
 
+fn fleet_text(f: &BTreeMap<String, String>) -> String {
+    f.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn headroom_text(h: &[Headroom]) -> String {
+    h.iter()
+        .map(|x| {
+            let d = super::metric::find(&x.metric).map_or(1, |m| m.decimals);
+            format!(
+                "{} {:.d$} vs {} ({:+.0} %)",
+                x.metric, x.value, x.limit, x.margin_pct
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Recommendation {
+    /// The plain-language answer for this growth level (the CLI prints it; sweep.md has it).
+    pub fn explain(&self) -> String {
+        match (self.point, &self.nearest_miss) {
+            (Some(i), _) => format!(
+                "traffic ×{}: cheapest fleet meeting the SLOs is point {i}: {} — ${:.2}/h; headroom: {}{}",
+                self.growth,
+                fleet_text(&self.fleet),
+                self.usd_per_hour.unwrap_or(f64::NAN),
+                headroom_text(&self.headroom),
+                self.binding
+                    .as_ref()
+                    .map_or(String::new(), |b| format!("; binds first: {}", b.line()))
+            ),
+            (None, Some(m)) => format!(
+                "traffic ×{}: no fleet in the sweep meets the SLOs. Nearest miss: point {}: {} — ${:.2}/h; {}. Binding: {}. Change: {}",
+                self.growth,
+                m.point,
+                fleet_text(&m.fleet),
+                m.usd_per_hour,
+                headroom_text(&m.slo),
+                m.binding.as_ref().map_or("none measured".to_string(), |b| b.what()),
+                if m.change.is_empty() { "–".to_string() } else { m.change.join("; ") }
+            ),
+            (None, None) => format!("traffic ×{}: no points", self.growth),
+        }
+    }
+}
+
 impl SweepResult {
     fn axes(&self) -> Vec<String> {
         self.rows
@@ -613,35 +928,82 @@ impl SweepResult {
             .unwrap_or_default()
     }
 
-    /// One line per point: the fleet, growth, the headline metrics and whether it meets the SLOs.
+    /// What grows with the traffic and what stays fixed, in one sentence.
+    pub fn growth_semantics(&self) -> String {
+        let grows: Vec<Scalable> = self
+            .rows
+            .first()
+            .map(|r| r.point.grows.clone())
+            .unwrap_or_default();
+        let grown = if grows.is_empty() {
+            "nothing else".to_string()
+        } else {
+            grows
+                .iter()
+                .map(|k| format!("every service's `{}`", k.key()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let fixed: Vec<String> = Scalable::ALL
+            .iter()
+            .filter(|k| !grows.contains(k))
+            .map(|k| format!("`{}`", k.key()))
+            .collect();
+        format!(
+            "Growing the traffic grows {grown} (× growth, rounded up); the fleet axes ({}){} and every other setting stay fixed.",
+            self.axes().join(", "),
+            if fixed.is_empty() {
+                String::new()
+            } else {
+                format!(", services' {}", fixed.join(", "))
+            }
+        )
+    }
+
+    /// The metrics the sweep shows (the registry's `show.sweep`), those some row has.
+    fn shown(&self) -> Vec<&'static super::MetricDef> {
+        super::metric::shown(|s| s.sweep)
+            .filter(|m| self.rows.iter().any(|r| r.metrics.contains_key(m.name)))
+            .collect()
+    }
+
+    /// One line per point: the fleet, growth, the registry's sweep metrics (mean and 95 % CI),
+    /// whether it meets the SLOs and what bound it.
     pub fn to_csv(&self) -> String {
         let axes = self.axes();
-        let mut out = format!(
-            "point,{},growth,usd_per_hour,usd_per_hour_ci95,p99_ms,p99_ms_ci95,failed_pct,slo_attainment,energy_kwh,mean_allocated_gpus,meets_slo\n",
-            axes.join(",")
-        );
+        let shown = self.shown();
+        let mut out = format!("point,{},growth", axes.join(","));
+        for m in &shown {
+            out.push_str(&format!(",{0},{0}_ci95", m.name));
+        }
+        out.push_str(",meets_slo,binding\n");
         for r in &self.rows {
-            let m = |k: &str| r.metrics.get(k).copied();
-            let mean = |k: &str| m(k).map_or(f64::NAN, |e| e.mean);
-            let ci = |k: &str| m(k).map_or(f64::NAN, |e| e.ci95);
             let fleet: Vec<String> = axes
                 .iter()
                 .map(|a| r.point.fleet.get(a).cloned().unwrap_or_default())
                 .collect();
             out.push_str(&format!(
-                "{},{},{},{:.4},{:.4},{:.3},{:.3},{:.4},{:.4},{:.4},{:.3},{}\n",
+                "{},{},{}",
                 r.point.index,
                 fleet.join(","),
-                r.point.growth,
-                mean("usd_per_hour"),
-                ci("usd_per_hour"),
-                mean("p99_ms"),
-                ci("p99_ms"),
-                mean("failed_pct"),
-                mean("slo_attainment"),
-                mean("energy_kwh"),
-                mean("mean_allocated_gpus"),
-                self.slo.met(|k| r.mean(k))
+                r.point.growth
+            ));
+            for m in &shown {
+                let e = r.metrics.get(m.name);
+                let d = m.decimals + 2;
+                out.push_str(&format!(
+                    ",{:.d$},{:.d$}",
+                    e.map_or(f64::NAN, |e| e.mean),
+                    e.map_or(f64::NAN, |e| e.ci95)
+                ));
+            }
+            out.push_str(&format!(
+                ",{},{}\n",
+                self.slo.met(|k| r.mean(k)),
+                r.binding
+                    .as_ref()
+                    .map_or(String::new(), |b| format!("{:?}:{}", b.kind, b.subject)
+                        .to_lowercase())
             ));
         }
         out
@@ -649,6 +1011,7 @@ impl SweepResult {
 
     pub fn to_markdown(&self) -> String {
         let axes = self.axes();
+        let shown = self.shown();
         let mut slo = format!(
             "p99 ≤ {} ms, failures ≤ {} %",
             self.slo.max_p99_ms.map_or("∞".into(), |v| v.to_string()),
@@ -662,53 +1025,82 @@ impl SweepResult {
         if let Some(v) = self.slo.max_tpot_p99_ms {
             slo.push_str(&format!(", TPOT p99 ≤ {v} ms"));
         }
-        let mut out = format!("# Sweep `{}`\n\nSLOs (mean over seeds): {slo}.\n\n## Recommended fleets\n\n| growth | fleet | $/hour | p99 (ms) | failed % | feasible points |\n|---:|---|---:|---:|---:|---:|\n", self.name);
+        let mut out = format!(
+            "# Sweep `{}`\n\nSLOs (mean over seeds): {slo}.\n\n{}\n\n## Recommended fleets\n\n| growth | fleet | $/hour | p99 (ms) | failed % | headroom | feasible points |\n|---:|---|---:|---:|---:|---|---:|\n",
+            self.name,
+            self.growth_semantics()
+        );
         for rec in &self.recommendations {
             let fleet = if rec.point.is_some() {
-                rec.fleet
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                fleet_text(&rec.fleet)
             } else {
                 "**none meets the SLOs**".into()
             };
             let f = |v: Option<f64>, d: usize| v.map_or("–".into(), |v| format!("{v:.d$}"));
             out.push_str(&format!(
-                "| ×{} | {} | {} | {} | {} | {} |\n",
+                "| ×{} | {} | {} | {} | {} | {} | {} |\n",
                 rec.growth,
                 fleet,
                 f(rec.usd_per_hour, 2),
                 f(rec.p99_ms, 1),
                 f(rec.failed_pct, 3),
+                if rec.headroom.is_empty() {
+                    "–".to_string()
+                } else {
+                    headroom_text(&rec.headroom)
+                },
                 rec.feasible_points
             ));
         }
+        out.push_str("\n## Why\n\n");
+        for rec in &self.recommendations {
+            out.push_str(&format!("- {}\n", rec.explain()));
+        }
         out.push_str(&format!(
-            "\n## All points\n\n| point | {} | growth | $/hour | p99 (ms) | failed % | SLO att. % | meets SLOs |\n|---:|{}---:|---:|---:|---:|---:|---|\n",
-            axes.join(" | "),
-            "---|".repeat(axes.len())
+            "\n## All points\n\n| point | {} | growth |",
+            axes.join(" | ")
         ));
+        for m in &shown {
+            out.push_str(&format!(" {} ({}) |", m.name, m.unit));
+        }
+        out.push_str(" meets SLOs | binding constraint |\n|---:|");
+        out.push_str(&"---|".repeat(axes.len()));
+        out.push_str("---:|");
+        out.push_str(&"---:|".repeat(shown.len()));
+        out.push_str("---|---|\n");
         for r in &self.rows {
             let fleet: Vec<String> = axes
                 .iter()
                 .map(|a| r.point.fleet.get(a).cloned().unwrap_or_default())
                 .collect();
-            let slo_att = r.metrics.get("slo_attainment").map_or(f64::NAN, |e| e.mean);
             out.push_str(&format!(
-                "| {} | {} | ×{} | {:.2} | {:.1} | {:.3} | {:.2} | {} |\n",
+                "| {} | {} | ×{} |",
                 r.point.index,
                 fleet.join(" | "),
-                r.point.growth,
-                r.usd_per_hour(),
-                r.p99_ms(),
-                r.failed_pct(),
-                slo_att,
+                r.point.growth
+            ));
+            for m in &shown {
+                let d = m.decimals;
+                out.push_str(&format!(
+                    " {} |",
+                    r.metrics
+                        .get(m.name)
+                        .map_or("–".to_string(), |e| format!("{:.d$}", e.mean))
+                ));
+            }
+            out.push_str(&format!(
+                " {} | {} |\n",
                 if self.slo.met(|k| r.mean(k)) {
                     "yes"
                 } else {
                     "no"
-                }
+                },
+                r.binding.as_ref().map_or("–".to_string(), |b| format!(
+                    "{} on {} ({:.0} %)",
+                    b.kind.label(),
+                    b.subject,
+                    b.share * 100.0
+                ))
             ));
         }
         out
@@ -809,7 +1201,9 @@ mod tests {
                 fleet: BTreeMap::new(),
                 growth: 1.0,
                 sets: vec![],
+                grows: vec![],
             },
+            binding: None,
             metrics: [
                 (
                     "usd_per_hour".to_string(),

@@ -186,6 +186,7 @@ fn jobs(
                 variant: tag.to_string(),
                 sets: s,
                 seed,
+                grow: None,
             });
         }
     }
@@ -460,6 +461,7 @@ mod tests {
             .into_iter()
             .collect(),
             latency_cdf_ms: vec![],
+            binding: None,
         }
     }
 
