@@ -3,7 +3,7 @@
 
 mod common;
 
-use gpusched_sim::experiment::compare::CompareReport;
+use gpusched_experiments::compare::CompareReport;
 
 fn compare(out: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec![

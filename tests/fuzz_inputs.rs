@@ -497,10 +497,10 @@ proptest! {
         let p = tmp.path().join("sweep.toml");
         std::fs::write(&p, &m).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            use gpusched_sim::experiment::sweep::{Shard, Sweep};
+            use gpusched_experiments::sweep::{Shard, Sweep};
             let s = Sweep::load(&p).map_err(|e| e.to_string())?;
             let points = s.shard(Shard { index: 0, count: 1 });
-            gpusched_sim::experiment::runner::prepare(&s.jobs(&points))
+            gpusched_experiments::runner::prepare(&s.jobs(&points))
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }));

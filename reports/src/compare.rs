@@ -4,9 +4,9 @@
 use crate::charts::{log_cdf_to_files, Bars, LinePanel, Series, PALETTE};
 use crate::font::{ensure_font, FONT};
 use crate::ReportError;
-use gpusched_sim::experiment::compare::CompareReport;
-use gpusched_sim::experiment::metric;
-use gpusched_sim::experiment::sweep::SweepResult;
+use gpusched_experiments::compare::CompareReport;
+use gpusched_experiments::metric;
+use gpusched_experiments::sweep::SweepResult;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::fs;

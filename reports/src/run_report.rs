@@ -371,8 +371,8 @@ fn markdown(result: &RunResult, plots: &[String]) -> String {
         let _ = writeln!(md, "| {k} | {v} |");
     }
     // The headline metrics: the registry's list (`show.run`), named and rounded as everywhere.
-    let values = gpusched_sim::experiment::metric::extract(s);
-    for m in gpusched_sim::experiment::metric::shown(|x| x.run) {
+    let values = gpusched_experiments::metric::extract(s);
+    for m in gpusched_experiments::metric::shown(|x| x.run) {
         if let Some(v) = values.get(m.name) {
             let d = m.decimals;
             let _ = writeln!(md, "| {} — {} | {v:.d$} {} |", m.name, m.help, m.unit);

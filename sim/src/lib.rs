@@ -6,7 +6,6 @@
 pub mod bench;
 pub mod diagnosis;
 pub mod events;
-pub mod experiment;
 pub mod explain;
 pub mod metrics;
 pub mod sim;

@@ -5,9 +5,9 @@
 
 use super::bad_input;
 use super::support::run_jobs_with_bar;
-use gpusched_sim::experiment::compare::{CompareReport, Group, Variant};
-use gpusched_sim::experiment::gate::{evaluate, GateExpr, Pair, Violation};
-use gpusched_sim::experiment::runner::{Job, ScenarioRef};
+use gpusched_experiments::compare::{CompareReport, Group, Variant};
+use gpusched_experiments::gate::{evaluate, GateExpr, Pair, Violation};
+use gpusched_experiments::runner::{Job, ScenarioRef};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;

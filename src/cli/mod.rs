@@ -44,7 +44,7 @@ impl Classify for gpusched_sim::SimError {
         gpusched_sim::SimError::is_input_error(self)
     }
 }
-impl Classify for gpusched_sim::experiment::ExperimentError {
+impl Classify for gpusched_experiments::ExperimentError {
     fn is_input_error(&self) -> bool {
         self.is_bad_input()
     }

@@ -1,8 +1,8 @@
 //! What several subcommands share, in one place: the progress bars, the parallel job runner
 //! behind them, the peak-memory reader and the notes a trace replay leaves.
 
-use gpusched_sim::experiment::runner::{run_jobs, Job, RunRecord};
-use gpusched_sim::experiment::ExperimentError;
+use gpusched_experiments::runner::{run_jobs, Job, RunRecord};
+use gpusched_experiments::ExperimentError;
 use gpusched_sim::trace::pipeline::ReplayReport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Instant;
@@ -24,7 +24,7 @@ pub fn peak_rss_mib() -> Option<f64> {
     peak_rss_kib().map(|k| k as f64 / 1024.0)
 }
 
-/// Runs experiment jobs in parallel (`gpusched_sim::experiment::runner::run_jobs`) behind a
+/// Runs experiment jobs in parallel (`gpusched_experiments::runner::run_jobs`) behind a
 /// `{label} [====>   ] done/total runs` bar on stderr, cleared when they finish.
 pub fn run_jobs_with_bar(label: &str, jobs: &[Job]) -> Result<Vec<RunRecord>, ExperimentError> {
     let bar = ProgressBar::new(jobs.len() as u64);

@@ -5,8 +5,8 @@
 
 use super::bad_input;
 use super::support::run_jobs_with_bar;
-use gpusched_sim::experiment::k8s::{dns_label, job_manifest, JobParams, MOUNT};
-use gpusched_sim::experiment::sweep::{merge, recommend, Shard, Slo, Sweep, SweepPart};
+use gpusched_experiments::k8s::{dns_label, job_manifest, JobParams, MOUNT};
+use gpusched_experiments::sweep::{merge, recommend, Shard, Slo, Sweep, SweepPart};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -134,7 +134,7 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
             extra.extend(["--max-failed-pct".to_string(), v.to_string()]);
         }
         let cwd = std::env::current_dir().unwrap_or_default();
-        let in_image = match gpusched_sim::experiment::k8s::image_spec_path(spec_path, &cwd) {
+        let in_image = match gpusched_experiments::k8s::image_spec_path(spec_path, &cwd) {
             Ok(p) => p,
             Err(e) => return bad_input(e),
         };
@@ -157,7 +157,7 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
             file.display(),
             sweep.points.len(),
             a.shards,
-            gpusched_sim::experiment::k8s::REQUIRES,
+            gpusched_experiments::k8s::REQUIRES,
             file.display(),
             dns_label(&sweep.spec.name)
         );
@@ -178,7 +178,7 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
     let shard = a.shard.unwrap_or(Shard { index: 0, count: 1 });
     let points = sweep.shard(shard);
     let jobs = sweep.jobs(&points);
-    if let Err(e) = gpusched_sim::experiment::runner::prepare(&jobs) {
+    if let Err(e) = gpusched_experiments::runner::prepare(&jobs) {
         // Name the spec: the point's overrides came from its axes.
         return bad_input(format!("{}: {e}", spec_path.display()));
     }
@@ -219,11 +219,7 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
     finish(&out, &result, !a.no_plots)
 }
 
-fn finish(
-    out: &Path,
-    result: &gpusched_sim::experiment::sweep::SweepResult,
-    plots: bool,
-) -> ExitCode {
+fn finish(out: &Path, result: &gpusched_experiments::sweep::SweepResult, plots: bool) -> ExitCode {
     let stage = match super::stage_out(out) {
         Ok(s) => s,
         Err(code) => return code,
@@ -291,7 +287,7 @@ fn execute_merge(m: &MergeArgs) -> ExitCode {
 /// Which settings grow with the traffic and which stay fixed, said before the runs.
 fn growth_line(sweep: &Sweep) -> String {
     let grows = &sweep.spec.scale_with_traffic;
-    let fixed: Vec<&str> = gpusched_sim::experiment::sweep::Scalable::ALL
+    let fixed: Vec<&str> = gpusched_experiments::sweep::Scalable::ALL
         .iter()
         .filter(|k| !grows.contains(k))
         .map(|k| k.key())

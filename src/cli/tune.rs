@@ -1,12 +1,12 @@
 //! `gpusched tune`: searches the seeds' scoring weights (`engine.weights.*`) on training
 //! scenarios and seeds and reports tuned against default weights on held-out seeds and
-//! scenarios. The search itself is in `gpusched_sim::experiment::tune` (why a seeded random
+//! scenarios. The search itself is in `gpusched_experiments::tune` (why a seeded random
 //! search rather than an optimisation crate is explained there).
 
 use super::bad_input;
-use gpusched_sim::experiment::metric;
-use gpusched_sim::experiment::runner::ScenarioRef;
-use gpusched_sim::experiment::tune::{tune, Objective, TuneConfig, TuneScenario};
+use gpusched_experiments::metric;
+use gpusched_experiments::runner::ScenarioRef;
+use gpusched_experiments::tune::{tune, Objective, TuneConfig, TuneScenario};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

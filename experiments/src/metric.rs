@@ -1,7 +1,7 @@
 //! The metrics an experiment reports, by name: what `--fail-if`, the tables and the sweep's
 //! constraints refer to. One registry so every command spells a metric the same way.
 
-use crate::metrics::Summary;
+use gpusched_sim::metrics::Summary;
 
 /// One reported metric: how to read it from a run's [`Summary`] and how to show it.
 pub struct MetricDef {
@@ -62,7 +62,10 @@ fn usd_per_hour(s: &Summary) -> f64 {
 }
 
 /// A figure of the run's `binding_constraints` (NaN, so left out, when absent).
-fn binding(s: &Summary, f: impl Fn(&crate::diagnosis::BindingConstraints, f64) -> f64) -> f64 {
+fn binding(
+    s: &Summary,
+    f: impl Fn(&gpusched_sim::diagnosis::BindingConstraints, f64) -> f64,
+) -> f64 {
     match &s.binding_constraints {
         Some(b) if s.duration_s > 0.0 => f(b, s.duration_s),
         _ => f64::NAN,

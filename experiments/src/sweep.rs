@@ -72,7 +72,7 @@ impl Scalable {
     }
 
     /// The service's current value.
-    pub fn get(self, s: &crate::scenario::ServiceSpec) -> u64 {
+    pub fn get(self, s: &gpusched_sim::scenario::ServiceSpec) -> u64 {
         match self {
             Scalable::MaxReplicas => s.max_replicas as u64,
             Scalable::MinReplicas => s.min_replicas as u64,
@@ -84,7 +84,11 @@ impl Scalable {
 
 /// The `key=value` overrides that grow `grow` settings of every service of `sc` by `growth`
 /// (rounded up, so a cap never shrinks below what the traffic's share needs).
-pub fn growth_sets(sc: &crate::scenario::Scenario, grow: &[Scalable], growth: f64) -> Vec<String> {
+pub fn growth_sets(
+    sc: &gpusched_sim::scenario::Scenario,
+    grow: &[Scalable],
+    growth: f64,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (i, svc) in sc.services.iter().enumerate() {
         for &k in grow {
@@ -228,7 +232,7 @@ pub struct Sweep {
 
 impl Sweep {
     pub fn load(path: &Path) -> Result<Sweep, ExperimentError> {
-        let text = crate::text::read_utf8(path)
+        let text = gpusched_sim::text::read_utf8(path)
             .map_err(|e| {
                 ExperimentError::BadInput(format!(
                     "{}: cannot read the sweep spec: {e}",
@@ -239,9 +243,9 @@ impl Sweep {
         let spec: SweepSpec = toml::from_str(&text).map_err(|e| {
             ExperimentError::BadInput(format!("{}: {}", path.display(), e.to_string().trim_end()))
         })?;
-        // Every number through the one range check (crate::numbers), naming the spec's key.
+        // Every number through the one range check (gpusched_sim::numbers), naming the spec's key.
         if let Ok(v) = toml::from_str::<toml::Value>(&text) {
-            crate::numbers::check(&path.display().to_string(), &v)
+            gpusched_sim::numbers::check(&path.display().to_string(), &v)
                 .map_err(|e| ExperimentError::BadInput(e.to_string()))?;
         }
         let base = path.parent().unwrap_or(Path::new(""));
@@ -263,11 +267,11 @@ impl Sweep {
                 "sweep: `growth` must list positive multipliers".into(),
             ));
         }
-        if spec.seeds.len() as u64 > crate::limits::MAX_SEEDS {
+        if spec.seeds.len() as u64 > gpusched_sim::limits::MAX_SEEDS {
             return Err(ExperimentError::BadInput(format!(
                 "sweep: seeds: {} seeds; the limit is {}",
                 spec.seeds.len(),
-                crate::limits::MAX_SEEDS
+                gpusched_sim::limits::MAX_SEEDS
             )));
         }
         for (k, v) in [
@@ -325,12 +329,12 @@ impl Sweep {
             .and_then(|n| n.checked_mul(spec.growth.len() as u64))
             .and_then(|n| n.checked_mul(spec.seeds.len() as u64));
         match runs {
-            Some(n) if n <= crate::limits::MAX_RUNS => {}
+            Some(n) if n <= gpusched_sim::limits::MAX_RUNS => {}
             _ => {
                 return Err(ExperimentError::BadInput(format!(
                     "sweep: axes × growth × seeds is {} runs; the limit is {}",
                     runs.map_or("more than 2^64".to_string(), |n| n.to_string()),
-                    crate::limits::MAX_RUNS
+                    gpusched_sim::limits::MAX_RUNS
                 )))
             }
         }
@@ -418,8 +422,8 @@ impl Sweep {
 
 /// The primary finding most runs share (by kind and subject); ties go to the larger mean
 /// share, then the first run's.
-fn common_binding(runs: &[&RunRecord]) -> Option<crate::diagnosis::Finding> {
-    let mut by: BTreeMap<(crate::diagnosis::ConstraintKind, String), (usize, f64, usize)> =
+fn common_binding(runs: &[&RunRecord]) -> Option<gpusched_sim::diagnosis::Finding> {
+    let mut by: BTreeMap<(gpusched_sim::diagnosis::ConstraintKind, String), (usize, f64, usize)> =
         BTreeMap::new();
     for (i, r) in runs.iter().enumerate() {
         if let Some(b) = &r.binding {
@@ -527,7 +531,7 @@ pub struct Row {
     pub metrics: BTreeMap<String, Estimate>,
     /// What bound the point most: the primary finding most of its seeds share.
     #[serde(default)]
-    pub binding: Option<crate::diagnosis::Finding>,
+    pub binding: Option<gpusched_sim::diagnosis::Finding>,
 }
 
 impl Row {
@@ -643,7 +647,7 @@ pub struct NearestMiss {
     /// Every SLO metric against its limit (the misses have a negative margin).
     pub slo: Vec<Headroom>,
     /// What bound it most (the most frequent primary finding over its seeds).
-    pub binding: Option<crate::diagnosis::Finding>,
+    pub binding: Option<gpusched_sim::diagnosis::Finding>,
     /// What to change, most direct first.
     pub change: Vec<String>,
 }
@@ -666,7 +670,7 @@ pub struct Recommendation {
     pub headroom: Vec<Headroom>,
     /// What binds the recommended fleet (the first constraint more traffic would meet).
     #[serde(default)]
-    pub binding: Option<crate::diagnosis::Finding>,
+    pub binding: Option<gpusched_sim::diagnosis::Finding>,
     /// When no fleet met the SLOs.
     #[serde(default)]
     pub nearest_miss: Option<NearestMiss>,
@@ -748,7 +752,7 @@ fn axis_tops(rows: &[Row]) -> BTreeMap<String, f64> {
 
 /// What to change at a missed point, from what bound it and where it sits in the axes.
 fn advice(row: &Row, rows: &[Row], grows: &[Scalable]) -> Vec<String> {
-    use crate::diagnosis::ConstraintKind as K;
+    use gpusched_sim::diagnosis::ConstraintKind as K;
     let mut out = Vec::new();
     let tops = axis_tops(rows);
     let at_top: Vec<String> = row

@@ -89,7 +89,7 @@ pub struct Group {
     pub variant: String,
     pub seeds: Vec<u64>,
     pub metrics: BTreeMap<String, Estimate>,
-    /// Mean over seeds of the latency at each of [`CDF_QUANTILES`](crate::metrics::CDF_QUANTILES)
+    /// Mean over seeds of the latency at each of [`CDF_QUANTILES`](gpusched_sim::metrics::CDF_QUANTILES)
     /// (quantile averaging: the CDF of the "average run").
     pub latency_cdf_ms: Vec<f64>,
 }
@@ -170,7 +170,7 @@ impl CompareReport {
             scenarios,
             variants,
             seeds,
-            cdf_quantiles: crate::metrics::CDF_QUANTILES.to_vec(),
+            cdf_quantiles: gpusched_sim::metrics::CDF_QUANTILES.to_vec(),
             runs,
         }
     }

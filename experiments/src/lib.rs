@@ -1,7 +1,12 @@
-//! Experiments over many runs: policy comparison with confidence intervals and a CI gate
-//! (`compare`), capacity-planning sweeps with sharding and merging (`sweep`), and weight search
-//! (`tune`). Everything here is a pure function of run summaries except [`runner`], which runs
-//! the simulations in parallel; outputs are deterministic (ordered maps, runs in job order).
+//! gpusched-experiments: experiments over many simulator runs — policy comparison with
+//! confidence intervals and a CI gate (`compare`), capacity-planning sweeps with sharding onto
+//! Kubernetes Jobs and merging (`sweep`, [`k8s`]), and weight search (`tune`). Everything here
+//! is a pure function of run summaries except [`runner`], which runs the simulations in
+//! parallel; outputs are deterministic (ordered maps, runs in job order).
+//!
+//! Owns: the metric registry ([`METRICS`]) that compare, sweep, tune, the gate and the reports
+//! read; statistics over seeds; the experiment specs. Depends on the simulator (it runs
+//! scenarios and reads their summaries). Must never depend on reports or live.
 
 pub mod compare;
 pub mod gate;
@@ -20,7 +25,7 @@ pub use stats::Estimate;
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
     #[error(transparent)]
-    Scenario(#[from] crate::ScenarioError),
+    Scenario(#[from] gpusched_sim::ScenarioError),
     #[error("{0}")]
     BadInput(String),
     #[error("{scenario} / {variant} / seed {seed}: {source}")]
@@ -28,7 +33,7 @@ pub enum ExperimentError {
         scenario: String,
         variant: String,
         seed: u64,
-        source: crate::SimError,
+        source: gpusched_sim::SimError,
     },
 }
 

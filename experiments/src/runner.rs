@@ -5,7 +5,7 @@
 //! job alone, so an experiment's output does not depend on how many cores ran it.
 
 use super::{metric, ExperimentError};
-use crate::scenario::LoadedScenario;
+use gpusched_sim::scenario::LoadedScenario;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,10 +21,10 @@ pub enum ScenarioRef {
 }
 
 impl ScenarioRef {
-    pub fn load(&self, sets: &[String]) -> Result<LoadedScenario, crate::ScenarioError> {
+    pub fn load(&self, sets: &[String]) -> Result<LoadedScenario, gpusched_sim::ScenarioError> {
         match self {
-            ScenarioRef::Default => crate::load_default(sets),
-            ScenarioRef::File(p) => crate::load_file(p, sets),
+            ScenarioRef::Default => gpusched_sim::load_default(sets),
+            ScenarioRef::File(p) => gpusched_sim::load_file(p, sets),
         }
     }
 }
@@ -52,11 +52,11 @@ pub struct RunRecord {
     pub seed: u64,
     /// Every metric of [`metric::METRICS`], by name.
     pub metrics: BTreeMap<String, f64>,
-    /// Latency (ms) at [`crate::metrics::CDF_QUANTILES`].
+    /// Latency (ms) at [`gpusched_sim::metrics::CDF_QUANTILES`].
     pub latency_cdf_ms: Vec<f64>,
     /// What bound the run most (summary.json's `binding_constraints.primary`).
     #[serde(default)]
-    pub binding: Option<crate::diagnosis::Finding>,
+    pub binding: Option<gpusched_sim::diagnosis::Finding>,
 }
 
 impl Job {
@@ -98,7 +98,7 @@ pub fn run_jobs(
     jobs.par_iter()
         .zip(loaded.par_iter())
         .map(|(job, sc)| {
-            let r = crate::run(sc, &mut |_| {}).map_err(|source| ExperimentError::Run {
+            let r = gpusched_sim::run(sc, &mut |_| {}).map_err(|source| ExperimentError::Run {
                 scenario: job.scenario_label.clone(),
                 variant: job.variant.clone(),
                 seed: job.seed,

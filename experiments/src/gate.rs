@@ -259,7 +259,7 @@ fn rhs_text(e: &GateExpr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::stats::Estimate;
+    use crate::stats::Estimate;
 
     fn group(variant: &str, p99: f64, slo: f64) -> Group {
         let est = |v| Estimate::from_values(&[v]).unwrap();
