@@ -11,6 +11,11 @@
 //! uncordoned, the pods waited for, and a canary batch watched. A failed step or an unhealthy
 //! watch rolls every node the rollout touched back to its previous config, in reverse order,
 //! and the rollout ends `RolledBack`.
+//!
+//! Who executes it: live mode (`live::rollout_exec`, every rollout, the controller's
+//! single-node ones included). The simulator's executor (`sim/src/rollout.rs`) still runs its
+//! own phases with the same plan, gate, health check and breaker, in the order this machine
+//! follows; moving it onto the machine (keeping its outputs byte-identical) is still open.
 
 use super::gate::{evaluate, GateConfig, GateInput, GateVerdict, UpdateClass};
 use super::plan::{plan, Batch, Strategy, StrategyConfig};
