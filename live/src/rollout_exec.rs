@@ -58,6 +58,7 @@ pub struct Run {
 }
 
 /// Runs a rollout over `rollouts` (one per node, in order) as the machine directs.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<A: Applier, O: Observer>(
     applier: &A,
     scope: &Scope,
