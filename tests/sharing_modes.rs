@@ -8,7 +8,9 @@ use gpusched_policies::decision::Placement;
 use gpusched_policies::sharing::NodeSharing;
 use gpusched_policies::view::{AllocSlice, AllocationView, NodeView};
 use gpusched_policies::workload::WorkloadKind;
-use gpusched_policies::{Decision, Engine, EngineConfig, GpuCatalog, GpuModel, WorkloadSpec};
+use gpusched_policies::{
+    ClusterState, Decision, Engine, EngineConfig, GpuCatalog, GpuModel, WorkloadSpec,
+};
 
 fn cluster(model: GpuModel, nodes: u32, gpus: u8) -> Vec<NodeView> {
     let mem = GpuCatalog::default().spec(model).memory_gb;
@@ -18,16 +20,23 @@ fn cluster(model: GpuModel, nodes: u32, gpus: u8) -> Vec<NodeView> {
 }
 
 /// Places `n` replicas one after another like the simulator does; returns the placements.
-fn pack(engine: &mut Engine, nodes: &mut [NodeView], w: &WorkloadSpec, n: u64) -> Vec<Placement> {
+fn pack(
+    engine: &mut Engine,
+    nodes: &mut Vec<NodeView>,
+    w: &WorkloadSpec,
+    n: u64,
+) -> Vec<Placement> {
+    // The engine crate's cluster state applies each placement (config, MIG, allocation).
+    let mut state = ClusterState::new(std::mem::take(nodes));
     let mut out = Vec::new();
     for r in 0..n {
-        let Decision::Place(p) = engine.place(nodes, w, r, false) else {
+        let Decision::Place(p) = engine.place(&state, w, r, false) else {
             panic!("replica {r} of {} did not fit", w.name)
         };
-        // The engine crate's one definition of applying a placement (config, MIG, allocation).
-        gpusched_policies::view::apply_placement(nodes, &p, w.memory_per_gpu_gb());
+        state.apply(&p, w.memory_per_gpu_gb());
         out.push(p);
     }
+    *nodes = state.into_nodes();
     out
 }
 

@@ -536,33 +536,21 @@ pub fn config_yaml(p: &Placement) -> Option<&str> {
         .map(|c| c.device_plugin_config.as_str())
 }
 
-/// The annotations written on a pod before it is bound: its allocation (for the view) and its
-/// MPS limits (for its downward-API env). `memory_gb` is what each of its GPUs holds.
+/// The annotations written on a pod before it is bound: its allocation, through the one codec
+/// ([`crate::codec`]: what the view rebuilds the cluster state from), and its MPS limits (for
+/// its downward-API env). `model` is the node's GPU model, `memory_gb` what each of its GPUs
+/// holds.
 pub fn placement_annotations(
     p: &Placement,
+    model: gpusched_policies::GpuModel,
     memory_gb: f64,
     gpu_memory_gb: f64,
 ) -> BTreeMap<String, Option<String>> {
-    let class = serde_json::to_value(p.class)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let mut a: BTreeMap<String, Option<String>> = [
-        (keys::WORKLOAD, p.workload.clone()),
-        (keys::GPU_INDEX, p.gpu.to_string()),
-        (keys::REPLICA, p.replica.to_string()),
-        (keys::SHARE_PCT, p.share_pct.to_string()),
-        (keys::MEMORY_GB, memory_gb.to_string()),
-        (keys::CLASS, class),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), Some(v)))
-    .collect();
-    if p.gpus.len() > 1 {
-        // A tensor-parallel pod: the view rebuilds all N of its GPUs from this after a restart.
-        let list: Vec<String> = p.gpus.iter().map(u8::to_string).collect();
-        a.insert(keys::GPU_INDICES.into(), Some(list.join(",")));
-    }
+    let pa = crate::codec::PodAllocation::of_placement(p, memory_gb);
+    let mut a: BTreeMap<String, Option<String>> = crate::codec::pod_annotations(&pa, model)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Some(v)))
+        .collect();
     let (pct, mem_mib) = match p
         .mps
         .as_ref()
@@ -571,9 +559,6 @@ pub fn placement_annotations(
         Some(c) => (c.active_thread_pct, c.pinned_mem_limit_mib),
         None => (100, (gpu_memory_gb * 1024.0).floor() as u64),
     };
-    for (k, v) in crate::slices::encode(p) {
-        a.insert(k.to_string(), Some(v));
-    }
     a.insert(keys::MPS_ACTIVE_THREAD_PCT.into(), Some(pct.to_string()));
     a.insert(
         keys::MPS_PINNED_MEM_LIMIT.into(),
@@ -612,14 +597,20 @@ pub fn mps_env_wired(pod: &Pod) -> bool {
 }
 
 /// The actions that bind a placed pod (annotate, then bind).
-pub fn bind_actions(pod: &Pod, p: &Placement, memory_gb: f64, gpu_memory_gb: f64) -> Vec<Action> {
+pub fn bind_actions(
+    pod: &Pod,
+    p: &Placement,
+    model: gpusched_policies::GpuModel,
+    memory_gb: f64,
+    gpu_memory_gb: f64,
+) -> Vec<Action> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     vec![
         Action::AnnotatePod {
             namespace: namespace.clone(),
             name: name.clone(),
-            annotations: placement_annotations(p, memory_gb, gpu_memory_gb),
+            annotations: placement_annotations(p, model, memory_gb, gpu_memory_gb),
         },
         Action::BindPod {
             namespace,

@@ -487,8 +487,8 @@ impl<A: Applier> Controller<A> {
             // Assume the binding (kube-scheduler's "assume"): the next decision sees it. A
             // tensor-parallel replica takes all of `p.gpus`, each holding its share of the model.
             let memory_per_gpu_gb = spec.memory_per_gpu_gb();
-            gpusched_policies::view::apply_placement(&mut view.nodes, &p, memory_per_gpu_gb);
-            let actions = bind_actions(&pod, &p, memory_per_gpu_gb, gpu_mem);
+            view.nodes.apply(&p, memory_per_gpu_gb);
+            let actions = bind_actions(&pod, &p, view.nodes[vi].model, memory_per_gpu_gb, gpu_mem);
             let mut bound = pod.clone();
             if let Some(Action::AnnotatePod { annotations, .. }) = actions.first() {
                 let a = bound.metadata.annotations.get_or_insert_default();
@@ -519,7 +519,7 @@ impl<A: Applier> Controller<A> {
     /// decision, then restores them.
     fn place_masked(
         &mut self,
-        nodes: &mut [gpusched_policies::NodeView],
+        nodes: &mut gpusched_policies::ClusterState,
         refused: &[Option<String>],
         spec: &gpusched_policies::WorkloadSpec,
         replica: u64,
@@ -531,11 +531,12 @@ impl<A: Applier> Controller<A> {
             .map(|(i, _)| i)
             .collect();
         for &i in &masked {
-            nodes[i].cordoned = true;
+            nodes.set_cordoned(i, true);
         }
+        nodes.flush_to(&mut self.engine);
         let d = self.engine.place(nodes, spec, replica, false);
         for &i in &masked {
-            nodes[i].cordoned = false;
+            nodes.set_cordoned(i, false);
         }
         d
     }

@@ -2,8 +2,9 @@
 //!
 //! * [`agent`] — per-node GPU readings through NVML ([`nvml`]), as Prometheus metrics and a node
 //!   annotation.
-//! * [`view`] — the engine's cluster view from Nodes and Pods (a pure function); [`slices`] — the
-//!   MIG / time-slice annotations that carry a slice through a restart.
+//! * [`view`] — the engine's cluster state from Nodes and Pods (a pure function); [`codec`] — the
+//!   one codec between that state and pod annotations, node labels and ConfigMap entries, for
+//!   every slice type ([`slices`]: its MIG / time-slice part).
 //! * [`node_filter`] — taints and readiness, as kube-scheduler filters nodes;
 //!   [`unschedulable`] — the "0/N nodes are available" message.
 //! * [`client`] — the kube client without the retry layer that hid 429s; [`names`] — names and
@@ -13,7 +14,8 @@
 //! * [`autoscale`] / [`signals`] — the simulator's autoscalers scaling opted-in Deployments from
 //!   the pods' Prometheus metrics and the agent's GPU readings.
 //! * [`rollback`] — sharing-config rollouts that can always be undone, behind the shared circuit
-//!   breaker.
+//!   breaker; [`rollout_exec`] — executes the engine crate's rollout state machine (strategies,
+//!   QPS gate, canary watch) with API requests.
 //! * [`snapshot`] — the live cluster as a simulator scenario; [`decisions`] — decisions.jsonl in
 //!   the simulator's format.
 
@@ -22,6 +24,7 @@ pub mod apply;
 pub mod autoscale;
 pub mod client;
 pub mod cmd;
+pub mod codec;
 pub mod controller;
 pub mod decisions;
 pub mod dryrun;
@@ -32,6 +35,7 @@ pub mod names;
 pub mod node_filter;
 pub mod nvml;
 pub mod rollback;
+pub mod rollout_exec;
 pub mod signals;
 pub mod slices;
 pub mod snapshot;

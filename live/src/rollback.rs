@@ -15,7 +15,7 @@
 //! rollout is refused outright when the node runs GPU pods outside the managed namespaces, since
 //! draining them is not gpusched's to do.
 
-use crate::apply::{Action, Applier, ApplyError, Scope};
+use crate::apply::{Action, Applier, Scope};
 use crate::keys;
 use crate::view::{annotation, pod_gpu_request, pod_is_active};
 use gpusched_policies::rollout::CircuitBreaker;
@@ -219,7 +219,11 @@ pub fn plan_rollout(
     }))
 }
 
-fn label_patch(node: &str, value: Option<String>, record: Option<&RollbackRecord>) -> Action {
+pub(crate) fn label_patch(
+    node: &str,
+    value: Option<String>,
+    record: Option<&RollbackRecord>,
+) -> Action {
     Action::PatchNodeMeta {
         node: node.to_string(),
         labels: [(keys::DEVICE_PLUGIN_CONFIG.to_string(), value)].into(),
@@ -259,7 +263,7 @@ pub fn rollback_actions(r: &RollbackRecord, scope: &Scope, entry_written: bool) 
 }
 
 /// Removes the in-progress marker: the last step of a rollout and of its rollback.
-fn clear_in_progress(node: &str) -> Action {
+pub(crate) fn clear_in_progress(node: &str) -> Action {
     Action::PatchNodeMeta {
         node: node.to_string(),
         labels: Default::default(),
@@ -324,6 +328,11 @@ pub enum RolloutOutcome {
     Deferred {
         reason: String,
     },
+    /// The QPS gate is closed: nothing of the batch was changed; asked again later.
+    Held {
+        reason: String,
+        failed_checks: Vec<String>,
+    },
     /// The rollout failed and was rolled back (`rollback_errors` lists any step of the rollback
     /// itself that failed: the node annotation still holds the record for a manual undo).
     RolledBack {
@@ -332,7 +341,9 @@ pub enum RolloutOutcome {
     },
 }
 
-/// Runs a rollout through `applier`, rolling back on failure and feeding the breaker.
+/// Runs one node's rollout through `applier`, rolling back on failure and feeding the breaker:
+/// the engine crate's rollout machine with this one target, rolling, neither gate nor watch
+/// ([`crate::rollout_exec`] carries out its commands).
 pub async fn execute<A: Applier>(
     applier: &A,
     scope: &Scope,
@@ -341,120 +352,18 @@ pub async fn execute<A: Applier>(
     timing: &RolloutTiming,
     now_unix_s: f64,
 ) -> RolloutOutcome {
-    if !breaker.try_acquire(now_unix_s) {
-        return RolloutOutcome::Deferred {
-            reason: format!(
-                "circuit breaker open ({:?}); sharing changes paused",
-                breaker.state(now_unix_s)
-            ),
-        };
-    }
-    let mut entry_written = false;
-    let result: Result<(), ApplyError> = async {
-        applier
-            .apply(&Action::PatchNodeMeta {
-                node: r.node.clone(),
-                labels: Default::default(),
-                annotations: [
-                    (
-                        keys::ROLLBACK.to_string(),
-                        Some(serde_json::to_string(&r.record).unwrap_or_default()),
-                    ),
-                    (
-                        keys::ROLLOUT_IN_PROGRESS.to_string(),
-                        Some(r.record.t_unix_s.to_string()),
-                    ),
-                ]
-                .into(),
-            })
-            .await?;
-        if let Some((k, y)) = &r.write_entry {
-            applier
-                .apply(&Action::SetConfigEntry {
-                    namespace: scope.plugin_config.0.clone(),
-                    configmap: scope.plugin_config.1.clone(),
-                    key: k.clone(),
-                    value: Some(y.clone()),
-                })
-                .await?;
-            entry_written = true;
-        }
-        if !r.record.cordoned_before {
-            applier
-                .apply(&Action::Cordon {
-                    node: r.node.clone(),
-                })
-                .await?;
-        }
-        for (ns, name) in &r.evict {
-            let a = Action::Evict {
-                namespace: ns.clone(),
-                name: name.clone(),
-            };
-            let mut tries = 0;
-            loop {
-                match applier.apply(&a).await {
-                    Ok(()) => break,
-                    Err(ApplyError::EvictionBlocked { .. }) if tries < timing.evict_retries => {
-                        tries += 1;
-                        tokio::time::sleep(timing.retry_delay).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        applier
-            .apply(&label_patch(&r.node, r.label_after.clone(), None))
-            .await?;
-        if !applier.is_dry_run() {
-            let deadline = tokio::time::Instant::now() + timing.plugin_timeout;
-            loop {
-                let cap = applier.node_capacity(&r.node).await?;
-                if cap.as_ref().is_some_and(|c| r.plugin_ready.met(c)) {
-                    break;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(ApplyError::Refused(format!(
-                        "the device plugin on {} advertises {:?}, expected {:?} after {:?}",
-                        r.node,
-                        cap.unwrap_or_default(),
-                        r.plugin_ready,
-                        timing.plugin_timeout
-                    )));
-                }
-                tokio::time::sleep(timing.poll).await;
-            }
-        }
-        if !r.record.cordoned_before {
-            applier
-                .apply(&Action::Uncordon {
-                    node: r.node.clone(),
-                })
-                .await?;
-        }
-        applier.apply(&clear_in_progress(&r.node)).await?;
-        Ok(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            breaker.record_success(now_unix_s);
-            RolloutOutcome::Done
-        }
-        Err(e) => {
-            breaker.record_failure(now_unix_s);
-            let mut rollback_errors = Vec::new();
-            for a in rollback_actions(&r.record, scope, entry_written) {
-                if let Err(re) = applier.apply(&a).await {
-                    rollback_errors.push(re.to_string());
-                }
-            }
-            RolloutOutcome::RolledBack {
-                error: e.to_string(),
-                rollback_errors,
-            }
-        }
-    }
+    crate::rollout_exec::run(
+        applier,
+        scope,
+        breaker,
+        gpusched_policies::rollout::MachineConfig::default(),
+        std::slice::from_ref(r),
+        timing,
+        &crate::rollout_exec::NoObserver,
+        now_unix_s,
+    )
+    .await
+    .outcome
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The slice of a GPU a pod holds, as pod annotations and back: the codec between the engine's
-//! allocations and Kubernetes objects for the slices a GPU index and a share cannot express.
+//! The slice of a GPU a pod holds, as pod annotations: the part of [`crate::codec`] for the
+//! slices a GPU index and a share cannot express (the codec writes them, this reads them).
 //!
 //! A whole GPU and an MPS share are `gpusched.io/gpu-index` + `share-pct` (read by
 //! [`crate::view::allocation_from_pod`]). A MIG instance adds `gpusched.io/mig-instance`
@@ -10,26 +10,10 @@
 
 use crate::keys;
 use crate::view::annotation;
-use gpusched_policies::decision::Placement;
 use gpusched_policies::mig::{MigInstance, MigProfile};
 use gpusched_policies::view::AllocSlice;
 use gpusched_policies::GpuModel;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-/// The annotations a placement's slice needs beyond index and share (empty for whole GPUs and
-/// MPS shares).
-pub fn encode(p: &Placement) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if let Some(m) = &p.mig {
-        out.push((keys::MIG_INSTANCE, format!("{}@{}", m.profile, m.start)));
-        out.push((keys::MIG_LAYOUT, m.layout.join(",")));
-    }
-    if let Some(t) = &p.time_slicing {
-        out.push((keys::TIME_SLICE_WEIGHT, t.weight.to_string()));
-        out.push((keys::TIME_SLICE_REPLICAS, t.replicas.to_string()));
-    }
-    out
-}
 
 /// What a pod's annotations say about its slice beyond index and share.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -18,6 +18,7 @@
 
 use crate::keys;
 use crate::nvml::NodeSummary;
+use gpusched_policies::cluster::ClusterState;
 use gpusched_policies::gpu::{GpuCatalog, GpuModel};
 use gpusched_policies::view::{AllocSlice, MigSlot};
 use gpusched_policies::view::{AllocationView, NodeView, SharingMode};
@@ -44,7 +45,9 @@ impl Default for ViewOptions {
 /// The view plus what the builder had to leave out or guess, for the log.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LiveView {
-    pub nodes: Vec<NodeView>,
+    /// The engine crate's cluster state, as the simulator keeps it: the controller assumes its
+    /// bindings into it with `ClusterState::apply`.
+    pub nodes: ClusterState,
     pub notes: Vec<String>,
 }
 
@@ -472,31 +475,21 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
             continue;
         }
         let model = views[ni].model;
-        let bound = allocation_from_pod(p).and_then(|found| {
-            // Every GPU the pod holds (N for tensor parallelism), and the MIG instance /
-            // time-slice weight: the slices index and share cannot express.
-            found
-                .map(|(gpu, a)| {
-                    Ok((
-                        gpu_indices_from_pod(p, gpu)?,
-                        a,
-                        crate::slices::decode(&p.metadata, model)?,
-                    ))
-                })
-                .transpose()
-        });
-        match bound {
-            Ok(Some((gpus, mut a, decoded))) => {
-                if let Some(slice) = decoded.slice {
-                    a.slice = slice;
-                }
+        // Every GPU the pod holds (N for tensor parallelism), and the MIG instance /
+        // time-slice weight, through the one codec.
+        match crate::codec::decode_pod(p, model) {
+            Ok(Some(crate::codec::PodAllocation {
+                gpus,
+                alloc: a,
+                mig_layout,
+                time_slice_replicas,
+            })) => {
                 // A tensor-parallel pod holds the same allocation on each of its GPUs.
                 for gpu in gpus {
                     match views[ni].gpus.get_mut(gpu as usize) {
                         Some(g) => {
-                            if g.mig.is_empty() && !decoded.layout.is_empty() {
-                                g.mig = decoded
-                                    .layout
+                            if g.mig.is_empty() && !mig_layout.is_empty() {
+                                g.mig = mig_layout
                                     .iter()
                                     .map(|&instance| MigSlot {
                                         instance,
@@ -504,7 +497,7 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
                                     })
                                     .collect();
                             }
-                            if let Some(r) = decoded.replicas {
+                            if let Some(r) = time_slice_replicas {
                                 ts_replicas.insert((ni, gpu), r);
                             }
                             g.allocations.push(a.clone())
@@ -591,7 +584,7 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
         }
     }
     LiveView {
-        nodes: views,
+        nodes: ClusterState::new(views),
         notes,
     }
 }

@@ -11,7 +11,7 @@ use gpusched_live::testutil::{gpu_node, gpusched_pod, pending_pod};
 use gpusched_live::view::{build_view, ViewOptions};
 use gpusched_policies::decision::{Decision, Placement};
 use gpusched_policies::view::{AllocationView, SharingMode};
-use gpusched_policies::{EngineConfig, GpuCatalog};
+use gpusched_policies::{EngineConfig, GpuCatalog, GpuModel};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -112,7 +112,7 @@ fn reconcile(ctl: &mut Controller<DryRunApplier>, nodes: &[Node], pods: &[Pod]) 
 /// The pod as the API server holds it once bound: gpusched's annotations, the node, running.
 fn bound(mut pod: Pod, p: &Placement, memory_per_gpu_gb: f64) -> Pod {
     let a = pod.metadata.annotations.get_or_insert_default();
-    for (k, v) in placement_annotations(p, memory_per_gpu_gb, 80.0) {
+    for (k, v) in placement_annotations(p, GpuModel::H100_80GB, memory_per_gpu_gb, 80.0) {
         if let Some(v) = v {
             a.insert(k, v);
         }

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod autoscale;
+pub mod cluster;
 pub mod config;
 pub mod consolidation;
 pub mod decision;
@@ -22,6 +23,7 @@ pub mod sharing;
 pub mod view;
 pub mod workload;
 
+pub use cluster::ClusterState;
 pub use config::EngineConfig;
 pub use decision::Decision;
 pub use engine::Engine;

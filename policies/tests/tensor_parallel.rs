@@ -255,17 +255,18 @@ fn single_gpu_placements_serialise_as_before() {
     assert!(!line.contains("\"gpus\""), "{line}");
 }
 
-/// The shared `view::apply_placement` (the placement bench, live mode's batch of placements)
-/// allocates every GPU of a tensor-parallel placement, each with its share of the model, so the
-/// next decision in a batch sees all N taken; `remove_replica` frees them all again.
+/// The cluster state's `apply` (the simulator, the placement bench, live mode's batch of
+/// placements) allocates every GPU of a tensor-parallel placement, each with its share of the
+/// model, so the next decision in a batch sees all N taken; `release` frees them all again.
 #[test]
 fn apply_placement_takes_every_gpu_of_a_tp_placement() {
     for policy in PolicyName::ALL {
-        let mut nodes = vec![node("four-1", 0, GpuModel::H100_80GB, 4)];
+        let mut nodes =
+            gpusched_policies::ClusterState::new(vec![node("four-1", 0, GpuModel::H100_80GB, 4)]);
         let mut e = engine(policy, SharingPolicy::Classes, nodes.len());
         let w = tp("llama-70b", 140.0, 2);
         let first = placed(e.place(&nodes, &w, 1, false));
-        gpusched_policies::view::apply_placement(&mut nodes, &first, w.memory_per_gpu_gb());
+        nodes.apply(&first, w.memory_per_gpu_gb());
         assert_eq!(nodes[0].gpus_of(1), first.gpus, "{policy:?}");
         for &g in &first.gpus {
             let gv = &nodes[0].gpus[g as usize];
@@ -279,7 +280,7 @@ fn apply_placement_takes_every_gpu_of_a_tp_placement() {
             second.gpus,
             first.gpus
         );
-        gpusched_policies::view::apply_placement(&mut nodes, &second, w.memory_per_gpu_gb());
+        nodes.apply(&second, w.memory_per_gpu_gb());
         assert!(nodes[0].gpus.iter().all(|g| !g.is_free()), "{policy:?}");
         assert!(
             matches!(
@@ -288,7 +289,7 @@ fn apply_placement_takes_every_gpu_of_a_tp_placement() {
             ),
             "{policy:?}: the node is full"
         );
-        assert_eq!(nodes[0].remove_replica(1), first.gpus, "{policy:?}");
+        assert_eq!(nodes.release(0, 1), first.gpus, "{policy:?}");
         assert_eq!(nodes[0].gpus_of(2), second.gpus, "{policy:?}");
     }
 }

@@ -230,8 +230,8 @@ impl Sim<'_> {
     }
 
     fn node_down(&mut self, t: SimTime, n: usize, down: bool) {
-        self.nodes[n].cordoned = down;
-        self.engine.node_changed(n);
+        self.nodes.set_cordoned(n, down);
+        self.nodes.flush_to(&mut self.engine);
         let gpus = self.nodes[n].gpus.len() as f64;
         let x = self.x();
         match (down, x.down_since[n]) {
@@ -779,11 +779,8 @@ impl Sim<'_> {
             for r in pods {
                 self.restart_pod(t, r);
             }
-            self.nodes[n].sharing = to_s;
-            if self.nodes[n].designated.is_some() {
-                self.nodes[n].designated = Some(to_s);
-            }
-            self.engine.node_changed(n);
+            self.nodes.set_sharing(n, to_s);
+            self.nodes.flush_to(&mut self.engine);
             let d = &self.sc.scenario.disruption;
             self.reconfigurations += 1;
             self.reconfig_gpu_seconds += d.plugin_restart_s * self.nodes[n].gpus.len() as f64;

@@ -11,10 +11,11 @@ use crate::state::{GpuSim, InFlight, Replica, ReplicaState, ServiceSim};
 use crate::trace::pipeline::ReplayReport;
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
 use gpusched_policies::autoscale::ServiceSignals;
+use gpusched_policies::cluster::ClusterState;
 use gpusched_policies::decision::Placement;
 use gpusched_policies::decision::{Decision, ScaleDecision};
 use gpusched_policies::sharing::NodeSharing;
-use gpusched_policies::view::{AllocSlice, AllocationView, MigSlot, NodeView, SharingMode};
+use gpusched_policies::view::{AllocSlice, MigSlot, NodeView, SharingMode};
 use gpusched_policies::{Engine, GpuModel};
 use hdrhistogram::Histogram;
 use rand::SeedableRng;
@@ -94,7 +95,8 @@ enum Event {
 struct Sim<'a> {
     sc: &'a LoadedScenario,
     engine: Engine,
-    nodes: Vec<NodeView>,
+    /// The cluster state (node views and their change tracking), shared with live mode.
+    nodes: ClusterState,
     /// First flat GPU index of each node.
     node_gpu_base: Vec<u32>,
     gpus: Vec<GpuSim>,
@@ -250,8 +252,8 @@ impl<'a> Sim<'a> {
             }
         }
         let mut engine = Engine::new(s.engine.clone(), sc.catalog.clone(), nodes.len() as u32)?;
-        // Decisions without a matrix go through the capacity index; every change to `nodes`
-        // below reports itself with `engine.node_changed` (or `all_nodes_changed`).
+        // Decisions without a matrix go through the capacity index; the cluster state records
+        // every change to `nodes` and reports it with `flush_to(&mut engine)`.
         engine.enable_index();
         let services: Vec<ServiceSim> = s
             .services
@@ -319,7 +321,7 @@ impl<'a> Sim<'a> {
         Ok(Self {
             sc,
             engine,
-            nodes,
+            nodes: ClusterState::new(nodes),
             node_gpu_base,
             gpus,
             replicas: Vec::new(),
@@ -486,52 +488,24 @@ impl<'a> Sim<'a> {
         let svc = self.replicas[r as usize].service as usize;
         let d = &self.sc.scenario.disruption;
         let mut delay_s = 0.0;
-        let node = &mut self.nodes[p.node_index];
-        if let Some(c) = &p.node_config {
-            node.sharing = c.to;
-            if !warm && c.from != NodeSharing::Unset {
+        let gpu_count = self.nodes[p.node_index].gpus.len() as f64;
+        // The cluster state applies the placement (config, MIG layout, every GPU's allocation);
+        // the simulator charges the disruption it reports.
+        let memory_gb = self.services[svc].workload.memory_per_gpu_gb();
+        let applied = self.nodes.apply(p, memory_gb);
+        if let Some(from) = applied.config_changed_from {
+            if !warm && from != NodeSharing::Unset {
                 delay_s += d.plugin_restart_s;
                 self.reconfigurations += 1;
-                self.reconfig_gpu_seconds += d.plugin_restart_s * node.gpus.len() as f64;
+                self.reconfig_gpu_seconds += d.plugin_restart_s * gpu_count;
             }
         }
-        let g = &mut node.gpus[p.gpu as usize];
-        if let Some(m) = p.mig.as_ref().filter(|m| m.reconfigure) {
-            g.mig = m
-                .instances
-                .iter()
-                .map(|i| MigSlot {
-                    instance: *i,
-                    replica: None,
-                })
-                .collect();
-            if !warm {
-                delay_s += d.mig_reconfigure_s;
-                self.reconfigurations += 1;
-                self.reconfig_gpu_seconds += d.mig_reconfigure_s;
-            }
+        if applied.mig_relayout && !warm {
+            delay_s += d.mig_reconfigure_s;
+            self.reconfigurations += 1;
+            self.reconfig_gpu_seconds += d.mig_reconfigure_s;
         }
-        // Every GPU the replica takes (N for tensor parallelism; the first is `p.gpu`).
-        let memory_gb = self.services[svc].workload.memory_per_gpu_gb();
-        for &gi in &p.gpus {
-            let g = &mut node.gpus[gi as usize];
-            if !matches!(p.slice, AllocSlice::Mig { .. }) && g.is_free() {
-                g.mig.clear();
-            }
-            g.add_allocation(
-                AllocationView {
-                    workload: p.workload.clone(),
-                    replica: r as u64,
-                    class: p.class,
-                    share_pct: p.share_pct,
-                    memory_gb,
-                    slice: p.slice,
-                    priority_class: p.priority_class,
-                },
-                p.sharing,
-            );
-        }
-        self.engine.node_changed(p.node_index);
+        self.nodes.flush_to(&mut self.engine);
         let base = self.node_gpu_base[p.node_index];
         let flat = base + p.gpu as u32;
         let rep = &mut self.replicas[r as usize];
@@ -852,8 +826,8 @@ impl<'a> Sim<'a> {
         };
         rep.extra_gpus.clear();
         // All of its GPUs: a tensor-parallel replica holds several.
-        let gpus = self.nodes[node as usize].remove_replica(r as u64);
-        self.engine.node_changed(node as usize);
+        let gpus = self.nodes.release(node as usize, r as u64);
+        self.nodes.flush_to(&mut self.engine);
         let name = self.nodes[node as usize].name.clone();
         let workload = self.services[s].spec.name.clone();
         self.log(
@@ -942,6 +916,8 @@ impl<'a> Sim<'a> {
         let mut util = vec![0.0; self.models.len()];
         let mut power = vec![0.0; self.models.len()];
         let mut count = vec![0u32; self.models.len()];
+        // Every GPU is re-measured: one report for the whole cluster.
+        self.nodes.all_changed();
         for g in &self.gpus {
             let m = self.models.binary_search(&g.model).expect("known model");
             let busy = g.win_busy_us as f64 / window_us;
@@ -949,10 +925,10 @@ impl<'a> Sim<'a> {
             power[m] += g.win_energy_j / window_s;
             count[m] += 1;
             // The view's utilisation is what NVML would report for the last window.
-            self.nodes[g.node as usize].gpus[g.gpu as usize].utilisation =
-                busy.max(g.background).min(1.0);
+            self.nodes
+                .set_utilisation(g.node as usize, g.gpu, busy.max(g.background).min(1.0));
         }
-        self.engine.all_nodes_changed();
+        self.nodes.flush_to(&mut self.engine);
         for (u, c) in util.iter_mut().zip(&count) {
             *u /= (*c).max(1) as f64;
         }

@@ -6,8 +6,8 @@
 use gpusched_policies::admission::SharingPolicy;
 use gpusched_policies::config::PolicyName;
 use gpusched_policies::view::NodeView;
+use gpusched_policies::ClusterState;
 use gpusched_policies::{Decision, Engine, EngineConfig, GpuCatalog, GpuModel, WorkloadSpec};
-use gpusched_sim::bench::placement::apply;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -58,7 +58,8 @@ fn run_case(seed: u64, tp: bool) -> usize {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let policy = PolicyName::ALL[rng.random_range(0..4)];
     let sharing = SharingPolicy::ALL[rng.random_range(0..SharingPolicy::ALL.len())];
-    let mut nodes = random_cluster(&mut rng, tp);
+    // Every change goes through the cluster state, which reports it to the indexed engine.
+    let mut nodes = ClusterState::new(random_cluster(&mut rng, tp));
     let cfg = EngineConfig {
         policy,
         sharing,
@@ -74,6 +75,7 @@ fn run_case(seed: u64, tp: bool) -> usize {
         match rng.random_range(0..10) {
             0..=5 => {
                 let w = random_workload(&mut rng, step, tp);
+                nodes.flush_to(&mut indexed);
                 let a = indexed.place(&nodes, &w, step, false);
                 let b = full.place(&nodes, &w, step, false);
                 assert_eq!(
@@ -83,35 +85,33 @@ fn run_case(seed: u64, tp: bool) -> usize {
                 if let Decision::Place(p) = b {
                     assert_eq!(p.gpus.len() as u32, w.gpus, "all of a replica's GPUs");
                     tp_placed += usize::from(w.gpus > 1);
-                    apply(&mut nodes, &p, w.memory_per_gpu_gb());
-                    indexed.node_changed(p.node_index);
+                    nodes.apply(&p, w.memory_per_gpu_gb());
                     placed.push((p.node_index, p.gpu, step));
                 }
             }
             6 | 7 if !placed.is_empty() => {
                 let (n, _, r) = placed.swap_remove(rng.random_range(0..placed.len()));
-                nodes[n].remove_replica(r);
-                indexed.node_changed(n);
+                nodes.release(n, r);
             }
             8 => {
                 let n = rng.random_range(0..nodes.len());
                 let u = [0.0, 0.0, 0.5, 0.95, rng.random_range(0.0..1.0)][rng.random_range(0..5)];
-                for g in &mut nodes[n].gpus {
-                    g.utilisation = u;
+                for g in 0..nodes[n].gpus.len() as u8 {
+                    nodes.set_utilisation(n, g, u);
                 }
                 if rng.random_range(0..4) == 0 {
-                    nodes[n].cordoned = !nodes[n].cordoned;
+                    let c = nodes[n].cordoned;
+                    nodes.set_cordoned(n, !c);
                 }
-                indexed.node_changed(n);
             }
             _ => {
                 // A monitoring tick: several nodes re-measured at once.
-                for n in &mut nodes {
+                for n in 0..nodes.len() {
                     if rng.random_range(0..3) == 0 {
-                        n.gpus[0].utilisation = [0.0, 0.3][rng.random_range(0..2)];
+                        nodes.set_utilisation(n, 0, [0.0, 0.3][rng.random_range(0..2)]);
                     }
                 }
-                indexed.all_nodes_changed();
+                nodes.all_changed();
             }
         }
     }

@@ -10,16 +10,20 @@
 //! * [`plan`]: when a new layout is worth it (seed 004's optimal-replicas table), the strategies
 //!   (in-place, rolling, pre-warming, blue-green, canary) as batches of nodes, the canary health
 //!   check and the pods' readiness probe;
+//! * [`machine`]: the rollout state machine (state + event → next command) that the simulator
+//!   and live mode both execute;
 //! * [`step`]: the steps a rollout logs in decisions.jsonl, in the form the live adapter applies.
 //!
 //! Pure: time is data (seconds on the caller's clock), so the simulator and live mode agree.
 
 pub mod breaker;
 pub mod gate;
+pub mod machine;
 pub mod plan;
 pub mod step;
 
 pub use breaker::{BreakerState, CircuitBreaker, CircuitBreakerConfig};
 pub use gate::{GateConfig, GateInput, GateVerdict, QpsLevel, UpdateClass};
+pub use machine::{Command, Event, MachineConfig, Outcome, RolloutMachine, Target};
 pub use plan::{Batch, HealthCheck, ReadinessProbe, Strategy, StrategyConfig};
 pub use step::{RolloutStep, StepKind};

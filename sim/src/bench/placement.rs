@@ -8,8 +8,8 @@
 //! cluster; only `Engine::place` is timed, which includes the index's re-keying of the node the
 //! previous iteration touched.
 
+use gpusched_policies::cluster::ClusterState;
 use gpusched_policies::config::PolicyName;
-use gpusched_policies::decision::Placement;
 use gpusched_policies::view::NodeView;
 use gpusched_policies::{Decision, Engine, EngineConfig, GpuCatalog, GpuModel, WorkloadSpec};
 use std::time::Instant;
@@ -51,13 +51,6 @@ pub fn workload_mix() -> Vec<WorkloadSpec> {
     ]
 }
 
-/// Applies a placement to the node list as the simulator does (node config, MIG layout, the
-/// allocation on each of its GPUs): the engine crate's one definition. `memory_gb` is per GPU
-/// (`WorkloadSpec::memory_per_gpu_gb`).
-pub fn apply(nodes: &mut [NodeView], p: &Placement, memory_gb: f64) {
-    gpusched_policies::view::apply_placement(nodes, p, memory_gb)
-}
-
 pub fn engine(policy: PolicyName, nodes: usize, indexed: bool) -> Engine {
     let cfg = EngineConfig {
         policy,
@@ -72,7 +65,7 @@ pub fn engine(policy: PolicyName, nodes: usize, indexed: bool) -> Engine {
 
 /// Fills about half the cluster's GPUs with the service mix, placed by `policy` (indexed, so
 /// the fill itself is quick at 10,000 nodes). Returns the next free replica id.
-pub fn prefill(nodes: &mut [NodeView], policy: PolicyName) -> u64 {
+pub fn prefill(nodes: &mut ClusterState, policy: PolicyName) -> u64 {
     let mut e = engine(policy, nodes.len(), true);
     let mix = workload_mix();
     let target = nodes.len() as f64 * 0.5;
@@ -80,11 +73,11 @@ pub fn prefill(nodes: &mut [NodeView], policy: PolicyName) -> u64 {
     let mut r = 0u64;
     while used < target {
         let w = &mix[(r % 3) as usize];
+        nodes.flush_to(&mut e);
         match e.place(nodes, w, r, false) {
             Decision::Place(p) => {
                 used += p.share_pct as f64 / 100.0;
-                apply(nodes, &p, w.memory_per_gpu_gb());
-                e.node_changed(p.node_index);
+                nodes.apply(&p, w.memory_per_gpu_gb());
             }
             _ => break,
         }
@@ -107,11 +100,12 @@ pub struct PlacementRow {
 
 /// Times decisions on a prefilled cluster for about `budget_s` seconds (at least 20 decisions).
 pub fn measure(policy: PolicyName, n: usize, indexed: bool, budget_s: f64) -> PlacementRow {
-    let mut nodes = cluster(n);
+    let mut nodes = ClusterState::new(cluster(n));
     let mut replica = prefill(&mut nodes, policy);
     let mut e = engine(policy, n, indexed);
     let mix = workload_mix();
     // Warm-up: builds the index and the profile's scratch buffers.
+    nodes.flush_to(&mut e);
     let _ = e.place(&nodes, &mix[0], replica, false);
     let mut spent = 0.0;
     let mut decisions = 0u64;
@@ -119,15 +113,17 @@ pub fn measure(policy: PolicyName, n: usize, indexed: bool, budget_s: f64) -> Pl
         let w = &mix[(decisions % 3) as usize];
         replica += 1;
         let t = Instant::now();
+        nodes.flush_to(&mut e);
         let d = e.place(&nodes, w, replica, false);
         spent += t.elapsed().as_secs_f64();
         decisions += 1;
         if let Decision::Place(p) = d {
+            // Apply and undo: the next decision sees the same cluster, and the index re-keys
+            // the node (inside the timed `place`, as the doc above says).
             let saved = nodes[p.node_index].clone();
-            apply(&mut nodes, &p, w.memory_per_gpu_gb());
-            e.node_changed(p.node_index);
-            nodes[p.node_index] = saved;
-            e.node_changed(p.node_index);
+            nodes.apply(&p, w.memory_per_gpu_gb());
+            nodes.flush_to(&mut e);
+            nodes.replace_node(p.node_index, saved);
         }
     }
     let classes = e.index_classes(&nodes).unwrap_or(0);
