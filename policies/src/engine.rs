@@ -789,21 +789,23 @@ mod tests {
 
     #[test]
     fn the_capacity_index_follows_the_registrations() {
-        let mut nodes: Vec<NodeView> = (0..6)
-            .map(|i| node(&format!("n{i}"), i, GpuModel::H100_80GB, 2))
-            .collect();
+        let mut cluster = crate::cluster::ClusterState::new(
+            (0..6)
+                .map(|i| node(&format!("n{i}"), i, GpuModel::H100_80GB, 2))
+                .collect(),
+        );
         let mut e = engine_with(6, |c| c.policy = PolicyName::BestFit);
         e.enable_index();
         assert!(e.index_enabled());
         let mut scan = engine_with(6, |c| c.policy = PolicyName::BestFit);
         for r in 0..8u64 {
             let w = WorkloadSpec::new(format!("w{r}"), [3.0, 10.0, 40.0][r as usize % 3]);
-            let a = e.place(&nodes, &w, r, false);
-            let b = scan.place(&nodes, &w, r, false);
+            let a = e.place(cluster.nodes(), &w, r, false);
+            let b = scan.place(cluster.nodes(), &w, r, false);
             assert_eq!(a, b, "replica {r}");
             if let Decision::Place(p) = a {
-                crate::view::apply_placement(&mut nodes, &p, w.model_memory_gb);
-                e.node_changed(p.node_index);
+                cluster.apply(&p, w.model_memory_gb);
+                cluster.flush_to(&mut e);
             }
         }
         // A profile with a plugin registered as not class-safe keeps the full scan.
@@ -823,7 +825,7 @@ mod tests {
         let mut e = Engine::with_registry(cfg, GpuCatalog::default(), 6, &own).unwrap();
         e.enable_index();
         assert!(!e.index_enabled());
-        let d = e.place(&nodes, &WorkloadSpec::new("w", 3.0), 99, false);
+        let d = e.place(cluster.nodes(), &WorkloadSpec::new("w", 3.0), 99, false);
         assert!(matches!(d, Decision::Place(_)), "{d:?}");
     }
 }

@@ -271,6 +271,76 @@ pub fn draw_log_cdf_panels<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
+/// Time-series panels on a logarithmic value axis: latency percentiles per window span
+/// decades under load (ms when idle, seconds when queues build), and a linear axis flattens
+/// all but the worst windows. x: time, y: a positive value (windows without one are skipped).
+pub fn draw_log_y_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[LinePanel],
+) -> ChartResult {
+    root.fill(&WHITE).map_err(err)?;
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
+        for s in &panel.series {
+            for &(x, y) in s.points.iter().filter(|p| positive_y(p)) {
+                x0 = x0.min(x);
+                x1 = x1.max(x);
+                y0 = y0.min(y);
+                y1 = y1.max(y);
+            }
+        }
+        if !(x1 > x0) {
+            (x0, x1) = (0.0, 1.0);
+        }
+        if !(y1 > y0) {
+            (y0, y1) = (
+                if y0.is_finite() { y0 } else { 1.0 },
+                if y1.is_finite() { y1 * 10.0 } else { 10.0 },
+            );
+        }
+        // Whole decades around the data, so the ticks read 1, 10, 100 ms…
+        let (y0, y1) = (
+            10f64.powf(y0.log10().floor()),
+            10f64.powf(y1.log10().ceil()),
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, (FONT, 18))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+            .map_err(err)?;
+        draw_lines(
+            &mut chart,
+            panel,
+            positive_y,
+            SeriesLabelPosition::UpperRight,
+        )?;
+    }
+    root.present().map_err(err)
+}
+
+fn positive_y(p: &(f64, f64)) -> bool {
+    p.1 > 0.0 && p.1.is_finite() && p.0.is_finite()
+}
+
+/// Renders log-value time-series panels to SVG and PNG.
+pub fn log_y_to_files(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    panels: &[LinePanel],
+) -> ChartResult {
+    ensure_font();
+    let svg = dir.join(format!("{stem}.svg"));
+    let png = dir.join(format!("{stem}.png"));
+    draw_log_y_panels(&SVGBackend::new(&svg, size).into_drawing_area(), panels)?;
+    let result = draw_log_y_panels(&BitMapBackend::new(&png, size).into_drawing_area(), panels);
+    result
+}
+
 /// Renders log-latency CDF panels to SVG and PNG.
 pub fn log_cdf_to_files(
     dir: &Path,
@@ -284,4 +354,64 @@ pub fn log_cdf_to_files(
     draw_log_cdf_panels(&SVGBackend::new(&svg, size).into_drawing_area(), panels)?;
     let result = draw_log_cdf_panels(&BitMapBackend::new(&png, size).into_drawing_area(), panels);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svg_of(panels: &[LinePanel]) -> Result<String, String> {
+        ensure_font();
+        let mut out = String::new();
+        draw_log_y_panels(
+            &SVGBackend::with_string(&mut out, (800, 400)).into_drawing_area(),
+            panels,
+        )?;
+        Ok(out)
+    }
+
+    fn panel(points: Vec<(f64, f64)>) -> LinePanel {
+        LinePanel {
+            title: "t".into(),
+            x_label: "h".into(),
+            y_label: "ms".into(),
+            series: vec![Series {
+                name: "p99".into(),
+                points,
+            }],
+        }
+    }
+
+    #[test]
+    fn log_y_panels_span_whole_decades_and_skip_windows_without_a_value() {
+        // Idle windows (0), a missing one (NaN) and a queueing spike four decades up.
+        let svg = svg_of(&[panel(vec![
+            (0.0, 12.0),
+            (0.5, 0.0),
+            (1.0, f64::NAN),
+            (1.5, 45_000.0),
+        ])])
+        .unwrap();
+        // The axis runs from the decade below the smallest value (12 → 10) to the one above the
+        // largest (45,000 → 100,000), one tick per decade.
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .map(|t| t.rsplit('>').next().unwrap_or("").trim())
+            .collect();
+        for decade in ["10.0", "100.0", "1000.0", "10000.0", "100000.0"] {
+            assert!(
+                labels.contains(&decade),
+                "no {decade} ms tick in {labels:?}"
+            );
+        }
+        assert!(!labels.contains(&"1000000.0"), "{labels:?}");
+        assert!(!svg.contains("NaN"), "a NaN window reached the drawing");
+    }
+
+    #[test]
+    fn log_y_panels_draw_with_no_positive_values() {
+        // A run where nothing was served: every window is 0; the chart still renders.
+        assert!(svg_of(&[panel(vec![(0.0, 0.0), (1.0, 0.0)])]).is_ok());
+        assert!(svg_of(&[panel(vec![])]).is_ok());
+    }
 }

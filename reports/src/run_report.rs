@@ -1,6 +1,8 @@
 //! Writes one run's folder: summary.json, timeseries.csv, decisions.jsonl, report.md and plots.
 
-use crate::charts::{bars_to_files, log_cdf_to_files, panels_to_files, Bars, LinePanel, Series};
+use crate::charts::{
+    bars_to_files, log_cdf_to_files, log_y_to_files, panels_to_files, Bars, LinePanel, Series,
+};
 use gpusched_policies::decision::Decision;
 use gpusched_sim::RunResult;
 use std::collections::BTreeMap;
@@ -142,30 +144,27 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
             },
         ],
     )?;
-    panels_to_files(
-        dir,
-        "latency",
-        (1000, 500),
-        &[LinePanel {
-            title: "Latency per 30 s window".into(),
-            x_label: x.clone(),
-            y_label: "ms".into(),
-            series: vec![
-                Series {
-                    name: "p50".into(),
-                    points: column(result, |r| r.p50_ms),
-                },
-                Series {
-                    name: "p95".into(),
-                    points: column(result, |r| r.p95_ms),
-                },
-                Series {
-                    name: "p99".into(),
-                    points: column(result, |r| r.p99_ms),
-                },
-            ],
-        }],
-    )?;
+    // Percentiles over time on a log axis: under load they span decades.
+    let latency = [LinePanel {
+        title: "Latency per window (log scale)".into(),
+        x_label: x.clone(),
+        y_label: "ms".into(),
+        series: vec![
+            Series {
+                name: "p50".into(),
+                points: column(result, |r| r.p50_ms),
+            },
+            Series {
+                name: "p95".into(),
+                points: column(result, |r| r.p95_ms),
+            },
+            Series {
+                name: "p99".into(),
+                points: column(result, |r| r.p99_ms),
+            },
+        ],
+    }];
+    log_y_to_files(dir, "latency", (1000, 500), &latency)?;
     let util = ts
         .models
         .iter()
@@ -266,14 +265,15 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
     log_cdf_to_files(dir, "latency_cdf", (1000, h), &panels)?;
     names.push("latency_cdf");
     if ts.llm {
-        // The LLM latency split: TTFT and time per output token per window.
-        panels_to_files(
+        // The LLM latency split: TTFT and time per output token per window, on log axes
+        // (TTFT goes from tens of ms to seconds once prompts queue).
+        log_y_to_files(
             dir,
             "llm_latency",
             (1000, 700),
             &[
                 LinePanel {
-                    title: "Time to first token per window".into(),
+                    title: "Time to first token per window (log scale)".into(),
                     x_label: x.clone(),
                     y_label: "ms".into(),
                     series: vec![
