@@ -437,6 +437,29 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
             .as_ref()
             .and_then(|s| s.unschedulable)
             .unwrap_or(false);
+        // Each GPU's MIG layout as the node records it (kept while the GPU is empty); a bound
+        // pod's own layout annotation, below, is at least as recent and wins.
+        let (layouts, errors) =
+            crate::codec::node_mig_layouts(n.metadata.annotations.as_ref(), model);
+        for e in errors {
+            notes.push(format!("node {name}: {e}; ignored"));
+        }
+        for (gpu, layout) in layouts {
+            match v.gpus.get_mut(gpu as usize) {
+                Some(g) => {
+                    g.mig = layout
+                        .into_iter()
+                        .map(|instance| MigSlot {
+                            instance,
+                            replica: None,
+                        })
+                        .collect();
+                }
+                None => notes.push(format!(
+                    "node {name}: MIG layout recorded for GPU {gpu}, which it does not have; ignored"
+                )),
+            }
+        }
         if let Some(raw) = annotation(&n.metadata, keys::GPU_METRICS) {
             match serde_json::from_str::<NodeSummary>(raw) {
                 Ok(s) if now_unix_s - s.t <= opts.metrics_max_age_s => {
@@ -466,6 +489,8 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
     // gpusched's own pods first, so foreign pods take whatever GPUs are left.
     let mut foreign: Vec<(&Pod, usize, u32)> = Vec::new();
     let mut ts_replicas: BTreeMap<(usize, u8), u8> = BTreeMap::new();
+    // GPUs whose layout a pod's annotation already set (the first pod's stands).
+    let mut pod_layout_set: std::collections::BTreeSet<(usize, u8)> = Default::default();
     for p in pods {
         let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
             continue;
@@ -488,7 +513,7 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
                 for gpu in gpus {
                     match views[ni].gpus.get_mut(gpu as usize) {
                         Some(g) => {
-                            if g.mig.is_empty() && !mig_layout.is_empty() {
+                            if !mig_layout.is_empty() && pod_layout_set.insert((ni, gpu)) {
                                 g.mig = mig_layout
                                     .iter()
                                     .map(|&instance| MigSlot {

@@ -15,7 +15,7 @@ use gpusched_live::view;
 use gpusched_policies::admission::SharingPolicy;
 use gpusched_policies::config::PolicyName;
 use gpusched_policies::decision::Decision;
-use gpusched_policies::view::{AllocSlice, NodeView};
+use gpusched_policies::view::NodeView;
 use gpusched_policies::{ClusterState, Engine, EngineConfig, GpuModel};
 use gpusched_sim::LoadedScenario;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -547,6 +547,8 @@ fn objects_of_state(
         if let Some((k, val)) = codec::node_sharing_label(v.sharing) {
             n.metadata.labels.as_mut().unwrap().insert(k.into(), val);
         }
+        let a = n.metadata.annotations.get_or_insert_default();
+        a.extend(codec::node_mig_annotations(v));
     }
     let pods = codec::pods_of_state(state)
         .into_iter()
@@ -604,17 +606,6 @@ fn run_sequence(toml: &str, cfg: &EngineConfig, ops: &[Op]) -> Vec<Decision> {
             Op::Release(k) if !placed.is_empty() => {
                 let r = placed[k % placed.len()];
                 let node = state.iter().position(|n| n.gpu_of(r).is_some()).unwrap();
-                let gpu = state[node].gpu_of(r).unwrap();
-                let holds_mig = state[node].gpus[gpu as usize]
-                    .allocations
-                    .iter()
-                    .any(|a| a.replica == r && matches!(a.slice, AllocSlice::Mig { .. }));
-                if holds_mig {
-                    // A MIG instance stays: its GPU's layout would outlive its last pod in the
-                    // state but not in any object (README, known limits;
-                    // `an_empty_mig_gpu_forgets_its_layout_in_live` pins it).
-                    continue;
-                }
                 placed.retain(|&x| x != r);
                 state.release(node, r);
                 live_pods.retain(|p| {
@@ -710,8 +701,27 @@ fn bind(
     w: &gpusched_policies::WorkloadSpec,
     mut pod: Pod,
 ) {
+    let gpus = if p.gpus.is_empty() {
+        vec![p.gpu]
+    } else {
+        p.gpus.clone()
+    };
+    let before = codec::gpu_layouts(&state[p.node_index], &gpus);
     state.apply(p, w.memory_per_gpu_gb());
     let model = state[p.node_index].model;
+    // The node's MIG layout record, as the controller patches it before binding.
+    let after = codec::gpu_layouts(&state[p.node_index], &gpus);
+    let n = nodes
+        .iter_mut()
+        .find(|n| n.metadata.name.as_deref() == Some(p.node.as_str()))
+        .unwrap();
+    let a = n.metadata.annotations.get_or_insert_default();
+    for (k, v) in codec::mig_layout_patch(model, &before, &after) {
+        match v {
+            Some(v) => a.insert(k, v),
+            None => a.remove(&k),
+        };
+    }
     let gpu_mem = sc.catalog.spec(model).memory_gb;
     for (k, v) in placement_annotations(p, model, w.memory_per_gpu_gb(), gpu_mem) {
         pod.metadata
@@ -794,19 +804,21 @@ fn every_sharing_mode_round_trips_through_places_and_releases() {
             sharing,
             ..Default::default()
         };
-        // Replicas on MIG instances are never released (see `run_sequence`), and the
-        // high-priority service is left out so that nothing is preempted off a MIG instance
-        // (preemption: `preemption_and_multi_gpu_pods_decide_identically_and_round_trip`).
+        // Replicas on MIG instances are released and preempted like any other (the
+        // high-priority `llm-large` preempts once the low ones fill the cluster): an emptied
+        // MIG GPU keeps its layout on both sides.
         for seed in 0..6 {
             run_sequence(SCENARIO, &cfg, &ops(seed, 40, &[0, 1, 3], 4));
+            run_sequence(SCENARIO, &cfg, &ops(seed, 60, &[0, 1, 2, 3], 3));
         }
     }
 }
 
-/// The known gap, stated as a test so that closing it shows: a MIG GPU whose pods have all left
-/// keeps its layout in the cluster state but not in any Kubernetes object.
+/// A MIG GPU whose pods have all left keeps its layout in the cluster state, and in live's
+/// objects too: the node annotation `gpusched.io/mig-layout.<gpu>` the controller writes when a
+/// placement configures the layout reads back into the identical state.
 #[test]
-fn an_empty_mig_gpu_forgets_its_layout_in_live() {
+fn an_empty_mig_gpu_keeps_its_layout_in_live() {
     let sc = gpusched_sim::scenario::load_str(SCENARIO, "<conformance>", ".".into(), &[]).unwrap();
     let cfg = EngineConfig {
         sharing: SharingPolicy::Mig,
@@ -818,12 +830,56 @@ fn an_empty_mig_gpu_forgets_its_layout_in_live() {
     let Decision::Place(p) = e.place(&state, &w, 1, false) else {
         panic!("fits")
     };
-    assert!(p.mig.is_some(), "a MIG placement");
-    state.apply(&p, w.memory_per_gpu_gb());
+    assert!(
+        p.mig.as_ref().is_some_and(|m| m.reconfigure),
+        "a MIG re-layout"
+    );
+    // Live's side: the objects the controller writes for the placement, then the pod deleted.
+    let mut live_nodes = k8s_nodes(&sc, NOW);
+    let mut live_pods = Vec::new();
+    let pending = pending_for(&sc, 0, 1);
+    bind(
+        &sc,
+        &mut state,
+        &mut live_nodes,
+        &mut live_pods,
+        &p,
+        &w,
+        pending,
+    );
+    assert_eq!(build(&sc, &live_nodes, &live_pods), state);
     state.release(p.node_index, 1);
-    assert!(!state[p.node_index].gpus[p.gpu as usize].mig.is_empty());
+    live_pods.clear();
+    let layout = &state[p.node_index].gpus[p.gpu as usize].mig;
+    assert!(!layout.is_empty(), "the simulator keeps the layout");
+    let back = build(&sc, &live_nodes, &live_pods);
+    assert_eq!(&back[p.node_index].gpus[p.gpu as usize].mig, layout);
+    assert_eq!(back, state);
+    // And the state written out through the codec reads back into itself.
     let service_of = [(1u64, 0usize)].into();
     let (n, pods) = objects_of_state(&sc, &state, &service_of);
-    let back = build(&sc, &n, &pods);
-    assert!(back[p.node_index].gpus[p.gpu as usize].mig.is_empty());
+    assert!(pods.is_empty());
+    assert_eq!(build(&sc, &n, &pods), state);
+    // A placement that is not a MIG instance on the empty GPU clears the record on both sides.
+    let cfg = EngineConfig::default();
+    let mut e = Engine::new(cfg, sc.catalog.clone(), state.len() as u32).unwrap();
+    let Decision::Place(mut q) = e.place(&state, &w, 2, false) else {
+        panic!("fits")
+    };
+    q.node = p.node.clone();
+    q.node_index = p.node_index;
+    q.gpu = p.gpu;
+    q.gpus = vec![p.gpu];
+    q.node_config = None;
+    bind(
+        &sc,
+        &mut state,
+        &mut live_nodes,
+        &mut live_pods,
+        &q,
+        &w,
+        pending_for(&sc, 0, 2),
+    );
+    assert!(state[p.node_index].gpus[p.gpu as usize].mig.is_empty());
+    assert_eq!(build(&sc, &live_nodes, &live_pods), state);
 }
