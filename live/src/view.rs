@@ -679,6 +679,42 @@ mod tests {
     }
 
     #[test]
+    fn a_nodes_mig_layout_record_is_read_per_gpu_and_bad_entries_are_noted() {
+        let mut n = gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 2);
+        n.metadata.annotations = Some(
+            [
+                // A100-40GB profile names (3g.20gb there is H100's 3g.40gb).
+                ("gpusched.io/mig-layout.0", "3g.20gb@0,3g.20gb@4"),
+                ("gpusched.io/mig-layout.1", "9g.1gb@0"),
+                ("gpusched.io/mig-layout.7", "7g.40gb@0"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        );
+        let v = build_view(std::slice::from_ref(&n), &[], &ViewOptions::default(), 0.0);
+        let g0 = &v.nodes[0].gpus[0];
+        assert_eq!(g0.mode, SharingMode::Mig, "an empty GPU with a layout");
+        let text = crate::codec::layout_text(
+            &g0.mig.iter().map(|s| s.instance).collect::<Vec<_>>(),
+            GpuModel::A100_40GB,
+        );
+        assert_eq!(text, "3g.20gb@0,3g.20gb@4");
+        assert!(g0.mig.iter().all(|s| s.replica.is_none()));
+        assert!(v.nodes[0].gpus[1].mig.is_empty());
+        assert_eq!(v.notes.len(), 2, "{:?}", v.notes);
+        assert!(v.notes.iter().any(|t| t.contains("mig-layout.1")));
+        assert!(v.notes.iter().any(|t| t.contains("GPU 7")));
+        // The node's record is written back as it was read.
+        assert_eq!(
+            crate::codec::node_mig_annotations(&v.nodes[0]),
+            vec![(
+                "gpusched.io/mig-layout.0".to_string(),
+                "3g.20gb@0,3g.20gb@4".to_string()
+            )]
+        );
+    }
+
+    #[test]
     fn natural_order_puts_2_before_10() {
         let mut v = vec!["a100-10", "h100-1", "a100-2", "a100-1"];
         v.sort_by(|a, b| natural_cmp(a, b));
