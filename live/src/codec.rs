@@ -8,6 +8,8 @@
 //!   `mig-layout` and `time-slice-weight` + `time-slice-replicas`.
 //! * Node labels ([`node_sharing_label`] / [`node_sharing`]): `nvidia.com/device-plugin.config`
 //!   names the node's sharing config.
+//! * Node annotations ([`node_mig_annotations`] / [`node_mig_layouts`] / [`mig_layout_patch`]):
+//!   `gpusched.io/mig-layout.<gpu>`, each GPU's MIG layout, kept while the GPU is empty.
 //! * ConfigMap entries ([`config_map_entry`]): the device plugin's config under that name.
 //!
 //! [`pods_of_state`] lists what every pod of a state carries, so a state can be written out as
@@ -76,6 +78,103 @@ fn instance_text(i: &MigInstance, model: GpuModel) -> String {
     format!("{}@{}", i.profile.name(model), i.start)
 }
 
+/// A MIG layout as annotation text (`3g.40gb@0,3g.40gb@4`).
+pub fn layout_text(layout: &[MigInstance], model: GpuModel) -> String {
+    let l: Vec<String> = layout.iter().map(|i| instance_text(i, model)).collect();
+    l.join(",")
+}
+
+/// Parses [`layout_text`]'s form (`None`: not valid on `model`).
+pub fn parse_layout(text: &str, model: GpuModel) -> Option<Vec<MigInstance>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| crate::slices::parse_instance(s, model))
+        .collect()
+}
+
+/// The node annotation key of GPU `gpu`'s MIG layout.
+pub fn node_mig_layout_key(gpu: u8) -> String {
+    format!("{}{gpu}", keys::NODE_MIG_LAYOUT_PREFIX)
+}
+
+/// The MIG layout of a GPU of a node view.
+pub fn gpu_layout(n: &NodeView, gpu: u8) -> Vec<MigInstance> {
+    n.gpus
+        .get(gpu as usize)
+        .map(|g| g.mig.iter().map(|s| s.instance).collect())
+        .unwrap_or_default()
+}
+
+/// The node annotations that record every MIG layout of a node view (one per GPU that has one).
+pub fn node_mig_annotations(n: &NodeView) -> Vec<(String, String)> {
+    n.gpus
+        .iter()
+        .filter(|g| !g.mig.is_empty())
+        .map(|g| {
+            (
+                node_mig_layout_key(g.index),
+                layout_text(&gpu_layout(n, g.index), n.model),
+            )
+        })
+        .collect()
+}
+
+/// The MIG layouts a node's annotations record, GPU → layout. Keys that are not a GPU index
+/// and values not valid on `model` are errors (the caller notes them and ignores the key).
+pub fn node_mig_layouts(
+    annotations: Option<&BTreeMap<String, String>>,
+    model: GpuModel,
+) -> (BTreeMap<u8, Vec<MigInstance>>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (k, v) in annotations.into_iter().flatten() {
+        let Some(gpu) = k.strip_prefix(keys::NODE_MIG_LAYOUT_PREFIX) else {
+            continue;
+        };
+        match (gpu.parse::<u8>(), parse_layout(v, model)) {
+            (Ok(gpu), Some(l)) => {
+                out.insert(gpu, l);
+            }
+            _ => errors.push(format!(
+                "annotation {k}={v:?} is not a MIG layout on {model}"
+            )),
+        }
+    }
+    (out, errors)
+}
+
+/// The node annotation changes (key → new value, `None`: remove) that record how a placement
+/// changed its GPUs' MIG layouts: `before` holds each placed GPU's layout before
+/// `ClusterState::apply`, `after` the node once applied (a reconfigured layout is written, a
+/// stale layout that a non-MIG placement cleared is removed). Empty when nothing changed.
+/// Swapping the two sides gives the patch that undoes it.
+pub fn mig_layout_patch(
+    model: GpuModel,
+    before: &[(u8, Vec<MigInstance>)],
+    after: &[(u8, Vec<MigInstance>)],
+) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for (gpu, old) in before {
+        let new = after
+            .iter()
+            .find(|(g, _)| g == gpu)
+            .map(|(_, l)| l.as_slice())
+            .unwrap_or(&[]);
+        if new != old.as_slice() {
+            out.insert(
+                node_mig_layout_key(*gpu),
+                (!new.is_empty()).then(|| layout_text(new, model)),
+            );
+        }
+    }
+    out
+}
+
+/// The layouts of `gpus` on node view `n`, for [`mig_layout_patch`].
+pub fn gpu_layouts(n: &NodeView, gpus: &[u8]) -> Vec<(u8, Vec<MigInstance>)> {
+    gpus.iter().map(|&g| (g, gpu_layout(n, g))).collect()
+}
+
 /// The annotations that record a pod's allocation on a node with GPUs of `model`.
 pub fn pod_annotations(pa: &PodAllocation, model: GpuModel) -> Vec<(&'static str, String)> {
     let a = &pa.alloc;
@@ -95,12 +194,7 @@ pub fn pod_annotations(pa: &PodAllocation, model: GpuModel) -> Vec<(&'static str
     match a.slice {
         AllocSlice::Mig { instance } => {
             out.push((keys::MIG_INSTANCE, instance_text(&instance, model)));
-            let layout: Vec<String> = pa
-                .mig_layout
-                .iter()
-                .map(|i| instance_text(i, model))
-                .collect();
-            out.push((keys::MIG_LAYOUT, layout.join(",")));
+            out.push((keys::MIG_LAYOUT, layout_text(&pa.mig_layout, model)));
         }
         AllocSlice::TimeSlice { weight } => {
             out.push((keys::TIME_SLICE_WEIGHT, weight.to_string()));

@@ -15,6 +15,7 @@
 //! its next safe point.
 
 use crate::apply::{bind_actions, config_key, config_yaml, mps_env_wired, Action, Applier, Scope};
+use crate::codec;
 use crate::decisions::DecisionLog;
 use crate::keys;
 use crate::node_filter;
@@ -107,8 +108,10 @@ struct Queued {
     pk: String,
     placement: gpusched_policies::decision::Placement,
     decision: Decision,
-    /// Annotate, then bind.
+    /// Annotate, record the node's new MIG layout (when it changes), then bind.
     actions: Vec<Action>,
+    /// What restores the node's MIG layout record when the binding fails after it was written.
+    undo: Vec<Action>,
 }
 
 /// A binding's outcome, and the errors of its best-effort event.
@@ -487,8 +490,50 @@ impl<A: Applier> Controller<A> {
             // Assume the binding (kube-scheduler's "assume"): the next decision sees it. A
             // tensor-parallel replica takes all of `p.gpus`, each holding its share of the model.
             let memory_per_gpu_gb = spec.memory_per_gpu_gb();
+            let placed_gpus = if p.gpus.is_empty() {
+                vec![p.gpu]
+            } else {
+                p.gpus.clone()
+            };
+            let layouts_before = codec::gpu_layouts(&view.nodes[vi], &placed_gpus);
             view.nodes.apply(&p, memory_per_gpu_gb);
-            let actions = bind_actions(&pod, &p, view.nodes[vi].model, memory_per_gpu_gb, gpu_mem);
+            let model = view.nodes[vi].model;
+            let mut actions = bind_actions(&pod, &p, model, memory_per_gpu_gb, gpu_mem);
+            // A MIG layout the placement configured (or a stale one it cleared) is recorded on
+            // the node before the binding, so the layout outlives the GPU's last pod; a binding
+            // that fails restores the previous record (`undo`).
+            let layouts_after = codec::gpu_layouts(&view.nodes[vi], &placed_gpus);
+            let forward = codec::mig_layout_patch(model, &layouts_before, &layouts_after);
+            let mut undo = Vec::new();
+            if !forward.is_empty() {
+                undo.push(Action::PatchNodeMeta {
+                    node: p.node.clone(),
+                    labels: BTreeMap::new(),
+                    annotations: codec::mig_layout_patch(model, &layouts_after, &layouts_before),
+                });
+                // Reflect it locally until the watch catches up (a rebuilt view reads it).
+                for n in nodes_now
+                    .iter_mut()
+                    .filter(|n| n.metadata.name.as_deref() == Some(p.node.as_str()))
+                {
+                    let a = n.metadata.annotations.get_or_insert_default();
+                    for (k, v) in &forward {
+                        match v {
+                            Some(v) => a.insert(k.clone(), v.clone()),
+                            None => a.remove(k),
+                        };
+                    }
+                }
+                let at = actions.len().saturating_sub(1);
+                actions.insert(
+                    at,
+                    Action::PatchNodeMeta {
+                        node: p.node.clone(),
+                        labels: BTreeMap::new(),
+                        annotations: forward,
+                    },
+                );
+            }
             let mut bound = pod.clone();
             if let Some(Action::AnnotatePod { annotations, .. }) = actions.first() {
                 let a = bound.metadata.annotations.get_or_insert_default();
@@ -509,6 +554,7 @@ impl<A: Applier> Controller<A> {
                 placement: p,
                 decision,
                 actions,
+                undo,
             })));
         }
         self.flush(&mut batch, &mut effective, &mut report).await;
@@ -879,10 +925,20 @@ async fn bind_one<A: Applier>(
     q: &Queued,
     clock: (f64, std::time::Instant),
 ) -> BindResult {
+    let mut node_recorded = false;
     for a in &q.actions {
         if let Err(e) = applier.apply(a).await {
-            return (Err(e.to_string()), Vec::new());
+            let mut errors = Vec::new();
+            if node_recorded {
+                for u in &q.undo {
+                    if let Err(ue) = applier.apply(u).await {
+                        errors.push(format!("{}: rolling back {}: {ue}", q.pk, u.describe()));
+                    }
+                }
+            }
+            return (Err(e.to_string()), errors);
         }
+        node_recorded |= matches!(a, Action::PatchNodeMeta { .. });
     }
     let p = &q.placement;
     let mut errors = Vec::new();

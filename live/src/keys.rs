@@ -50,6 +50,12 @@ pub const MEMORY_GB: &str = "gpusched.io/memory-gb";
 /// layout when it was bound (comma-separated, the same form): a MIG placement survives a restart.
 pub const MIG_INSTANCE: &str = "gpusched.io/mig-instance";
 pub const MIG_LAYOUT: &str = "gpusched.io/mig-layout";
+/// Node annotation prefix: `gpusched.io/mig-layout.<gpu>` records GPU `<gpu>`'s MIG layout (the
+/// same form as [`MIG_LAYOUT`]) from the binding that configured it until a placement that is not
+/// a MIG instance takes the free GPU, so a MIG GPU whose pods have all left keeps its layout (as
+/// the simulator's cluster state does). One key per GPU, so concurrent bindings on one node each
+/// merge-patch their own GPU's key.
+pub const NODE_MIG_LAYOUT_PREFIX: &str = "gpusched.io/mig-layout.";
 /// A time-sliced pod's weight (seed 004's fairness) and its GPU's time-slicing replicas.
 pub const TIME_SLICE_WEIGHT: &str = "gpusched.io/time-slice-weight";
 pub const TIME_SLICE_REPLICAS: &str = "gpusched.io/time-slice-replicas";

@@ -437,6 +437,29 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
             .as_ref()
             .and_then(|s| s.unschedulable)
             .unwrap_or(false);
+        // Each GPU's MIG layout as the node records it (kept while the GPU is empty); a bound
+        // pod's own layout annotation, below, is at least as recent and wins.
+        let (layouts, errors) =
+            crate::codec::node_mig_layouts(n.metadata.annotations.as_ref(), model);
+        for e in errors {
+            notes.push(format!("node {name}: {e}; ignored"));
+        }
+        for (gpu, layout) in layouts {
+            match v.gpus.get_mut(gpu as usize) {
+                Some(g) => {
+                    g.mig = layout
+                        .into_iter()
+                        .map(|instance| MigSlot {
+                            instance,
+                            replica: None,
+                        })
+                        .collect();
+                }
+                None => notes.push(format!(
+                    "node {name}: MIG layout recorded for GPU {gpu}, which it does not have; ignored"
+                )),
+            }
+        }
         if let Some(raw) = annotation(&n.metadata, keys::GPU_METRICS) {
             match serde_json::from_str::<NodeSummary>(raw) {
                 Ok(s) if now_unix_s - s.t <= opts.metrics_max_age_s => {
@@ -466,6 +489,8 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
     // gpusched's own pods first, so foreign pods take whatever GPUs are left.
     let mut foreign: Vec<(&Pod, usize, u32)> = Vec::new();
     let mut ts_replicas: BTreeMap<(usize, u8), u8> = BTreeMap::new();
+    // GPUs whose layout a pod's annotation already set (the first pod's stands).
+    let mut pod_layout_set: std::collections::BTreeSet<(usize, u8)> = Default::default();
     for p in pods {
         let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
             continue;
@@ -488,7 +513,7 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
                 for gpu in gpus {
                     match views[ni].gpus.get_mut(gpu as usize) {
                         Some(g) => {
-                            if g.mig.is_empty() && !mig_layout.is_empty() {
+                            if !mig_layout.is_empty() && pod_layout_set.insert((ni, gpu)) {
                                 g.mig = mig_layout
                                     .iter()
                                     .map(|&instance| MigSlot {
@@ -651,6 +676,42 @@ mod tests {
         assert!(v.nodes.is_empty());
         assert_eq!(v.notes.len(), 1, "{:?}", v.notes);
         assert!(v.notes[0].contains("gpu-9") && v.notes[0].contains(keys::GPU_PRODUCT));
+    }
+
+    #[test]
+    fn a_nodes_mig_layout_record_is_read_per_gpu_and_bad_entries_are_noted() {
+        let mut n = gpu_node("a100-1", "NVIDIA-A100-SXM4-40GB", 2);
+        n.metadata.annotations = Some(
+            [
+                // A100-40GB profile names (3g.20gb there is H100's 3g.40gb).
+                ("gpusched.io/mig-layout.0", "3g.20gb@0,3g.20gb@4"),
+                ("gpusched.io/mig-layout.1", "9g.1gb@0"),
+                ("gpusched.io/mig-layout.7", "7g.40gb@0"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        );
+        let v = build_view(std::slice::from_ref(&n), &[], &ViewOptions::default(), 0.0);
+        let g0 = &v.nodes[0].gpus[0];
+        assert_eq!(g0.mode, SharingMode::Mig, "an empty GPU with a layout");
+        let text = crate::codec::layout_text(
+            &g0.mig.iter().map(|s| s.instance).collect::<Vec<_>>(),
+            GpuModel::A100_40GB,
+        );
+        assert_eq!(text, "3g.20gb@0,3g.20gb@4");
+        assert!(g0.mig.iter().all(|s| s.replica.is_none()));
+        assert!(v.nodes[0].gpus[1].mig.is_empty());
+        assert_eq!(v.notes.len(), 2, "{:?}", v.notes);
+        assert!(v.notes.iter().any(|t| t.contains("mig-layout.1")));
+        assert!(v.notes.iter().any(|t| t.contains("GPU 7")));
+        // The node's record is written back as it was read.
+        assert_eq!(
+            crate::codec::node_mig_annotations(&v.nodes[0]),
+            vec![(
+                "gpusched.io/mig-layout.0".to_string(),
+                "3g.20gb@0,3g.20gb@4".to_string()
+            )]
+        );
     }
 
     #[test]

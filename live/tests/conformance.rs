@@ -5,7 +5,7 @@
 //! annotations live writes read back into the identical view.
 
 use gpusched_live::apply::placement_annotations;
-use gpusched_live::apply::Scope;
+use gpusched_live::apply::{Action, Applier, ApplyError, Scope};
 use gpusched_live::codec;
 use gpusched_live::controller::Controller;
 use gpusched_live::dryrun::DryRunApplier;
@@ -369,6 +369,27 @@ fn run_controller_sharing(policy: PolicyName, sharing: SharingPolicy, order: &[u
         placed
     );
     assert!(!printed.iter().any(|t| t.contains("/eviction")));
+    // Every MIG re-layout is recorded on its node, and the dry run shows the patch.
+    let relayouts = sim_decisions
+        .iter()
+        .filter(
+            |d| matches!(d, Decision::Place(p) if p.mig.as_ref().is_some_and(|m| m.reconfigure)),
+        )
+        .count();
+    let layout_patches = printed
+        .iter()
+        .filter(|t| t.contains(keys::NODE_MIG_LAYOUT_PREFIX))
+        .count();
+    assert!(
+        layout_patches >= relayouts,
+        "{policy:?}/{sharing:?}: {layout_patches} MIG layout patches for {relayouts} re-layouts"
+    );
+    if sharing == SharingPolicy::Mig && placed > 0 {
+        assert!(
+            relayouts > 0 && layout_patches > 0,
+            "{policy:?}/{sharing:?}"
+        );
+    }
 }
 
 #[test]
@@ -509,6 +530,11 @@ service_time_ms = 80.0
 name = "chat-tiny"
 model_memory_gb = 3.0
 service_time_ms = 15.0
+[[services]]
+name = "batch-high"
+model_memory_gb = 30.0
+priority = "high"
+service_time_ms = 50.0
 "#;
 
 /// One step of a sequence: place a replica of service `s`, or release the `k`-th replica still
@@ -547,6 +573,8 @@ fn objects_of_state(
         if let Some((k, val)) = codec::node_sharing_label(v.sharing) {
             n.metadata.labels.as_mut().unwrap().insert(k.into(), val);
         }
+        let a = n.metadata.annotations.get_or_insert_default();
+        a.extend(codec::node_mig_annotations(v));
     }
     let pods = codec::pods_of_state(state)
         .into_iter()
@@ -582,6 +610,27 @@ fn build(sc: &LoadedScenario, nodes: &[Node], pods: &[Pod]) -> ClusterState {
 /// nodes relabelled). The views must agree before every decision, the decisions must be equal,
 /// and the state written back out as objects must read back into the identical state.
 fn run_sequence(toml: &str, cfg: &EngineConfig, ops: &[Op]) -> Vec<Decision> {
+    run_sequence_counted(toml, cfg, ops).0
+}
+
+/// What a sequence did to pods on MIG instances: released, preempted.
+#[derive(Debug, Default, Clone, Copy)]
+struct MigCounts {
+    released: usize,
+    preempted: usize,
+}
+
+fn holds_mig(state: &ClusterState, node: usize, r: u64) -> bool {
+    state[node].gpus.iter().any(|g| {
+        g.allocations
+            .iter()
+            .any(|a| a.replica == r && matches!(a.slice, AllocSlice::Mig { .. }))
+    })
+}
+
+/// [`run_sequence`], counting the pods on MIG instances it released and preempted.
+fn run_sequence_counted(toml: &str, cfg: &EngineConfig, ops: &[Op]) -> (Vec<Decision>, MigCounts) {
+    let mut counts = MigCounts::default();
     let sc = gpusched_sim::scenario::load_str(toml, "<conformance>", ".".into(), &[]).unwrap();
     let mut state = ClusterState::new(sim_nodes(&sc));
     let mut sim_engine = Engine::new(cfg.clone(), sc.catalog.clone(), state.len() as u32).unwrap();
@@ -604,17 +653,7 @@ fn run_sequence(toml: &str, cfg: &EngineConfig, ops: &[Op]) -> Vec<Decision> {
             Op::Release(k) if !placed.is_empty() => {
                 let r = placed[k % placed.len()];
                 let node = state.iter().position(|n| n.gpu_of(r).is_some()).unwrap();
-                let gpu = state[node].gpu_of(r).unwrap();
-                let holds_mig = state[node].gpus[gpu as usize]
-                    .allocations
-                    .iter()
-                    .any(|a| a.replica == r && matches!(a.slice, AllocSlice::Mig { .. }));
-                if holds_mig {
-                    // A MIG instance stays: its GPU's layout would outlive its last pod in the
-                    // state but not in any object (README, known limits;
-                    // `an_empty_mig_gpu_forgets_its_layout_in_live` pins it).
-                    continue;
-                }
+                counts.released += holds_mig(&state, node, r) as usize;
                 placed.retain(|&x| x != r);
                 state.release(node, r);
                 live_pods.retain(|p| {
@@ -648,7 +687,12 @@ fn run_sequence(toml: &str, cfg: &EngineConfig, ops: &[Op]) -> Vec<Decision> {
                     assert_eq!(dl, d, "{here}: decision differs");
                     all.push(d.clone());
                     match &d {
-                        Decision::Preempt { victims, .. } => {
+                        Decision::Preempt { victims, node, .. } => {
+                            let ni = state.index_of(node).unwrap();
+                            counts.preempted += victims
+                                .iter()
+                                .filter(|v| holds_mig(&state, ni, v.replica))
+                                .count();
                             state.apply_decision(&d, w.memory_per_gpu_gb()).unwrap();
                             placed.retain(|x| !victims.iter().any(|v| v.replica == *x));
                             live_pods.retain(|p| {
@@ -696,7 +740,7 @@ fn run_sequence(toml: &str, cfg: &EngineConfig, ops: &[Op]) -> Vec<Decision> {
             }
         }
     }
-    all
+    (all, counts)
 }
 
 /// Applies a placement on both sides: the state, and live's objects (annotated, bound pod;
@@ -710,8 +754,27 @@ fn bind(
     w: &gpusched_policies::WorkloadSpec,
     mut pod: Pod,
 ) {
+    let gpus = if p.gpus.is_empty() {
+        vec![p.gpu]
+    } else {
+        p.gpus.clone()
+    };
+    let before = codec::gpu_layouts(&state[p.node_index], &gpus);
     state.apply(p, w.memory_per_gpu_gb());
     let model = state[p.node_index].model;
+    // The node's MIG layout record, as the controller patches it before binding.
+    let after = codec::gpu_layouts(&state[p.node_index], &gpus);
+    let n = nodes
+        .iter_mut()
+        .find(|n| n.metadata.name.as_deref() == Some(p.node.as_str()))
+        .unwrap();
+    let a = n.metadata.annotations.get_or_insert_default();
+    for (k, v) in codec::mig_layout_patch(model, &before, &after) {
+        match v {
+            Some(v) => a.insert(k, v),
+            None => a.remove(&k),
+        };
+    }
     let gpu_mem = sc.catalog.spec(model).memory_gb;
     for (k, v) in placement_annotations(p, model, w.memory_per_gpu_gb(), gpu_mem) {
         pod.metadata
@@ -794,19 +857,31 @@ fn every_sharing_mode_round_trips_through_places_and_releases() {
             sharing,
             ..Default::default()
         };
-        // Replicas on MIG instances are never released (see `run_sequence`), and the
-        // high-priority service is left out so that nothing is preempted off a MIG instance
-        // (preemption: `preemption_and_multi_gpu_pods_decide_identically_and_round_trip`).
+        // Replicas on MIG instances are released like any other: an emptied MIG GPU keeps its
+        // layout on both sides. (Preemption off MIG instances:
+        // `pods_on_mig_instances_are_released_and_preempted_identically`.)
+        let mut mig = MigCounts::default();
         for seed in 0..6 {
-            run_sequence(SCENARIO, &cfg, &ops(seed, 40, &[0, 1, 3], 4));
+            for (len, services, every) in [(40, &[0, 1, 3][..], 4), (60, &[0, 1, 2, 3][..], 3)] {
+                let (_, c) = run_sequence_counted(SCENARIO, &cfg, &ops(seed, len, services, every));
+                mig.released += c.released;
+                mig.preempted += c.preempted;
+            }
+        }
+        if sharing == SharingPolicy::Mig {
+            assert!(
+                mig.released > 0,
+                "no pod released off a MIG instance: {mig:?}"
+            );
         }
     }
 }
 
-/// The known gap, stated as a test so that closing it shows: a MIG GPU whose pods have all left
-/// keeps its layout in the cluster state but not in any Kubernetes object.
+/// A MIG GPU whose pods have all left keeps its layout in the cluster state, and in live's
+/// objects too: the node annotation `gpusched.io/mig-layout.<gpu>` the controller writes when a
+/// placement configures the layout reads back into the identical state.
 #[test]
-fn an_empty_mig_gpu_forgets_its_layout_in_live() {
+fn an_empty_mig_gpu_keeps_its_layout_in_live() {
     let sc = gpusched_sim::scenario::load_str(SCENARIO, "<conformance>", ".".into(), &[]).unwrap();
     let cfg = EngineConfig {
         sharing: SharingPolicy::Mig,
@@ -818,12 +893,189 @@ fn an_empty_mig_gpu_forgets_its_layout_in_live() {
     let Decision::Place(p) = e.place(&state, &w, 1, false) else {
         panic!("fits")
     };
-    assert!(p.mig.is_some(), "a MIG placement");
-    state.apply(&p, w.memory_per_gpu_gb());
+    assert!(
+        p.mig.as_ref().is_some_and(|m| m.reconfigure),
+        "a MIG re-layout"
+    );
+    // Live's side: the objects the controller writes for the placement, then the pod deleted.
+    let mut live_nodes = k8s_nodes(&sc, NOW);
+    let mut live_pods = Vec::new();
+    let pending = pending_for(&sc, 0, 1);
+    bind(
+        &sc,
+        &mut state,
+        &mut live_nodes,
+        &mut live_pods,
+        &p,
+        &w,
+        pending,
+    );
+    assert_eq!(build(&sc, &live_nodes, &live_pods), state);
     state.release(p.node_index, 1);
-    assert!(!state[p.node_index].gpus[p.gpu as usize].mig.is_empty());
+    live_pods.clear();
+    let layout = &state[p.node_index].gpus[p.gpu as usize].mig;
+    assert!(!layout.is_empty(), "the simulator keeps the layout");
+    let back = build(&sc, &live_nodes, &live_pods);
+    assert_eq!(&back[p.node_index].gpus[p.gpu as usize].mig, layout);
+    assert_eq!(back, state);
+    // And the state written out through the codec reads back into itself.
     let service_of = [(1u64, 0usize)].into();
     let (n, pods) = objects_of_state(&sc, &state, &service_of);
-    let back = build(&sc, &n, &pods);
-    assert!(back[p.node_index].gpus[p.gpu as usize].mig.is_empty());
+    assert!(pods.is_empty());
+    assert_eq!(build(&sc, &n, &pods), state);
+    // A placement that is not a MIG instance on the empty GPU clears the record on both sides.
+    let cfg = EngineConfig::default();
+    let mut e = Engine::new(cfg, sc.catalog.clone(), state.len() as u32).unwrap();
+    let Decision::Place(mut q) = e.place(&state, &w, 2, false) else {
+        panic!("fits")
+    };
+    q.node = p.node.clone();
+    q.node_index = p.node_index;
+    q.gpu = p.gpu;
+    q.gpus = vec![p.gpu];
+    q.node_config = None;
+    bind(
+        &sc,
+        &mut state,
+        &mut live_nodes,
+        &mut live_pods,
+        &q,
+        &w,
+        pending_for(&sc, 0, 2),
+    );
+    assert!(state[p.node_index].gpus[p.gpu as usize].mig.is_empty());
+    assert_eq!(build(&sc, &live_nodes, &live_pods), state);
+}
+
+/// Records every action and refuses every binding (a 409, as when the pod was bound elsewhere).
+struct RefusesBindings(std::sync::Mutex<Vec<Action>>);
+
+impl Applier for RefusesBindings {
+    async fn apply(&self, a: &Action) -> Result<(), ApplyError> {
+        self.0.lock().unwrap().push(a.clone());
+        if matches!(a, Action::BindPod { .. }) {
+            return Err(ApplyError::Api {
+                what: a.describe(),
+                code: 409,
+                message: "Operation cannot be fulfilled: pod is already assigned".into(),
+            });
+        }
+        Ok(())
+    }
+    async fn node_capacity(
+        &self,
+        _node: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, ApplyError> {
+        Ok(None)
+    }
+    fn is_dry_run(&self) -> bool {
+        true
+    }
+}
+
+/// The controller records a MIG re-layout on the node before it binds, and when the binding
+/// fails it restores the node's previous record (none): the write is undone.
+#[test]
+fn a_failed_binding_undoes_its_mig_layout_record() {
+    let sc = gpusched_sim::scenario::load_str(SCENARIO, "<conformance>", ".".into(), &[]).unwrap();
+    let cfg = EngineConfig {
+        sharing: SharingPolicy::Mig,
+        ..Default::default()
+    };
+    let k8s = k8s_nodes(&sc, NOW);
+    let scope = Scope::new(
+        ["ml".to_string()],
+        "nvidia-device-plugin",
+        "device-plugin-config",
+    )
+    .unwrap();
+    let applier = RefusesBindings(Default::default());
+    let mut ctl = Controller::new(
+        cfg,
+        sc.catalog.clone(),
+        k8s.len() as u32,
+        scope,
+        applier,
+        None,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report =
+        rt.block_on(ctl.reconcile(&k8s, &pending_pods(&sc, &[0]), Some(&plugin_config()), NOW));
+    assert!(
+        report.errors.iter().any(|e| e.contains("already assigned")),
+        "{:?}",
+        report.errors
+    );
+    let actions = ctl.applier.0.lock().unwrap().clone();
+    let layout_patches: Vec<(usize, &std::collections::BTreeMap<String, Option<String>>)> = actions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            Action::PatchNodeMeta { annotations, .. }
+                if annotations
+                    .keys()
+                    .any(|k| k.starts_with(keys::NODE_MIG_LAYOUT_PREFIX)) =>
+            {
+                Some((i, annotations))
+            }
+            _ => None,
+        })
+        .collect();
+    let bind_at = actions
+        .iter()
+        .position(|a| matches!(a, Action::BindPod { .. }))
+        .expect("a binding was tried");
+    assert_eq!(layout_patches.len(), 2, "{actions:#?}");
+    let ((before, written), (after, undone)) = (layout_patches[0], layout_patches[1]);
+    assert!(before < bind_at && bind_at < after, "{actions:#?}");
+    assert_eq!(written.len(), 1);
+    let (key, value) = written.iter().next().unwrap();
+    assert!(
+        value.as_deref().is_some_and(|v| v.contains('@')),
+        "{value:?}"
+    );
+    assert_eq!(undone, &[(key.clone(), None)].into());
+}
+
+/// Pods on MIG instances released and preempted (low-priority replicas fill every GPU's MIG
+/// instances, high-priority ones of the same size evict them), in every placement policy: the
+/// views agree before every decision, the decisions are equal, and every state (emptied MIG
+/// GPUs included) reads back from the objects live writes.
+#[test]
+fn pods_on_mig_instances_are_released_and_preempted_identically() {
+    let mig = EngineConfig {
+        sharing: SharingPolicy::Mig,
+        ..Default::default()
+    };
+    let mut seq: Vec<Op> = (0..20).map(|_| Op::Place(0)).collect();
+    seq.extend([
+        Op::Place(3),
+        Op::Place(3),
+        Op::Release(0),
+        Op::Release(5),
+        Op::Place(2),
+        Op::Place(3),
+        Op::Release(2),
+        Op::Place(0),
+        Op::Place(3),
+    ]);
+    let (ds, c) = run_sequence_counted(SCENARIO_TP, &mig, &seq);
+    assert!(c.preempted > 0 && c.released > 0, "{c:?}: {ds:#?}");
+    let mut total = MigCounts::default();
+    for policy in PolicyName::ALL {
+        let cfg = EngineConfig {
+            policy,
+            ..mig.clone()
+        };
+        for seed in 0..4 {
+            let (_, c) = run_sequence_counted(SCENARIO_TP, &cfg, &ops(seed, 60, &[0, 0, 2, 3], 4));
+            total.released += c.released;
+            total.preempted += c.preempted;
+        }
+    }
+    assert!(total.preempted > 0 && total.released > 0, "{total:?}");
 }

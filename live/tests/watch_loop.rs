@@ -74,10 +74,26 @@ fn start_controller_with(
     plugin_timeout: Duration,
     autoscale: Option<gpusched_live::autoscale::AutoscaleOptions>,
 ) -> Running {
+    start_controller_cfg(
+        api,
+        identity,
+        plugin_timeout,
+        autoscale,
+        EngineConfig::default(),
+    )
+}
+
+fn start_controller_cfg(
+    api: &FakeApiServer,
+    identity: &str,
+    plugin_timeout: Duration,
+    autoscale: Option<gpusched_live::autoscale::AutoscaleOptions>,
+    cfg: EngineConfig,
+) -> Running {
     let scope = support::scope();
     let client = api.client();
     let mut ctl = Controller::new(
-        EngineConfig::default(),
+        cfg,
         GpuCatalog::default(),
         2,
         scope.clone(),
@@ -161,13 +177,29 @@ fn emulate_device_plugin(api: &FakeApiServer) -> tokio::task::JoinHandle<()> {
                             .and_then(|n| n.trim().parse::<u32>().ok())
                     })
                     .unwrap_or(1);
+                // Under MIG's mixed strategy the plugin advertises the instances as
+                // `nvidia.com/mig-<profile>` (a count per profile, node-wide).
+                let mig = entry
+                    .as_deref()
+                    .is_some_and(|e| e.contains("migStrategy: mixed"));
                 let cap = &mut node.status.as_mut().unwrap().capacity.as_mut().unwrap();
                 let want = (count * replicas).to_string();
-                if cap[keys::GPU_RESOURCE].0 != want {
+                let mig_key = "nvidia.com/mig-1g.10gb";
+                if cap[keys::GPU_RESOURCE].0 != want || cap.contains_key(mig_key) != mig {
                     cap.insert(
                         keys::GPU_RESOURCE.into(),
                         k8s_openapi::apimachinery::pkg::api::resource::Quantity(want),
                     );
+                    if mig {
+                        cap.insert(
+                            mig_key.into(),
+                            k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                                (count * 7).to_string(),
+                            ),
+                        );
+                    } else {
+                        cap.remove(mig_key);
+                    }
                     api.apply(&node);
                 }
             }
@@ -1242,5 +1274,88 @@ async fn tensor_parallel_pods_are_batched_bound_and_kept_off_tainted_nodes() {
     assert_eq!(
         bindings_of(&api, "llama-0") + bindings_of(&api, "llama-1"),
         2
+    );
+}
+
+/// A MIG placement through the real client and the fake server: the node gets the device
+/// plugin's MIG config, the pod is bound, and the node records the GPU's layout
+/// (`gpusched.io/mig-layout.<gpu>`, a merge patch the server validates). Once the pod is deleted
+/// the record stays, so the view rebuilt from the server's objects still has the layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mig_placement_records_the_layout_on_the_node_and_it_outlives_the_pod() {
+    let api = cluster().await;
+    let plugin = emulate_device_plugin(&api);
+    let cfg = EngineConfig {
+        sharing: gpusched_policies::admission::SharingPolicy::Mig,
+        ..Default::default()
+    };
+    let ctl = start_controller_cfg(&api, "ctl-a", Duration::from_secs(10), None, cfg);
+    api.apply(&pending_pod("ml", "tiny", 3.0));
+    let node = api
+        .wait_for("tiny to be bound", WAIT, |a| node_name_of(a, "ml", "tiny"))
+        .await;
+    let n = api.get("nodes", "", &node).unwrap();
+    let records: Vec<(String, String)> = n["metadata"]["annotations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with(keys::NODE_MIG_LAYOUT_PREFIX))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(records.len(), 1, "{n:#}");
+    let pod = api.get("pods", "ml", "tiny").unwrap();
+    let gpu = pod["metadata"]["annotations"][keys::GPU_INDEX]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        records[0].0,
+        format!("{}{gpu}", keys::NODE_MIG_LAYOUT_PREFIX)
+    );
+    assert_eq!(
+        records[0].1,
+        pod["metadata"]["annotations"][keys::MIG_LAYOUT]
+            .as_str()
+            .unwrap(),
+        "the node records the layout the pod was bound into"
+    );
+    // The record was written before the binding.
+    let reqs = api.requests();
+    let record_at = reqs
+        .iter()
+        .position(|r| {
+            r.method == "PATCH"
+                && r.path == format!("/api/v1/nodes/{node}")
+                && r.body.to_string().contains(keys::NODE_MIG_LAYOUT_PREFIX)
+        })
+        .expect("a node patch with the MIG layout");
+    let bind_at = reqs
+        .iter()
+        .position(|r| r.path.ends_with("/pods/tiny/binding"))
+        .unwrap();
+    assert!(record_at < bind_at);
+    ctl.stop().await;
+    plugin.abort();
+    // The pod leaves; the layout stays with its node.
+    api.delete("pods", "ml", "tiny");
+    let nodes: Vec<Node> = api
+        .list("nodes")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    let pods: Vec<Pod> = api
+        .list("pods")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    let v = gpusched_live::view::build_view(&nodes, &pods, &Default::default(), 0.0);
+    assert!(v.notes.is_empty(), "{:?}", v.notes);
+    let i = v.nodes.index_of(&node).unwrap();
+    let g = &v.nodes[i].gpus[gpu.parse::<usize>().unwrap()];
+    assert!(g.allocations.is_empty());
+    let model = v.nodes[i].model;
+    let layout: Vec<_> = g.mig.iter().map(|s| s.instance).collect();
+    assert_eq!(
+        gpusched_live::codec::layout_text(&layout, model),
+        records[0].1
     );
 }
