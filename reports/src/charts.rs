@@ -205,29 +205,41 @@ pub fn draw_bars_with<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
+/// Draws one figure twice, to `<stem>.svg` and `<stem>.png` in `dir`: every chart of the
+/// reports is written in both forms by this one macro (a macro because the drawing function
+/// is generic over the backend).
+macro_rules! to_files {
+    ($dir:expr, $stem:expr, $size:expr, $draw:ident, $what:expr) => {{
+        ensure_font();
+        let svg = $dir.join(format!("{}.svg", $stem));
+        let png = $dir.join(format!("{}.png", $stem));
+        $draw(&SVGBackend::new(&svg, $size).into_drawing_area(), $what)?;
+        let result = $draw(&BitMapBackend::new(&png, $size).into_drawing_area(), $what);
+        result
+    }};
+}
+
+/// The whole decades around `[lo, hi]` (both > 0), so log-axis ticks read 1, 10, 100…
+fn decades(lo: f64, hi: f64) -> (f64, f64) {
+    (
+        10f64.powf(lo.log10().floor()),
+        10f64.powf(hi.log10().ceil()),
+    )
+}
+
 /// Renders a set of line panels to SVG and PNG.
 pub fn panels_to_files(
     dir: &Path,
     stem: &str,
     size: (u32, u32),
-    panels: &[LinePanel],
+    what: &[LinePanel],
 ) -> ChartResult {
-    ensure_font();
-    let svg = dir.join(format!("{stem}.svg"));
-    let png = dir.join(format!("{stem}.png"));
-    draw_panels(&SVGBackend::new(&svg, size).into_drawing_area(), panels)?;
-    let result = draw_panels(&BitMapBackend::new(&png, size).into_drawing_area(), panels);
-    result
+    to_files!(dir, stem, size, draw_panels, what)
 }
 
 /// Renders a bar chart to SVG and PNG.
-pub fn bars_to_files(dir: &Path, stem: &str, size: (u32, u32), bars: &Bars) -> ChartResult {
-    ensure_font();
-    let svg = dir.join(format!("{stem}.svg"));
-    let png = dir.join(format!("{stem}.png"));
-    draw_bars(&SVGBackend::new(&svg, size).into_drawing_area(), bars)?;
-    let result = draw_bars(&BitMapBackend::new(&png, size).into_drawing_area(), bars);
-    result
+pub fn bars_to_files(dir: &Path, stem: &str, size: (u32, u32), what: &Bars) -> ChartResult {
+    to_files!(dir, stem, size, draw_bars, what)
 }
 
 /// Latency CDF panels on a logarithmic latency axis: heavy tails spread over decades, and a
@@ -249,11 +261,7 @@ pub fn draw_log_cdf_panels<DB: DrawingBackend>(
         if !(x1 > x0) {
             (x0, x1) = (1.0, 10.0);
         }
-        // Whole decades around the data, so the ticks read 1, 10, 100 ms…
-        let (x0, x1) = (
-            10f64.powf(x0.log10().floor()),
-            10f64.powf(x1.log10().ceil()),
-        );
+        let (x0, x1) = decades(x0, x1);
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, (FONT, 18))
             .margin(8)
@@ -300,11 +308,7 @@ pub fn draw_log_y_panels<DB: DrawingBackend>(
                 if y1.is_finite() { y1 * 10.0 } else { 10.0 },
             );
         }
-        // Whole decades around the data, so the ticks read 1, 10, 100 ms…
-        let (y0, y1) = (
-            10f64.powf(y0.log10().floor()),
-            10f64.powf(y1.log10().ceil()),
-        );
+        let (y0, y1) = decades(y0, y1);
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, (FONT, 18))
             .margin(8)
@@ -327,18 +331,8 @@ fn positive_y(p: &(f64, f64)) -> bool {
 }
 
 /// Renders log-value time-series panels to SVG and PNG.
-pub fn log_y_to_files(
-    dir: &Path,
-    stem: &str,
-    size: (u32, u32),
-    panels: &[LinePanel],
-) -> ChartResult {
-    ensure_font();
-    let svg = dir.join(format!("{stem}.svg"));
-    let png = dir.join(format!("{stem}.png"));
-    draw_log_y_panels(&SVGBackend::new(&svg, size).into_drawing_area(), panels)?;
-    let result = draw_log_y_panels(&BitMapBackend::new(&png, size).into_drawing_area(), panels);
-    result
+pub fn log_y_to_files(dir: &Path, stem: &str, size: (u32, u32), what: &[LinePanel]) -> ChartResult {
+    to_files!(dir, stem, size, draw_log_y_panels, what)
 }
 
 /// Renders log-latency CDF panels to SVG and PNG.
@@ -346,14 +340,9 @@ pub fn log_cdf_to_files(
     dir: &Path,
     stem: &str,
     size: (u32, u32),
-    panels: &[LinePanel],
+    what: &[LinePanel],
 ) -> ChartResult {
-    ensure_font();
-    let svg = dir.join(format!("{stem}.svg"));
-    let png = dir.join(format!("{stem}.png"));
-    draw_log_cdf_panels(&SVGBackend::new(&svg, size).into_drawing_area(), panels)?;
-    let result = draw_log_cdf_panels(&BitMapBackend::new(&png, size).into_drawing_area(), panels);
-    result
+    to_files!(dir, stem, size, draw_log_cdf_panels, what)
 }
 
 #[cfg(test)]
