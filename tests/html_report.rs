@@ -278,4 +278,47 @@ fn the_sweep_explains_its_answer_and_grows_caps_with_traffic() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     check_html(&html).unwrap_or_else(|e| panic!("sweep report.html: {e}"));
     assert!(html.contains("<figure><svg"), "the Pareto plot is inline");
+    if let Some(dom) = chromium_dom(&out.join("report.html")) {
+        assert!(dom.contains("<table>") && dom.contains("<svg"));
+    }
+}
+
+#[test]
+fn compare_report_html_is_self_contained_and_opens_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c");
+    let (code, _, err) = common::gpusched(&[
+        "compare",
+        "--policy",
+        "seeds",
+        "--policy",
+        "best_fit",
+        "--seeds",
+        "2",
+        "--set",
+        "duration_h=0.25",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    check_html(&html).unwrap_or_else(|e| panic!("compare report.html: {e}"));
+    // The comparison table and every plot (the CDF and the registry's bar charts) inline.
+    assert!(html.contains("<table>"), "no comparison table");
+    let plots = std::fs::read_dir(out.join("plots"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "svg"))
+        })
+        .count();
+    assert!(plots >= 2, "{md}");
+    assert_eq!(html.matches("<figure><svg").count(), plots, "{md}");
+    for variant in ["seeds", "best_fit"] {
+        assert!(html.contains(variant), "report.html lacks {variant}");
+    }
+    if let Some(dom) = chromium_dom(&out.join("report.html")) {
+        assert!(dom.contains("<table>") && dom.contains("<svg"));
+    }
 }
