@@ -164,7 +164,28 @@ pub fn write_plots(dir: &Path, result: &RunResult) -> Result<Vec<&'static str>, 
             },
         ],
     }];
-    log_y_to_files(dir, "latency", (1000, 500), &latency)?;
+    // Each service's p99 per window: the overall percentile hides a small service's tail.
+    let by_service: Vec<Series> = ts
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Series {
+            name: name.clone(),
+            points: column(result, |r| {
+                r.p99_ms_by_service.get(i).copied().unwrap_or(0.0)
+            }),
+        })
+        .collect();
+    let latency = [
+        latency.into_iter().next().expect("one overall panel"),
+        LinePanel {
+            title: "p99 by service per window (log scale)".into(),
+            x_label: x.clone(),
+            y_label: "ms".into(),
+            series: by_service,
+        },
+    ];
+    log_y_to_files(dir, "latency", (1000, 800), &latency)?;
     let util = ts
         .models
         .iter()

@@ -80,9 +80,9 @@ pub fn check(l: &LoadedScenario) -> Result<(), ScenarioError> {
         ));
     }
     let duration = l.duration_s();
-    // A row is ~320 bytes plus 12 per service and 16 per GPU model (metrics::WindowRow).
+    // A row is ~320 bytes plus 20 per service and 16 per GPU model (metrics::WindowRow).
     let ticks = duration / s.tick_s;
-    let row = 320.0 + 12.0 * s.services.len() as f64 + 16.0 * 3.0;
+    let row = 320.0 + 20.0 * s.services.len() as f64 + 16.0 * 3.0;
     if ticks * row > MAX_TIMESERIES_BYTES {
         return Err(bad(
             "tick_s",

@@ -171,6 +171,7 @@ impl Sim<'_> {
                 svc.counts.served_within_sla += 1;
             }
             let _ = svc.hist.record(e2e);
+            let _ = svc.win_hist.record(e2e);
             let _ = svc.ttft_hist.record(ttft);
             let _ = self.win_hist.record(e2e);
             let _ = self.win_ttft.record(ttft);

@@ -765,6 +765,7 @@ impl<'a> Sim<'a> {
             svc.counts.served_within_sla += 1;
         }
         let _ = svc.hist.record(latency);
+        let _ = svc.win_hist.record(latency);
         let _ = self.win_hist.record(latency);
         if perf.batching == Batching::ProcessorSharing {
             // The rest of the batch speeds up now (queued work may join it just below).
@@ -901,6 +902,7 @@ impl<'a> Sim<'a> {
             svc.win_arrivals = 0;
             svc.win_served = 0;
             svc.win_ref_work_ms = 0.0;
+            svc.win_hist.reset();
         }
         self.win_hist.reset();
         self.win_ttft.reset();
@@ -995,6 +997,8 @@ impl<'a> Sim<'a> {
             svc.replica_seconds += placed as f64 * window_s;
             row.replicas_by_service.push(n);
             row.qps_by_service.push(svc.win_arrivals as f64 / window_s);
+            row.p99_ms_by_service
+                .push(percentile_ms(&svc.win_hist, 0.99));
         }
         let (sv, rp, gp, nd, md) = (
             &self.services,

@@ -217,6 +217,8 @@ pub struct ServiceSim {
     pub win_arrivals: u64,
     pub win_served: u64,
     pub win_ref_work_ms: f64,
+    /// End-to-end latencies of the current window ([`crate::metrics::window_histogram`]).
+    pub win_hist: Histogram<u64>,
     pub replica_seconds: f64,
     pub replicas_min: u32,
     pub replicas_max: u32,
@@ -262,6 +264,7 @@ impl ServiceSim {
             autoscaler,
             counts: RequestCounts::default(),
             hist: latency_histogram(),
+            win_hist: crate::metrics::window_histogram(),
             sla_us,
             sla_per_token_us,
             timeout_us,
