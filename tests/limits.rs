@@ -57,7 +57,7 @@ fn sizes_past_a_limit_are_refused_naming_it() {
             "services[0].max_replicas",
         ),
         (
-            vec!["run", "--set", "duration_h=87000", "--out", o],
+            vec!["run", "--set", "duration_h=60000", "--out", o],
             "the limit is 1e10",
         ),
         (
