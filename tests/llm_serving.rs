@@ -108,11 +108,16 @@ fn an_llm_service_reports_ttft_tpot_and_end_to_end() {
         out.timeseries.write_csv(&mut b).unwrap();
         String::from_utf8(b).unwrap()
     };
-    assert!(csv
-        .lines()
-        .next()
-        .unwrap()
-        .ends_with("ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms"));
+    let header = csv.lines().next().unwrap();
+    let services = out.timeseries.services.len();
+    let cols: Vec<&str> = header.split(',').collect();
+    // The LLM columns, then each service's p99 per window (last).
+    assert_eq!(
+        cols[cols.len() - services - 4..cols.len() - services],
+        ["ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms"],
+        "{header}"
+    );
+    assert!(cols[cols.len() - 1].starts_with("p99_ms_"), "{header}");
 }
 
 #[test]

@@ -26,7 +26,10 @@ fn overall_p99_is_bounded_by_the_worst_services_p99_in_every_window() {
             row.p99_ms,
             worst
         );
-        assert!(row.p99_ms_by_service.iter().all(|v| v.is_finite() && *v >= 0.0));
+        assert!(row
+            .p99_ms_by_service
+            .iter()
+            .all(|v| v.is_finite() && *v >= 0.0));
     }
     assert!(windows_with_traffic > 100);
     let header = ts.header();
