@@ -113,9 +113,11 @@ fn validate_semantics(l: &LoadedScenario) -> Result<(), ScenarioError> {
             ),
         ));
     }
-    s.engine
-        .validate()
-        .map_err(|e| bad("engine".into(), e.to_string()))?;
+    s.engine.validate().map_err(|e| match e {
+        gpusched_policies::config::ConfigError::Invalid { key, problem } => {
+            bad(format!("engine.{key}"), problem)
+        }
+    })?;
     s.autoscaler
         .validate()
         .map_err(|e| bad("autoscaler".into(), e))?;

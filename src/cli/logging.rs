@@ -67,8 +67,13 @@ pub struct LogArgs {
 pub fn init(a: &LogArgs, timestamps: bool) {
     let filter = match a.log_level {
         Some(l) => EnvFilter::new(l.directive()),
-        None => EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(LogLevel::Info.directive())),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|e| {
+            // Unset is the usual case; a value that does not parse is said, not swallowed.
+            if std::env::var_os(EnvFilter::DEFAULT_ENV).is_some_and(|v| !v.is_empty()) {
+                eprintln!("warning: RUST_LOG is not a valid filter ({e}); logging at info (see --log-level)");
+            }
+            EnvFilter::new(LogLevel::Info.directive())
+        }),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
