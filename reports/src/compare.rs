@@ -39,6 +39,7 @@ pub fn write_compare(
     report: &CompareReport,
     baseline_variant: Option<&str>,
     extra_md: &str,
+    assumptions_md: &str,
     plots: bool,
 ) -> Result<Vec<PathBuf>, ReportError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
@@ -136,11 +137,12 @@ pub fn write_compare(
                 .then(|| format!("![{name}](plots/{name})\n"))
         })
         .collect();
-    let extra = if plots_md.is_empty() {
+    let mut extra = if plots_md.is_empty() {
         String::new()
     } else {
         format!("\n## Plots\n\n{plots_md}")
     };
+    extra.push_str(assumptions_md);
     files.push(crate::html::write_html(
         dir,
         "gpusched compare",
@@ -163,6 +165,7 @@ fn draw_ci_bars<DB: DrawingBackend>(
 pub fn write_sweep(
     dir: &Path,
     result: &SweepResult,
+    assumptions_md: &str,
     plots: bool,
 ) -> Result<Vec<PathBuf>, ReportError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
@@ -191,14 +194,14 @@ pub fn write_sweep(
             dir,
             &format!("gpusched sweep {}", result.name),
             "sweep.md",
-            "\n## Plots\n\n![cost against p99](plots/pareto.svg)\n",
+            &format!("\n## Plots\n\n![cost against p99](plots/pareto.svg)\n{assumptions_md}"),
         )?);
     } else {
         files.push(crate::html::write_html(
             dir,
             &format!("gpusched sweep {}", result.name),
             "sweep.md",
-            "",
+            assumptions_md,
         )?);
     }
     Ok(files)

@@ -143,9 +143,14 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
         a.scenarios.iter().cloned().map(ScenarioRef::File).collect()
     };
     let mut labels: Vec<String> = Vec::new();
+    // What each scenario assumes (fleet, models, calibrations, seed), for report.html.
+    let mut assumptions = String::new();
     for r in &refs {
         let name = match r.load(&a.sets) {
-            Ok(sc) => sc.scenario.name,
+            Ok(sc) => {
+                assumptions.push_str(&gpusched_reports::html::assumptions_markdown(&sc));
+                sc.scenario.name
+            }
             Err(e) => return bad_input(e),
         };
         let mut label = name.clone();
@@ -230,6 +235,7 @@ pub fn execute(a: &CompareArgs) -> ExitCode {
         &report,
         base_variant.as_deref(),
         &gate_md,
+        &assumptions,
         !a.no_plots,
     ) {
         Ok(files) => {

@@ -216,10 +216,21 @@ pub fn execute(a: &SweepArgs) -> ExitCode {
         };
     }
     let result = recommend(&sweep.spec.name, &sweep.fingerprint, &slo, rows);
-    finish(&out, &result, !a.no_plots)
+    // The base scenario's assumptions (before the sweep's axes and growth), for report.html.
+    let assumptions = sweep
+        .scenario
+        .load(&sweep.spec.sets)
+        .map(|sc| gpusched_reports::html::assumptions_markdown(&sc))
+        .unwrap_or_default();
+    finish(&out, &result, &assumptions, !a.no_plots)
 }
 
-fn finish(out: &Path, result: &gpusched_experiments::sweep::SweepResult, plots: bool) -> ExitCode {
+fn finish(
+    out: &Path,
+    result: &gpusched_experiments::sweep::SweepResult,
+    assumptions_md: &str,
+    plots: bool,
+) -> ExitCode {
     let stage = match super::stage_out(out) {
         Ok(s) => s,
         Err(code) => return code,
@@ -230,7 +241,7 @@ fn finish(out: &Path, result: &gpusched_experiments::sweep::SweepResult, plots: 
     {
         return super::fail(e);
     }
-    match gpusched_reports::compare::write_sweep(stage.path(), result, plots) {
+    match gpusched_reports::compare::write_sweep(stage.path(), result, assumptions_md, plots) {
         Ok(files) => {
             if let Err(e) = stage.commit() {
                 return super::fail(e);
@@ -281,7 +292,8 @@ fn execute_merge(m: &MergeArgs) -> ExitCode {
     let slo = slo_with(&slo, m.max_p99_ms, m.max_failed_pct);
     let result = recommend(&name, &fingerprint, &slo, rows);
     let out = m.out.clone().unwrap_or_else(|| m.dirs[0].clone());
-    finish(&out, &result, !m.no_plots)
+    // A merge has the shards' results, not their scenario: no assumptions section.
+    finish(&out, &result, "", !m.no_plots)
 }
 
 /// Which settings grow with the traffic and which stay fixed, said before the runs.
