@@ -278,7 +278,10 @@ fn the_sweep_explains_its_answer_and_grows_caps_with_traffic() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     check_html(&html).unwrap_or_else(|e| panic!("sweep report.html: {e}"));
     assert!(html.contains("<figure><svg"), "the Pareto plot is inline");
-    assert!(html.contains("<h2>Assumptions</h2>"), "the base scenario's assumptions");
+    assert!(
+        html.contains("<h2>Assumptions</h2>"),
+        "the base scenario's assumptions"
+    );
     if let Some(dom) = chromium_dom(&out.join("report.html")) {
         assert!(dom.contains("<table>") && dom.contains("<svg"));
     }
@@ -319,7 +322,10 @@ fn compare_report_html_is_self_contained_and_opens_in_a_browser() {
     for variant in ["seeds", "best_fit"] {
         assert!(html.contains(variant), "report.html lacks {variant}");
     }
-    assert!(html.contains("<h2>Assumptions</h2>"), "the scenario's assumptions");
+    assert!(
+        html.contains("<h2>Assumptions</h2>"),
+        "the scenario's assumptions"
+    );
     if let Some(dom) = chromium_dom(&out.join("report.html")) {
         assert!(dom.contains("<table>") && dom.contains("<svg"));
     }

@@ -251,13 +251,7 @@ pub fn draw_log_cdf_panels<DB: DrawingBackend>(
     root.fill(&WHITE).map_err(err)?;
     let areas = root.split_evenly((panels.len().max(1), 1));
     for (panel, area) in panels.iter().zip(areas.iter()) {
-        let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
-        for s in &panel.series {
-            for &(x, _) in s.points.iter().filter(|(x, _)| *x > 0.0 && x.is_finite()) {
-                x0 = x0.min(x);
-                x1 = x1.max(x);
-            }
-        }
+        let ((mut x0, mut x1), _) = extent(panel, positive_x);
         if !(x1 > x0) {
             (x0, x1) = (1.0, 10.0);
         }
@@ -272,7 +266,7 @@ pub fn draw_log_cdf_panels<DB: DrawingBackend>(
         draw_lines(
             &mut chart,
             panel,
-            |(x, _)| *x > 0.0 && x.is_finite(),
+            positive_x,
             SeriesLabelPosition::LowerRight,
         )?;
     }
@@ -289,16 +283,7 @@ pub fn draw_log_y_panels<DB: DrawingBackend>(
     root.fill(&WHITE).map_err(err)?;
     let areas = root.split_evenly((panels.len().max(1), 1));
     for (panel, area) in panels.iter().zip(areas.iter()) {
-        let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
-        let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
-        for s in &panel.series {
-            for &(x, y) in s.points.iter().filter(|p| positive_y(p)) {
-                x0 = x0.min(x);
-                x1 = x1.max(x);
-                y0 = y0.min(y);
-                y1 = y1.max(y);
-            }
-        }
+        let ((mut x0, mut x1), (mut y0, mut y1)) = extent(panel, positive_y);
         if !(x1 > x0) {
             (x0, x1) = (0.0, 1.0);
         }
@@ -324,6 +309,28 @@ pub fn draw_log_y_panels<DB: DrawingBackend>(
         )?;
     }
     root.present().map_err(err)
+}
+
+/// The (x, y) ranges of a panel's points that `keep` accepts (inverted when there are none).
+fn extent(panel: &LinePanel, keep: fn(&(f64, f64)) -> bool) -> ((f64, f64), (f64, f64)) {
+    let (mut x, mut y) = (
+        (f64::INFINITY, f64::NEG_INFINITY),
+        (f64::INFINITY, f64::NEG_INFINITY),
+    );
+    for p in panel
+        .series
+        .iter()
+        .flat_map(|s| &s.points)
+        .filter(|p| keep(p))
+    {
+        x = (x.0.min(p.0), x.1.max(p.0));
+        y = (y.0.min(p.1), y.1.max(p.1));
+    }
+    (x, y)
+}
+
+fn positive_x(p: &(f64, f64)) -> bool {
+    p.0 > 0.0 && p.0.is_finite()
 }
 
 fn positive_y(p: &(f64, f64)) -> bool {
