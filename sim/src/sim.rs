@@ -14,6 +14,7 @@ use gpusched_policies::autoscale::ServiceSignals;
 use gpusched_policies::cluster::ClusterState;
 use gpusched_policies::decision::Placement;
 use gpusched_policies::decision::{Decision, ScaleDecision};
+use gpusched_policies::modes::SliceLoad;
 use gpusched_policies::sharing::NodeSharing;
 use gpusched_policies::view::{AllocSlice, MigSlot, NodeView, SharingMode};
 use gpusched_policies::{Engine, GpuModel};
@@ -657,16 +658,12 @@ impl<'a> Sim<'a> {
         let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
         let g = &self.gpus[flat as usize];
         let (units, mig_share) = slice_units(rep.slice, share, g.model);
-        let eff = match mode {
-            SharingMode::Mps => perf.mps_effective(share, g.busy_share_pct, g.busy_clients),
-            // Fair share by weight among the busy clients, less the context-switch loss.
-            SharingMode::TimeSlicing { .. } => {
-                perf.timeslice_effective(g.busy_clients) * g.busy_clients as f64 * units as f64
-                    / g.busy_share_pct.max(1) as f64
-            }
-            SharingMode::Mig => mig_share,
-            SharingMode::Exclusive | SharingMode::Free => 1.0,
+        let load = SliceLoad {
+            share_pct: share,
+            units,
+            mig_share,
         };
+        let eff = mode.spec().effective_share(perf, &g.busy(), &load);
         let full_us =
             perf.batched_ms(&demand, self.sc.catalog.spec(g.model), params_b, k) * 1000.0 / eff;
         let token = self.next_token;
@@ -1402,12 +1399,7 @@ pub fn explain_placement(
 /// A replica's weight in its GPU's busy accounting: MPS thread percentage or time-slice weight,
 /// and the throughput share of a MIG instance.
 fn slice_units(slice: AllocSlice, share_pct: u8, model: GpuModel) -> (u32, f64) {
-    match slice {
-        AllocSlice::Mig { instance } => (0, instance.profile.throughput_share(model)),
-        AllocSlice::TimeSlice { weight } => (weight, 0.0),
-        AllocSlice::Mps { pct } => (pct as u32, 0.0),
-        AllocSlice::Whole => (share_pct as u32, 0.0),
-    }
+    slice.spec().slice_units(slice, share_pct, model)
 }
 
 #[cfg(test)]
