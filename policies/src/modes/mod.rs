@@ -6,7 +6,8 @@
 //!
 //! The modes: [`exclusive`], [`mps`] (per-client limits and the device plugin's uniform split),
 //! [`time_slicing`], [`mig`]. Every behaviour method of the enums is a one-line delegation to
-//! the mode; the `match`es on a variant live here, in [`registry`] order.
+//! the mode; the `match`es from a variant to its mode live here (the `spec()` methods and
+//! [`REGISTRY`]).
 //!
 //! Adding a mode: write `modes/<mode>.rs` implementing [`SharingModeSpec`], add its variants to
 //! the enums below and its arm to each `spec()` (and to [`REGISTRY`]). See
