@@ -129,7 +129,7 @@ impl SharingModeSpec for Mig {
         None
     }
     fn nominal_share(&self, req: &PlacementRequest, _slice: SliceRequest, model: GpuModel) -> u8 {
-        mig_profile(req, model).map_or(100, |p| ((p.rule().slices as u32 * 100 + 6) / 7) as u8)
+        mig_profile(req, model).map_or(100, |p| (p.rule().slices as u32 * 100).div_ceil(7) as u8)
     }
 
     fn allocate(&self, a: &AllocInput) -> Allocated {
