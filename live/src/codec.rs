@@ -19,6 +19,7 @@ use crate::keys;
 use gpusched_policies::cluster::ClusterState;
 use gpusched_policies::decision::{NodeConfigChange, Placement};
 use gpusched_policies::mig::MigInstance;
+use gpusched_policies::modes::EncodeCtx;
 use gpusched_policies::sharing::NodeSharing;
 use gpusched_policies::view::{AllocSlice, AllocationView, NodeView, SharingMode};
 use gpusched_policies::workload::SizeClass;
@@ -74,23 +75,8 @@ fn class_name(c: SizeClass) -> String {
         .unwrap_or_default()
 }
 
-fn instance_text(i: &MigInstance, model: GpuModel) -> String {
-    format!("{}@{}", i.profile.name(model), i.start)
-}
-
 /// A MIG layout as annotation text (`3g.40gb@0,3g.40gb@4`).
-pub fn layout_text(layout: &[MigInstance], model: GpuModel) -> String {
-    let l: Vec<String> = layout.iter().map(|i| instance_text(i, model)).collect();
-    l.join(",")
-}
-
-/// Parses [`layout_text`]'s form (`None`: not valid on `model`).
-pub fn parse_layout(text: &str, model: GpuModel) -> Option<Vec<MigInstance>> {
-    text.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| crate::slices::parse_instance(s, model))
-        .collect()
-}
+pub use gpusched_policies::modes::mig::{layout_text, parse_layout};
 
 /// The node annotation key of GPU `gpu`'s MIG layout.
 pub fn node_mig_layout_key(gpu: u8) -> String {
@@ -191,19 +177,15 @@ pub fn pod_annotations(pa: &PodAllocation, model: GpuModel) -> Vec<(&'static str
         let list: Vec<String> = pa.gpus.iter().map(u8::to_string).collect();
         out.push((keys::GPU_INDICES, list.join(",")));
     }
-    match a.slice {
-        AllocSlice::Mig { instance } => {
-            out.push((keys::MIG_INSTANCE, instance_text(&instance, model)));
-            out.push((keys::MIG_LAYOUT, layout_text(&pa.mig_layout, model)));
-        }
-        AllocSlice::TimeSlice { weight } => {
-            out.push((keys::TIME_SLICE_WEIGHT, weight.to_string()));
-            if let Some(r) = pa.time_slice_replicas {
-                out.push((keys::TIME_SLICE_REPLICAS, r.to_string()));
-            }
-        }
-        AllocSlice::Whole | AllocSlice::Mps { .. } => {}
-    }
+    // The slice beyond index and share: its mode's annotations.
+    out.extend(a.slice.spec().annotations(
+        a.slice,
+        &EncodeCtx {
+            model,
+            mig_layout: &pa.mig_layout,
+            time_slice_replicas: pa.time_slice_replicas,
+        },
+    ));
     out
 }
 

@@ -48,17 +48,19 @@ pub const CLASS: &str = "gpusched.io/class";
 pub const MEMORY_GB: &str = "gpusched.io/memory-gb";
 /// The MIG instance a pod holds (`<profile>@<start>`, e.g. `3g.40gb@4`) and its GPU's whole
 /// layout when it was bound (comma-separated, the same form): a MIG placement survives a restart.
-pub const MIG_INSTANCE: &str = "gpusched.io/mig-instance";
-pub const MIG_LAYOUT: &str = "gpusched.io/mig-layout";
+/// (Owned by the MIG mode, `gpusched_policies::modes::mig`.)
+pub const MIG_INSTANCE: &str = gpusched_policies::modes::mig::INSTANCE_ANNOTATION;
+pub const MIG_LAYOUT: &str = gpusched_policies::modes::mig::LAYOUT_ANNOTATION;
 /// Node annotation prefix: `gpusched.io/mig-layout.<gpu>` records GPU `<gpu>`'s MIG layout (the
 /// same form as [`MIG_LAYOUT`]) from the binding that configured it until a placement that is not
 /// a MIG instance takes the free GPU, so a MIG GPU whose pods have all left keeps its layout (as
 /// the simulator's cluster state does). One key per GPU, so concurrent bindings on one node each
 /// merge-patch their own GPU's key.
 pub const NODE_MIG_LAYOUT_PREFIX: &str = "gpusched.io/mig-layout.";
-/// A time-sliced pod's weight (seed 004's fairness) and its GPU's time-slicing replicas.
-pub const TIME_SLICE_WEIGHT: &str = "gpusched.io/time-slice-weight";
-pub const TIME_SLICE_REPLICAS: &str = "gpusched.io/time-slice-replicas";
+/// A time-sliced pod's weight (seed 004's fairness) and its GPU's time-slicing replicas (owned by
+/// the time-slicing mode, `gpusched_policies::modes::time_slicing`).
+pub const TIME_SLICE_WEIGHT: &str = gpusched_policies::modes::time_slicing::WEIGHT_ANNOTATION;
+pub const TIME_SLICE_REPLICAS: &str = gpusched_policies::modes::time_slicing::REPLICAS_ANNOTATION;
 /// Per-client MPS limits, read by the pod's own env through the downward API
 /// (`valueFrom.fieldRef: metadata.annotations['…']`), resolved by the kubelet at container start.
 pub const MPS_ACTIVE_THREAD_PCT: &str = "gpusched.io/mps-active-thread-percentage";

@@ -21,7 +21,7 @@ use crate::nvml::NodeSummary;
 use gpusched_policies::cluster::ClusterState;
 use gpusched_policies::gpu::{GpuCatalog, GpuModel};
 use gpusched_policies::view::{AllocSlice, MigSlot};
-use gpusched_policies::view::{AllocationView, NodeView, SharingMode};
+use gpusched_policies::view::{AllocationView, NodeView};
 use gpusched_policies::workload::{Priority, SizeClass, WorkloadKind, WorkloadSpec};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use std::collections::BTreeMap;
@@ -355,24 +355,8 @@ fn settle(g: &mut gpusched_policies::view::GpuView, ts_replicas: Option<u8>) {
             }
         }
     }
-    let any = |f: fn(&AllocSlice) -> bool| g.allocations.iter().any(|a| f(&a.slice));
-    g.mode = if g.allocations.is_empty() {
-        if g.mig.is_empty() {
-            SharingMode::Free
-        } else {
-            SharingMode::Mig
-        }
-    } else if any(|s| matches!(s, AllocSlice::Mig { .. })) {
-        SharingMode::Mig
-    } else if any(|s| matches!(s, AllocSlice::TimeSlice { .. })) {
-        SharingMode::TimeSlicing {
-            replicas: ts_replicas.unwrap_or(1),
-        }
-    } else if g.allocations.iter().any(|a| a.share_pct < 100) {
-        SharingMode::Mps
-    } else {
-        SharingMode::Exclusive
-    };
+    // Each allocation's mode says what the GPU runs (MIG over time-slicing over MPS).
+    g.mode = gpusched_policies::modes::rebuilt_gpu_mode(g, ts_replicas);
 }
 
 /// Builds the engine's view. `now_unix_s` is the caller's clock (pure: tests pass any time).
@@ -618,6 +602,7 @@ pub fn build_view(nodes: &[Node], pods: &[Pod], opts: &ViewOptions, now_unix_s: 
 mod tests {
     use super::*;
     use crate::testutil::{gpu_node, gpusched_pod, pending_pod};
+    use gpusched_policies::view::SharingMode;
 
     #[test]
     fn gfd_product_labels_map_to_models() {

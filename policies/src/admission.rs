@@ -6,40 +6,11 @@
 //! time-sliced ones may fall back to another family's time-sliced pools.
 
 use crate::sharing::{Fairness, SliceRequest};
-use crate::workload::{PlacementRequest, SizeClass, WorkloadKind, WorkloadSpec};
+use crate::workload::{PlacementRequest, WorkloadKind, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum SharingPolicy {
-    /// The seeds' classification: tiny/medium as per-client MPS shares, large whole.
-    #[default]
-    Classes,
-    /// Every replica gets a whole GPU.
-    Exclusive,
-    /// The device plugin's even MPS split: replicas = 100 / the class's share.
-    MpsUniform,
-    /// Per-client MPS limits (uneven splits), as in `classes`.
-    MpsPerClient,
-    /// A MIG instance sized to the model's memory.
-    Mig,
-    /// A time-sliced slot (replicas per GPU family from `time_slicing`).
-    TimeSlicing,
-    /// Seed 004's admission flow.
-    Admission,
-}
-
-impl SharingPolicy {
-    pub const ALL: [SharingPolicy; 7] = [
-        SharingPolicy::Classes,
-        SharingPolicy::Exclusive,
-        SharingPolicy::MpsUniform,
-        SharingPolicy::MpsPerClient,
-        SharingPolicy::Mig,
-        SharingPolicy::TimeSlicing,
-        SharingPolicy::Admission,
-    ];
-}
+/// The policy type; the fixed-mode policies are their modes' ([`SharingPolicy::spec`]).
+pub use crate::modes::SharingPolicy;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -94,43 +65,17 @@ pub fn apply(
 ) {
     let policy = w.sharing_mode.unwrap_or(policy);
     let weight = req.priority_class.max(1) as u32;
-    let large = req.class == SizeClass::Large || req.share_pct >= 100;
-    let (slice, reason) = match policy {
-        SharingPolicy::Classes | SharingPolicy::MpsPerClient => {
-            (req.slice, "size class → MPS share".to_string())
-        }
-        SharingPolicy::Exclusive => (SliceRequest::Whole, "exclusive policy".to_string()),
-        SharingPolicy::MpsUniform if large => {
-            (SliceRequest::Whole, "large model: whole GPU".to_string())
-        }
-        SharingPolicy::MpsUniform => (
-            SliceRequest::MpsUniform {
-                replicas: (100 / req.share_pct.max(1)).max(2),
-            },
-            "device-plugin MPS, even split".to_string(),
-        ),
-        SharingPolicy::Mig => (
-            SliceRequest::Mig { profile: None },
-            "MIG policy".to_string(),
-        ),
-        SharingPolicy::TimeSlicing => (
-            SliceRequest::TimeSlice {
-                replicas: 0,
-                weight,
-            },
-            "time-slicing policy".to_string(),
-        ),
-        SharingPolicy::Admission => admission_flow(req, w, adm, weight),
+    let (slice, reason) = match (policy, policy.spec()) {
+        (SharingPolicy::Admission, _) => admission_flow(req, w, adm, weight),
+        (_, Some(mode)) => mode.policy_slice(req, weight),
+        // `classes`: the classifier's slice.
+        (_, None) => (req.slice, "size class → MPS share".to_string()),
     };
     let (slice, reason) = tensor_parallel_slice(policy, req.gpus, slice, reason);
     req.slice = slice;
-    req.share_pct = match slice {
-        SliceRequest::Whole => 100,
-        SliceRequest::MpsUniform { replicas } => (100 / replicas.max(1) as u32) as u8,
-        _ => req.share_pct,
-    };
+    req.share_pct = slice.spec().request_share(slice, req.share_pct);
     // Seed 003: MIG workloads never fall back to another GPU family.
-    req.hard_family = matches!(slice, SliceRequest::Mig { .. });
+    req.hard_family = slice.spec().hard_family();
     req.sharing_reason = reason;
 }
 
@@ -147,12 +92,13 @@ fn tensor_parallel_slice(
     if gpus <= 1 {
         return (slice, reason);
     }
-    match policy {
-        SharingPolicy::Classes | SharingPolicy::Exclusive | SharingPolicy::Admission => (
+    if policy.spec().is_none_or(|m| m.policy_gives_whole_gpus()) {
+        (
             SliceRequest::Whole,
             format!("tensor-parallel ×{gpus} → {gpus} whole GPUs of one node"),
-        ),
-        _ => (slice, reason),
+        )
+    } else {
+        (slice, reason)
     }
 }
 
@@ -162,12 +108,7 @@ pub fn tensor_parallel_conflict(req: &PlacementRequest) -> Option<String> {
     if req.gpus <= 1 || matches!(req.slice, SliceRequest::Whole) {
         return None;
     }
-    let mode = match req.slice {
-        SliceRequest::Whole => "whole GPUs",
-        SliceRequest::Mps { .. } | SliceRequest::MpsUniform { .. } => "an MPS share",
-        SliceRequest::Mig { .. } => "a MIG instance",
-        SliceRequest::TimeSlice { .. } => "a time-sliced slot",
-    };
+    let mode = req.slice.spec().gives();
     Some(format!(
         "tensor_parallel = {n} needs {n} whole GPUs of one node, but its sharing mode ({}) gives {mode}: MPS, MIG and time-slicing share one GPU and cannot span several",
         req.sharing_reason,

@@ -5,18 +5,17 @@
 
 use crate::admission;
 use crate::config::{ConfigError, EngineConfig};
-use crate::decision::{
-    Decision, MigAssignment, NodeConfigChange, Placement, TimeSliceAssignment, Victim,
-};
+use crate::decision::{Decision, NodeConfigChange, Placement, Victim};
 use crate::framework::{Profile, Selection};
 use crate::gpu::GpuCatalog;
 use crate::index::{CapacityIndex, KeyConfig};
-use crate::mps::{plan_partition, MpsPlan, MpsRealisation};
+use crate::modes::{AllocInput, Allocated};
+use crate::mps::MpsPlan;
 use crate::plugins::filters::FitCtx;
 use crate::plugins::fit::{nominal_share, resolve, select_gpus};
 use crate::registry::{SeedsBuild, SeedsRegistry};
-use crate::sharing::{Fairness, NodeSharing, SliceRequest};
-use crate::view::{AllocSlice, NodeView, SharingMode};
+use crate::sharing::NodeSharing;
+use crate::view::NodeView;
 use crate::workload::{PlacementRequest, WorkloadSpec};
 
 pub type SeedsProfile = Profile<NodeView, PlacementRequest>;
@@ -254,63 +253,24 @@ impl Engine {
         let g = &node.gpus[gpu as usize];
         let resolved = resolve(req.slice, node.model, &ctx.ts);
         let share_pct = nominal_share(req, node.model, &ctx.ts);
-        let (mut mps, mut mig, mut time_slicing) = (None, None, None);
-        let (slice, sharing) = match resolved {
-            SliceRequest::Whole => (AllocSlice::Whole, SharingMode::Exclusive),
-            SliceRequest::Mps { pct } => {
-                let mut clients: Vec<(String, u64, u8)> = g
-                    .allocations
-                    .iter()
-                    .map(|a| (a.workload.clone(), a.replica, a.share_pct))
-                    .collect();
-                clients.push((req.workload.clone(), replica, pct));
-                mps = Some(
-                    plan_partition(&clients, g.memory_total_gb)
-                        .expect("SharingFits checked the share and client limit"),
-                );
-                (AllocSlice::Mps { pct }, SharingMode::Mps)
-            }
-            SliceRequest::MpsUniform { replicas } => {
-                mps = Some(uniform_plan(g, req, replica, replicas));
-                (AllocSlice::Mps { pct: share_pct }, SharingMode::Mps)
-            }
-            SliceRequest::TimeSlice { replicas, .. } => {
-                // Seed 004's fairness modes as time-slice weights.
-                let weight = match self.config.time_slicing.fairness {
-                    Fairness::RoundRobin => 1,
-                    Fairness::Priority => req.priority_class.max(1) as u32,
-                    Fairness::Weighted => {
-                        self.config.classify.target(req.class).share_pct.max(1) as u32
-                    }
-                };
-                time_slicing = Some(TimeSliceAssignment {
-                    replicas,
-                    weight,
-                    fairness: self.config.time_slicing.fairness,
-                });
-                (
-                    AllocSlice::TimeSlice { weight },
-                    SharingMode::TimeSlicing { replicas },
-                )
-            }
-            SliceRequest::Mig { .. } => {
-                let (instance, new_layout) = slot.mig.expect("a MIG fit names its instance");
-                let layout = new_layout
-                    .clone()
-                    .unwrap_or_else(|| g.mig.iter().map(|s| s.instance).collect());
-                mig = Some(MigAssignment {
-                    profile: instance.profile.name(node.model),
-                    start: instance.start,
-                    layout: layout
-                        .iter()
-                        .map(|i| format!("{}@{}", i.profile.name(node.model), i.start))
-                        .collect(),
-                    reconfigure: new_layout.is_some(),
-                    instances: layout.clone(),
-                });
-                (AllocSlice::Mig { instance }, SharingMode::Mig)
-            }
-        };
+        let allocated = resolved.spec().allocate(&AllocInput {
+            node,
+            gpu: g,
+            req,
+            replica,
+            slice: resolved,
+            share_pct,
+            slot: &slot,
+            config: &self.config,
+        });
+        let Allocated {
+            slice,
+            mode: sharing,
+            mps,
+            mig,
+            time_slicing,
+            text: mode_text,
+        } = allocated;
         let want = resolved.node_sharing();
         let node_config = (node.sharing != want).then(|| {
             let slots = mps.as_ref().map_or(0, |m: &MpsPlan| m.replicas);
@@ -323,15 +283,6 @@ impl Engine {
             }
         });
         let device_plugin_config = mps.as_ref().map(|m| m.device_plugin_config_yaml());
-        let mode_text = match resolved {
-            SliceRequest::Whole => "exclusive".to_string(),
-            SliceRequest::Mps { pct } => format!("MPS {pct} %"),
-            SliceRequest::MpsUniform { replicas } => format!("MPS 1/{replicas}"),
-            SliceRequest::TimeSlice { replicas, .. } => format!("time-slice 1/{replicas}"),
-            SliceRequest::Mig { .. } => {
-                format!("MIG {}", mig.as_ref().map_or("", |m| m.profile.as_str()))
-            }
-        };
         let reason = if gpus.len() > 1 {
             let list: Vec<String> = gpus.iter().map(u8::to_string).collect();
             format!(
@@ -461,41 +412,6 @@ impl Engine {
     }
 }
 
-/// The device plugin's even split: every client 100 / replicas threads and total / replicas memory.
-fn uniform_plan(
-    g: &crate::view::GpuView,
-    req: &PlacementRequest,
-    replica: u64,
-    replicas: u8,
-) -> MpsPlan {
-    let pct = (100 / replicas.max(1) as u32) as u8;
-    let mem = (g.memory_total_gb * 1024.0 / replicas.max(1) as f64).floor() as u64;
-    let mut clients: Vec<crate::mps::MpsClient> = g
-        .allocations
-        .iter()
-        .map(|a| crate::mps::MpsClient {
-            workload: a.workload.clone(),
-            replica: a.replica,
-            active_thread_pct: pct,
-            pinned_mem_limit_mib: mem,
-        })
-        .collect();
-    clients.push(crate::mps::MpsClient {
-        workload: req.workload.clone(),
-        replica,
-        active_thread_pct: pct,
-        pinned_mem_limit_mib: mem,
-    });
-    let mut thread_percentages = vec![pct; clients.len()];
-    thread_percentages.resize(replicas as usize, 0);
-    MpsPlan {
-        replicas,
-        thread_percentages,
-        clients,
-        realisation: MpsRealisation::DevicePluginUniform { replicas },
-    }
-}
-
 /// Node sharing a placement leaves the node in (what the simulator and live adapter set).
 pub fn node_sharing_after(p: &Placement, before: NodeSharing) -> NodeSharing {
     p.node_config.as_ref().map_or(before, |c| c.to)
@@ -510,7 +426,7 @@ mod tests {
     use crate::config::{PolicyName, WeightedScore};
     use crate::framework::ScorePlugin;
     use crate::registry::ScoreRegistration;
-    use crate::view::AllocationView;
+    use crate::view::{AllocSlice, AllocationView, SharingMode};
     use crate::workload::SizeClass;
     use crate::GpuModel;
 

@@ -13,6 +13,7 @@ pub mod framework;
 pub mod gpu;
 pub mod index;
 pub mod mig;
+pub mod modes;
 pub mod mps;
 pub mod openb;
 pub mod plugins;

@@ -8,31 +8,9 @@ use crate::sharing::NodeSharing;
 use crate::workload::SizeClass;
 use serde::{Deserialize, Serialize};
 
-/// How one GPU is being shared right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "mode")]
-pub enum SharingMode {
-    /// Nothing runs on it and no sharing is configured.
-    Free,
-    /// One pod owns the whole GPU.
-    Exclusive,
-    /// CUDA MPS clients with active-thread percentages.
-    Mps,
-    /// Time-slicing with this many advertised replicas.
-    TimeSlicing { replicas: u8 },
-    /// MIG instances, each isolated.
-    Mig,
-}
-
-/// Which slice of its GPU an allocation holds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "slice", rename_all = "snake_case")]
-pub enum AllocSlice {
-    Whole,
-    Mps { pct: u8 },
-    Mig { instance: MigInstance },
-    TimeSlice { weight: u32 },
-}
+/// A GPU's sharing mode and an allocation's slice; each mode's behaviour is its module's in
+/// [`crate::modes`].
+pub use crate::modes::{AllocSlice, SharingMode};
 
 /// One instance of a GPU's MIG layout and who uses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

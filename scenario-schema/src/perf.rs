@@ -265,6 +265,20 @@ impl PerfConfig {
     }
 }
 
+/// The calibrated primitives the sharing modes' perf hooks combine
+/// (`gpusched_policies::modes::SharingModeSpec::effective_share` / `delivered_work`).
+impl gpusched_policies::modes::SharingPerf for PerfConfig {
+    fn mps_effective(&self, pct: u8, busy_share_pct: u32, busy: u32) -> f64 {
+        PerfConfig::mps_effective(self, pct, busy_share_pct, busy)
+    }
+    fn timeslice_effective(&self, busy: u32) -> f64 {
+        PerfConfig::timeslice_effective(self, busy)
+    }
+    fn mps_delivered(&self, busy_share_pct: u32, busy: u32) -> f64 {
+        PerfConfig::mps_delivered(self, busy_share_pct, busy)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,23 +180,14 @@ fn validate_semantics(l: &LoadedScenario) -> Result<(), ScenarioError> {
                 .map_err(|e| bad(format!("pools[{i}].mig_layout"), e.to_string()))?;
         }
         use gpusched_policies::sharing::NodeSharing;
-        match p.sharing {
-            Some(NodeSharing::TimeSlicing { replicas })
-            | Some(NodeSharing::MpsUniform { replicas })
-                if !(2..=48).contains(&replicas) =>
-            {
-                return Err(bad(
-                    format!("pools[{i}].sharing.replicas"),
-                    format!("{replicas} must be 2..=48 (the device plugin needs replicas >= 2)"),
-                ));
-            }
-            s if !p.mig_layout.is_empty() && s != Some(NodeSharing::Mig) => {
-                return Err(bad(
-                    format!("pools[{i}].mig_layout"),
-                    "a MIG layout needs `sharing = { config = \"mig\" }` on the pool (the device plugin's MPS does not run on MIG devices)".into(),
-                ));
-            }
-            _ => {}
+        if let Some(Err((field, problem))) = p.sharing.map(NodeSharing::validate) {
+            return Err(bad(format!("pools[{i}].sharing.{field}"), problem));
+        }
+        if !p.mig_layout.is_empty() && p.sharing != Some(NodeSharing::Mig) {
+            return Err(bad(
+                format!("pools[{i}].mig_layout"),
+                "a MIG layout needs `sharing = { config = \"mig\" }` on the pool (the device plugin's MPS does not run on MIG devices)".into(),
+            ));
         }
     }
     if s.pools

@@ -6,6 +6,7 @@ use crate::metrics::{latency_histogram, RequestCounts};
 use crate::perf::PerfConfig;
 use crate::scenario::ServiceSpec;
 use gpusched_policies::autoscale::Autoscaler;
+use gpusched_policies::modes::BusyGpu;
 use gpusched_policies::view::{AllocSlice, SharingMode};
 use gpusched_policies::{GpuModel, WorkloadSpec};
 use hdrhistogram::Histogram;
@@ -106,25 +107,17 @@ impl GpuSim {
             self.busy_share_pct -= units;
             self.busy_mig_share = (self.busy_mig_share - mig_share).max(0.0);
         }
-        let work = match mode {
-            SharingMode::Mps => perf.mps_delivered(self.busy_share_pct, self.busy_clients),
-            SharingMode::TimeSlicing { .. } => {
-                if self.busy_clients == 0 {
-                    0.0
-                } else {
-                    perf.timeslice_effective(self.busy_clients) * self.busy_clients as f64
-                }
-            }
-            SharingMode::Mig => self.busy_mig_share,
-            SharingMode::Exclusive | SharingMode::Free => {
-                if self.busy_clients > 0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-        };
+        let work = mode.spec().delivered_work(perf, &self.busy());
         self.power_w = perf.power_w(self.idle_w, self.tdp_w, (work + self.background).min(1.0));
+    }
+
+    /// What runs on the GPU now, as the sharing modes' perf hooks read it.
+    pub fn busy(&self) -> BusyGpu {
+        BusyGpu {
+            clients: self.busy_clients,
+            units: self.busy_share_pct,
+            mig_share: self.busy_mig_share,
+        }
     }
 
     pub fn reset_window(&mut self) {

@@ -1,13 +1,14 @@
 //! Which GPUs of a node can take a request, and how: the one predicate that the filters, the
 //! scores and the GPU-selection step share, so they can never disagree about feasibility.
-//! It enforces what the real stack allows (DOMAIN.md): one sharing method per node, the plugin's
-//! even MPS split, no MPS on MIG, MPS client limits, MIG layouts changing only on a free GPU.
+//! It enforces what the real stack allows (DOMAIN.md): one sharing method per node here; each
+//! mode's own rule (the plugin's even MPS split, no MPS on MIG, MPS client limits, MIG layouts
+//! changing only on a free GPU) is its module's in [`crate::modes`].
 
 use crate::admission::TimeSlicingConfig;
-use crate::gpu::{GpuFamily, GpuModel};
-use crate::mig::{homogeneous, profile_for, MigInstance, MigProfile};
+use crate::gpu::GpuModel;
+use crate::mig::MigInstance;
 use crate::sharing::{NodeSharing, SliceRequest};
-use crate::view::{GpuView, NodeView, SharingMode};
+use crate::view::{GpuView, NodeView};
 use crate::workload::PlacementRequest;
 use serde::{Deserialize, Serialize};
 
@@ -44,28 +45,10 @@ pub enum FitStage {
 
 /// A request resolved against one node: time-slicing replicas by GPU family.
 pub fn resolve(slice: SliceRequest, model: GpuModel, ts: &TimeSlicingConfig) -> SliceRequest {
-    match slice {
-        SliceRequest::TimeSlice {
-            replicas: 0,
-            weight,
-        } => SliceRequest::TimeSlice {
-            replicas: match model.family() {
-                GpuFamily::H100 => ts.h100_replicas,
-                GpuFamily::A100 => ts.a100_replicas,
-            },
-            weight,
-        },
-        other => other,
-    }
+    slice.spec().resolve(slice, model, ts)
 }
 
-/// The MIG profile a request needs on a GPU model.
-pub fn mig_profile(req: &PlacementRequest, model: GpuModel) -> Option<MigProfile> {
-    match req.slice {
-        SliceRequest::Mig { profile: Some(p) } => Some(p),
-        _ => profile_for(req.memory_gb, model),
-    }
-}
+pub use crate::modes::mig::mig_profile;
 
 /// Does the request's model fit this GPU's memory under the request's sharing mode?
 pub fn memory_fits(
@@ -74,18 +57,8 @@ pub fn memory_fits(
     req: &PlacementRequest,
     ts: &TimeSlicingConfig,
 ) -> bool {
-    match resolve(req.slice, model, ts) {
-        // The plugin's MPS pins total / replicas of memory to each client.
-        SliceRequest::MpsUniform { replicas } => {
-            req.memory_gb <= g.memory_total_gb / replicas.max(1) as f64 + 1e-9
-                && g.memory_free_gb() + 1e-9 >= req.memory_gb
-        }
-        SliceRequest::Mig { .. } => {
-            mig_profile(req, model).is_some_and(|p| p.memory_gb(model) + 1e-9 >= req.memory_gb)
-        }
-        // A tiny epsilon so a 40 GB model fits a 40 GB GPU despite float rounding.
-        _ => g.memory_free_gb() + 1e-9 >= req.memory_gb,
-    }
+    let slice = resolve(req.slice, model, ts);
+    slice.spec().memory_fits(g, model, req, slice)
 }
 
 pub fn utilisation_fits(g: &GpuView, cfg: &FitConfig) -> bool {
@@ -136,45 +109,8 @@ pub fn slot_fits(
     cfg: &FitConfig,
     ts: &TimeSlicingConfig,
 ) -> Option<SlotFit> {
-    let clients = g.allocations.len();
-    match resolve(req.slice, model, ts) {
-        SliceRequest::Whole => g.is_free().then_some(SlotFit { mig: None }),
-        SliceRequest::Mps { pct } => {
-            let limit = cfg.mps_client_limit.min(MPS_HARD_CLIENT_LIMIT) as usize;
-            let mode_ok = g.is_free() || g.mode == SharingMode::Mps;
-            (mode_ok && g.share_free_pct() >= pct as u16 && clients < limit)
-                .then_some(SlotFit { mig: None })
-        }
-        SliceRequest::MpsUniform { replicas } => {
-            let mode_ok = g.is_free() || g.mode == SharingMode::Mps;
-            (mode_ok && clients < replicas as usize).then_some(SlotFit { mig: None })
-        }
-        SliceRequest::TimeSlice { replicas, .. } => {
-            let mode_ok = g.is_free() || matches!(g.mode, SharingMode::TimeSlicing { .. });
-            (mode_ok && clients < replicas as usize).then_some(SlotFit { mig: None })
-        }
-        SliceRequest::Mig { .. } => {
-            let p = mig_profile(req, model)?;
-            if let Some(slot) = g
-                .mig
-                .iter()
-                .find(|s| s.replica.is_none() && s.instance.profile == p)
-            {
-                return Some(SlotFit {
-                    mig: Some((slot.instance, None)),
-                });
-            }
-            // A new layout needs the GPU free of processes (drained).
-            if g.is_free() {
-                let layout = homogeneous(p);
-                let first = *layout.first()?;
-                return Some(SlotFit {
-                    mig: Some((first, Some(layout))),
-                });
-            }
-            None
-        }
-    }
+    let slice = resolve(req.slice, model, ts);
+    slice.spec().slot_fits(g, model, req, slice, cfg)
 }
 
 pub fn gpu_fits(
@@ -221,16 +157,8 @@ pub fn fitting_gpus<'a>(
 
 /// The nominal share (percent of a GPU) a request takes on a node's GPU model.
 pub fn nominal_share(req: &PlacementRequest, model: GpuModel, ts: &TimeSlicingConfig) -> u8 {
-    match resolve(req.slice, model, ts) {
-        SliceRequest::Whole => 100,
-        SliceRequest::Mps { pct } => pct,
-        SliceRequest::MpsUniform { replicas } | SliceRequest::TimeSlice { replicas, .. } => {
-            (100 / replicas.max(1) as u32) as u8
-        }
-        SliceRequest::Mig { .. } => {
-            mig_profile(req, model).map_or(100, |p| ((p.rule().slices as u32 * 100 + 6) / 7) as u8)
-        }
-    }
+    let slice = resolve(req.slice, model, ts);
+    slice.spec().nominal_share(req, slice, model)
 }
 
 /// How the GPU inside the chosen node is picked (the FGD simulator's GPU-share step).

@@ -223,10 +223,5 @@ impl<'a> Sim<'a> {
 /// A replica's weight in its GPU's busy accounting: MPS thread percentage or time-slice weight,
 /// and the throughput share of a MIG instance.
 pub(super) fn slice_units(slice: AllocSlice, share_pct: u8, model: GpuModel) -> (u32, f64) {
-    match slice {
-        AllocSlice::Mig { instance } => (0, instance.profile.throughput_share(model)),
-        AllocSlice::TimeSlice { weight } => (weight, 0.0),
-        AllocSlice::Mps { pct } => (pct as u32, 0.0),
-        AllocSlice::Whole => (share_pct as u32, 0.0),
-    }
+    slice.spec().slice_units(slice, share_pct, model)
 }

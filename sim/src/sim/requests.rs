@@ -3,6 +3,7 @@
 //! queue timeouts. (LLM services go through their serving engines: `llm_replica.rs`.)
 
 use super::placement::slice_units;
+use gpusched_policies::modes::SliceLoad;
 use super::*;
 
 impl<'a> Sim<'a> {
@@ -101,16 +102,12 @@ impl<'a> Sim<'a> {
         let mode = self.nodes[node as usize].gpus[gpu as usize].mode;
         let g = &self.gpus[flat as usize];
         let (units, mig_share) = slice_units(rep.slice, share, g.model);
-        let eff = match mode {
-            SharingMode::Mps => perf.mps_effective(share, g.busy_share_pct, g.busy_clients),
-            // Fair share by weight among the busy clients, less the context-switch loss.
-            SharingMode::TimeSlicing { .. } => {
-                perf.timeslice_effective(g.busy_clients) * g.busy_clients as f64 * units as f64
-                    / g.busy_share_pct.max(1) as f64
-            }
-            SharingMode::Mig => mig_share,
-            SharingMode::Exclusive | SharingMode::Free => 1.0,
+        let load = SliceLoad {
+            share_pct: share,
+            units,
+            mig_share,
         };
+        let eff = mode.spec().effective_share(perf, &g.busy(), &load);
         let full_us =
             perf.batched_ms(&demand, self.sc.catalog.spec(g.model), params_b, k) * 1000.0 / eff;
         let token = self.next_token;
