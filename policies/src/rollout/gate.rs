@@ -447,7 +447,10 @@ mod tests {
                 _ => i.free_capacity = f64::INFINITY,
             }
             let v = evaluate(&cfg, UpdateClass::Emergency, &i);
-            assert!(!v.open && v.failed.contains(&"unreadable".to_string()), "{v:?}");
+            assert!(
+                !v.open && v.failed.contains(&"unreadable".to_string()),
+                "{v:?}"
+            );
         }
         assert!(evaluate(&cfg, UpdateClass::Emergency, &input(&s, THREE_AM)).open);
     }
