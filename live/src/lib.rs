@@ -15,7 +15,9 @@
 //!   the pods' Prometheus metrics and the agent's GPU readings.
 //! * [`rollback`] — sharing-config rollouts that can always be undone, behind the shared circuit
 //!   breaker; [`rollout_exec`] — executes the engine crate's rollout state machine (strategies,
-//!   QPS gate, canary watch) with API requests.
+//!   QPS gate, canary watch) with API requests; [`prom_observer`] — its gate and watch
+//!   readings from Prometheus; [`pool_rollout`] — `gpusched live rollout`, an operator's planned
+//!   change of several nodes with the simulator's strategies.
 //! * [`snapshot`] — the live cluster as a simulator scenario; [`decisions`] — decisions.jsonl in
 //!   the simulator's format.
 
@@ -34,6 +36,8 @@ pub mod manifests;
 pub mod names;
 pub mod node_filter;
 pub mod nvml;
+pub mod pool_rollout;
+pub mod prom_observer;
 pub mod rollback;
 pub mod rollout_exec;
 pub mod signals;

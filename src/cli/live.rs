@@ -1,4 +1,4 @@
-//! `gpusched live agent|controller|snapshot`: the engine on a real Kubernetes cluster. The work is
+//! `gpusched live agent|controller|rollout|snapshot`: the engine on a real Kubernetes cluster. The work is
 //! in the `gpusched-live` crate; this module only parses flags and maps errors to exit codes.
 
 use gpusched_live::cmd::{self, CmdError};
@@ -16,6 +16,9 @@ pub enum LiveCommand {
     Agent(cmd::AgentArgs),
     /// Place `schedulerName: gpusched` pods with the engine and apply its decisions (use --dry-run first).
     Controller(cmd::ControllerArgs),
+    /// Change several nodes' sharing config with a strategy, the QPS gate and the canary watch
+    /// (the simulator's `[reconfig]`), readings from Prometheus (use --dry-run first).
+    Rollout(Box<cmd::RolloutArgs>),
     /// Write the live cluster as a scenario file that `gpusched run` accepts.
     Snapshot(cmd::SnapshotArgs),
 }
@@ -24,6 +27,7 @@ pub fn execute(a: &LiveArgs) -> ExitCode {
     let r = match &a.command {
         LiveCommand::Agent(x) => cmd::agent(x),
         LiveCommand::Controller(x) => cmd::controller(x),
+        LiveCommand::Rollout(x) => cmd::rollout(x),
         LiveCommand::Snapshot(x) => cmd::snapshot(x),
     };
     match r {

@@ -9,6 +9,9 @@
 //! * Update classes (routine / emergency / capacity expansion) add limits: max QPS, max error
 //!   rate, max GPU utilisation, required free capacity, allowed UTC windows, max disruption.
 //!
+//! * A reading that is not a number (NaN, infinite: a live observer that could not read it)
+//!   closes the gate (`unreadable`): the gate never opens on a missing reading.
+//!
 //! Pure: the caller passes the samples and the clock (seconds since midnight UTC of day 0).
 
 use serde::{Deserialize, Serialize};
@@ -202,6 +205,35 @@ pub fn evaluate(cfg: &GateConfig, class: UpdateClass, input: &GateInput) -> Gate
     };
     let mut failed = Vec::new();
     let mut why = Vec::new();
+    // A reading that is not a number (a live observer that could not read it passes NaN) must
+    // never open the gate: every comparison below is false for NaN, so it is refused here.
+    let mut unreadable = Vec::new();
+    if !now.is_finite() {
+        unreadable.push("the clock");
+    }
+    if input
+        .samples
+        .iter()
+        .any(|(t, q)| !t.is_finite() || !q.is_finite())
+    {
+        unreadable.push("the QPS samples");
+    }
+    for (name, v) in [
+        ("the error rate", input.error_rate),
+        ("the GPU utilisation", input.gpu_util),
+        ("the free capacity", input.free_capacity),
+    ] {
+        if !v.is_finite() {
+            unreadable.push(name);
+        }
+    }
+    if !unreadable.is_empty() {
+        failed.push("unreadable".to_string());
+        why.push(format!(
+            "no valid reading of {}: the gate does not open without one",
+            unreadable.join(", ")
+        ));
+    }
     match level {
         QpsLevel::NoUpdate => {
             failed.push("qps_no_update".to_string());
@@ -395,6 +427,32 @@ mod tests {
             UpdateClass::CapacityExpansion.limits().max_disruption_pct,
             5.0
         );
+    }
+
+    #[test]
+    fn a_reading_that_is_not_a_number_never_opens_the_gate() {
+        let cfg = GateConfig::default();
+        let s = flat(5.0, THREE_AM);
+        let mut nan_qps = s.clone();
+        nan_qps.push((THREE_AM, f64::NAN));
+        let v = evaluate(&cfg, UpdateClass::Emergency, &input(&nan_qps, THREE_AM));
+        assert!(!v.open);
+        assert_eq!(v.failed, vec!["unreadable"]);
+        assert!(v.reason.contains("QPS samples"), "{}", v.reason);
+        for field in 0..3 {
+            let mut i = input(&s, THREE_AM);
+            match field {
+                0 => i.error_rate = f64::NAN,
+                1 => i.gpu_util = f64::NAN,
+                _ => i.free_capacity = f64::INFINITY,
+            }
+            let v = evaluate(&cfg, UpdateClass::Emergency, &i);
+            assert!(
+                !v.open && v.failed.contains(&"unreadable".to_string()),
+                "{v:?}"
+            );
+        }
+        assert!(evaluate(&cfg, UpdateClass::Emergency, &input(&s, THREE_AM)).open);
     }
 
     #[test]
