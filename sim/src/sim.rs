@@ -8,12 +8,16 @@ use crate::perf::{Batching, Demand};
 use crate::scenario::LoadedScenario;
 use crate::state::{GpuSim, InFlight, Replica, ReplicaState, ServiceSim};
 
+use crate::reconfig::ReconfigReport;
+use crate::rollout::{PodView, RolloutExecutor, RolloutWorld, Transcript};
 use crate::trace::pipeline::ReplayReport;
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
 use gpusched_policies::autoscale::ServiceSignals;
 use gpusched_policies::cluster::ClusterState;
 use gpusched_policies::decision::Placement;
 use gpusched_policies::decision::{Decision, ScaleDecision};
+use gpusched_policies::gpu::GpuFamily;
+use gpusched_policies::rollout::RolloutStep;
 use gpusched_policies::sharing::NodeSharing;
 use gpusched_policies::view::{AllocSlice, MigSlot, NodeView, SharingMode};
 use gpusched_policies::{Engine, GpuModel};
@@ -21,10 +25,6 @@ use hdrhistogram::Histogram;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Gamma};
-
-/// Planned sharing-layout rollouts (issue 5): a child module, as it drives the private state.
-#[path = "rollout.rs"]
-mod rollout;
 
 /// LLM replicas driven through their serving engines.
 #[path = "llm_replica.rs"]
@@ -57,6 +57,9 @@ pub struct RunResult {
     pub decisions: Vec<DecisionRecord>,
     /// What each trace replay skipped or filtered (empty without traces).
     pub trace_reports: Vec<ReplayReport>,
+    /// The `[reconfig]` rollout's machine transcripts, one per attempt (empty without one):
+    /// every event the executor gave the rollout machine and the command it got back.
+    pub rollout_transcripts: Vec<Transcript>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,7 +127,11 @@ struct Sim<'a> {
     preemptions: u64,
     reconfig_gpu_seconds: f64,
     reconfigurations: u64,
-    rollout: Option<rollout::Exec>,
+    /// The `[reconfig]` rollout's executor (it reaches the simulation through
+    /// [`RolloutWorld`]).
+    rollout: Option<RolloutExecutor>,
+    /// The start-up of the pod the rollout is placing now (its readiness probe's answer).
+    startup_override: Option<(u32, f64)>,
     /// Reused buffer of requests an LLM engine finished.
     llm_done: Vec<gpusched_serving::Finished>,
     win_ttft: Histogram<u64>,
@@ -348,6 +355,7 @@ impl<'a> Sim<'a> {
             reconfig_gpu_seconds: 0.0,
             reconfigurations: 0,
             rollout: None,
+            startup_override: None,
             llm_done: Vec::new(),
             win_ttft: latency_histogram(),
             win_tpot: latency_histogram(),
@@ -1317,7 +1325,191 @@ impl<'a> Sim<'a> {
             timeseries,
             decisions: self.decisions,
             trace_reports,
+            rollout_transcripts: self
+                .rollout
+                .map(RolloutExecutor::into_transcripts)
+                .unwrap_or_default(),
         }
+    }
+}
+
+/// The rollout's hooks: the executor is taken out of the simulation while it runs, and reaches
+/// the simulation only through [`RolloutWorld`].
+impl Sim<'_> {
+    /// Sets up the scenario's rollout, if it has a `[reconfig]` section.
+    fn init_rollout(&mut self) {
+        if let Some(cfg) = self.sc.scenario.reconfig.clone() {
+            self.rollout = Some(RolloutExecutor::new(cfg, &self.nodes, &self.engine));
+        }
+    }
+
+    fn with_rollout(&mut self, f: impl FnOnce(&mut RolloutExecutor, &mut Self)) {
+        if let Some(mut x) = self.rollout.take() {
+            f(&mut x, self);
+            self.rollout = Some(x);
+        }
+    }
+
+    /// Called after each tick's measurement.
+    fn rollout_tick(&mut self, t: SimTime) {
+        self.with_rollout(|x, sim| x.tick(sim, t));
+    }
+
+    /// A wake-up the rollout asked for.
+    fn rollout_wake(&mut self, t: SimTime) {
+        self.with_rollout(|x, sim| x.wake(sim, t));
+    }
+
+    /// Start-up of replica `r` of service `svc`: with the readiness probe when a rollout
+    /// (re)started it.
+    fn pod_startup_s(&self, r: u32, svc: usize) -> f64 {
+        let startup = self.services[svc].spec.startup_s;
+        match (&self.startup_override, &self.rollout) {
+            (Some((x, s)), _) if *x == r => *s,
+            (_, Some(x)) => x.startup_s(r, startup),
+            _ => startup,
+        }
+    }
+
+    /// A pod the rollout is moving or waiting for: the autoscaler leaves it alone.
+    fn rollout_protected(&self, r: u32) -> bool {
+        self.rollout.as_ref().is_some_and(|x| x.protects(r))
+    }
+
+    /// The rollout's report for summary.json.
+    fn rollout_report(&mut self) -> Option<ReconfigReport> {
+        let mut x = self.rollout.take()?;
+        let r = x.report(self, self.end);
+        self.rollout = Some(x);
+        Some(r)
+    }
+}
+
+impl RolloutWorld for Sim<'_> {
+    fn nodes(&self) -> &[NodeView] {
+        &self.nodes
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn rows(&self) -> &[WindowRow] {
+        &self.rows
+    }
+
+    fn tick_s(&self) -> f64 {
+        to_secs(self.tick)
+    }
+
+    fn plugin_restart_s(&self) -> f64 {
+        self.sc.scenario.disruption.plugin_restart_s
+    }
+
+    fn service_name(&self, service: usize) -> &str {
+        &self.services[service].spec.name
+    }
+
+    fn service_startup_s(&self, service: usize) -> f64 {
+        self.services[service].spec.startup_s
+    }
+
+    fn service_pods(&self, service: usize) -> &[u32] {
+        &self.services[service].replicas
+    }
+
+    fn pod(&self, r: u32) -> PodView {
+        let rep = &self.replicas[r as usize];
+        PodView {
+            service: rep.service as usize,
+            state: rep.state,
+            node: rep.loc.map(|(n, _, _)| n as usize),
+            share_pct: rep.share_pct,
+            in_flight: rep.in_flight,
+        }
+    }
+
+    fn pods_on(&self, n: usize) -> Vec<u32> {
+        (0..self.replicas.len() as u32)
+            .filter(|&r| {
+                let rep = &self.replicas[r as usize];
+                rep.loc.is_some_and(|(node, _, _)| node as usize == n)
+                    && matches!(
+                        rep.state,
+                        ReplicaState::Starting | ReplicaState::Ready | ReplicaState::Draining
+                    )
+            })
+            .collect()
+    }
+
+    fn set_cordoned(&mut self, n: usize, cordoned: bool) {
+        self.nodes.set_cordoned(n, cordoned);
+        self.nodes.flush_to(&mut self.engine);
+    }
+
+    fn start_pod(&mut self, t: SimTime, service: usize, startup_s: f64) -> u32 {
+        let r = self.new_replica(service as u32);
+        self.startup_override = Some((r, startup_s));
+        self.try_place(t, r, false);
+        self.startup_override = None;
+        r
+    }
+
+    fn evict(&mut self, t: SimTime, r: u32) {
+        if self.replicas[r as usize].in_flight == 0 {
+            self.release(t, r, "evicted for a config rollout");
+        } else {
+            self.replicas[r as usize].state = ReplicaState::Draining;
+        }
+    }
+
+    fn restart_pod(&mut self, t: SimTime, r: u32) -> u64 {
+        let rep = &self.replicas[r as usize];
+        let draining = rep.state == ReplicaState::Draining;
+        let svc = rep.service as usize;
+        let before = self.services[svc].counts.failed;
+        self.kill(
+            t,
+            r,
+            FailCause::PodRestart,
+            "lost its GPU context (device-plugin restart)",
+        );
+        if draining {
+            // It was leaving anyway: its replacement exists.
+            self.replicas[r as usize].state = ReplicaState::Gone;
+            self.services[svc].replicas.retain(|&y| y != r);
+        }
+        self.services[svc].counts.failed - before
+    }
+
+    fn apply_node_config(&mut self, n: usize, sharing: NodeSharing) {
+        self.nodes.set_sharing(n, sharing);
+        self.nodes.flush_to(&mut self.engine);
+        let d = &self.sc.scenario.disruption;
+        self.reconfigurations += 1;
+        self.reconfig_gpu_seconds += d.plugin_restart_s * self.nodes[n].gpus.len() as f64;
+    }
+
+    fn set_time_slicing_replicas(&mut self, family: GpuFamily, replicas: u8) {
+        let mut cfg = self.engine.config.clone();
+        match family {
+            GpuFamily::H100 => cfg.time_slicing.h100_replicas = replicas,
+            GpuFamily::A100 => cfg.time_slicing.a100_replicas = replicas,
+        }
+        if let Ok(mut e) = Engine::new(cfg, self.engine.catalog.clone(), self.nodes.len() as u32) {
+            // A fresh engine gets a fresh capacity index over the current nodes.
+            e.enable_index();
+            e.all_nodes_changed();
+            self.engine = e;
+        }
+    }
+
+    fn log_step(&mut self, t: SimTime, step: RolloutStep) {
+        self.log(t, Decision::Rollout(step));
+    }
+
+    fn wake_at(&mut self, t: SimTime) {
+        self.queue.push(t, Event::RolloutWake);
     }
 }
 
