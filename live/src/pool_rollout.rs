@@ -418,27 +418,41 @@ pub async fn run<A: Applier>(
     if let Some(o) = observer {
         report.prometheus_errors = o.failures();
     }
-    let rolled_back: Vec<&str> = run
-        .commands
-        .iter()
-        .filter_map(|c| match c {
-            Command::Rollback { node, .. } => Some(node.as_str()),
-            _ => None,
-        })
-        .collect();
-    report.converted = run
-        .commands
-        .iter()
-        .filter_map(|c| match c {
-            Command::Uncordon { node } if !rolled_back.contains(&node.as_str()) => {
-                Some(node.clone())
-            }
-            _ => None,
-        })
-        .collect();
+    report.converted = converted_nodes(&run.commands);
     report.commands = run.commands;
     report.result = RolloutResult::Ran {
         outcome: run.outcome,
     };
     Ok(report)
+}
+
+/// The nodes a rollout's commands left on the new config, in the order they came back: applied
+/// by a rollout batch, back in service (`Uncordon`), and not restored by a rollback batch since.
+fn converted_nodes(commands: &[Command]) -> Vec<String> {
+    let mut applied: Vec<String> = Vec::new();
+    let mut converted: Vec<String> = Vec::new();
+    for c in commands {
+        match c {
+            Command::ApplyConfig {
+                targets, rollback, ..
+            } => {
+                for t in targets {
+                    converted.retain(|n| n != &t.node);
+                    applied.retain(|n| n != &t.node);
+                    if !rollback {
+                        applied.push(t.node.clone());
+                    }
+                }
+            }
+            Command::Uncordon { nodes, .. } => {
+                for n in nodes {
+                    if applied.contains(n) && !converted.contains(n) {
+                        converted.push(n.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    converted
 }

@@ -10,8 +10,11 @@
 //!    honoured: a 429 is retried, then fails the rollout); 5. relabel the node;
 //! 6. wait until the plugin advertises the new capacity; 7. uncordon.
 //!
-//! Any failure rolls back with the recorded values and counts against the shared
-//! [`CircuitBreaker`] (3 failures open it for an hour; the simulator uses the same breaker). A
+//! The steps are the engine crate's rollout state machine's commands, carried out by
+//! [`crate::rollout_exec`]. Any failure counts against the shared [`CircuitBreaker`] (3 failures
+//! open it for an hour; the simulator uses the same breaker) and rolls back: a node not yet
+//! relabelled with the recorded values at once ([`rollback_actions`]), a relabelled one as a
+//! rollback batch of the machine (the simulator's way). A
 //! rollout is refused outright when the node runs GPU pods outside the managed namespaces, since
 //! draining them is not gpusched's to do.
 
@@ -45,6 +48,9 @@ pub struct Rollout {
     pub evict: Vec<(String, String)>,
     /// What the plugin advertises once the new config is in force.
     pub plugin_ready: PluginReady,
+    /// What it advertises again once a rollback restored the previous config (`None`: not
+    /// known, the previous label's entry is not in the ConfigMap; a rollback does not wait).
+    pub plugin_ready_before: Option<PluginReady>,
     pub record: RollbackRecord,
 }
 
@@ -198,12 +204,19 @@ pub fn plan_rollout(
     // The config the plugin will serve: the one written now, else the entry already there.
     let serves = yaml.or(entry_before.as_deref());
     let plugin_ready = PluginReady::for_config(serves, gpus)?;
+    // The config served before: the previous label's entry, or the plugin's default.
+    let served_before = match &label_before {
+        None => Some(None),
+        Some(k) => data.and_then(|d| d.get(k)).map(|y| Some(y.as_str())),
+    };
+    let plugin_ready_before = served_before.and_then(|y| PluginReady::for_config(y, gpus).ok());
     Ok(Some(Rollout {
         node: name.clone(),
         label_after: key.map(str::to_string),
         write_entry,
         evict,
         plugin_ready,
+        plugin_ready_before,
         record: RollbackRecord {
             node: name,
             label_before,

@@ -22,7 +22,7 @@ use gpusched_live::prom_observer::{FreeCapacity, GateWait, PrometheusObserver};
 use gpusched_live::rollback::{RolloutOutcome, RolloutTiming};
 use gpusched_live::rollout_exec;
 use gpusched_live::testutil::{gpu_node, gpusched_pod};
-use gpusched_policies::rollout::machine::{Command, MachineConfig};
+use gpusched_policies::rollout::machine::{Command, MachineConfig, WatchKind};
 use gpusched_policies::rollout::plan::plan;
 use gpusched_policies::rollout::{
     CircuitBreaker, GateConfig, Strategy, StrategyConfig, UpdateClass,
@@ -479,10 +479,9 @@ async fn quiet_traffic_and_a_healthy_canary_relabel_every_node_of_the_pool() {
         .filter(|c| matches!(c, Command::CheckGate))
         .count();
     assert_eq!(gates, batches);
-    assert!(report
-        .commands
-        .iter()
-        .any(|c| matches!(c, Command::Watch { seconds } if *seconds == 0.05)));
+    assert!(report.commands.iter().any(
+        |c| matches!(c, Command::Watch { seconds, kind: WatchKind::Canary } if *seconds == 0.05)
+    ));
     assert!(started.elapsed() >= Duration::from_millis(50));
     let p99s = prom
         .seen()

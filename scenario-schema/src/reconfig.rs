@@ -1,6 +1,8 @@
 //! The scenario's `[reconfig]` section (issue 5): a sharing-layout change that falls due during
 //! the run, how it is rolled out, the faults injected into it; and what summary.json reports
-//! about it. The pure logic is `gpusched_policies::rollout`; the execution is `sim::rollout`.
+//! about it. The pure logic (plan, gate, breaker, the rollout state machine) is
+//! `gpusched_policies::rollout`; the simulator's executor of the machine is
+//! `gpusched_sim::rollout`.
 //!
 //! The layout is a time-sliced pool's replicas per GPU (the device plugin's
 //! `sharing.timeSlicing.replicas`, seed 004's optimal-replicas table): changing it rewrites the

@@ -8,6 +8,7 @@ pub mod diagnosis;
 pub mod events;
 pub mod explain;
 pub mod metrics;
+pub mod rollout;
 pub mod sim;
 pub mod state;
 /// The trace readers (crate `gpusched-traces`) and, with them, the node inventories that

@@ -1,39 +1,107 @@
-//! Executes a planned sharing-layout rollout inside the simulation (issue 5): a state machine
-//! driven by the 30-second tick and by its own wake-up events. The plan, the gate, the health
-//! check and the breaker are `gpusched_policies::rollout` (pure); this module applies them to
-//! the simulated cluster and logs every step in decisions.jsonl.
+//! The simulator's executor of a planned sharing-layout rollout (issue 5): it runs the engine
+//! crate's rollout state machine ([`gpusched_policies::rollout::machine`]) — the same machine
+//! live mode's `rollout_exec` runs — carrying out each command on the simulated cluster through
+//! the [`RolloutWorld`] interface, and logs every step in decisions.jsonl. The machine decides
+//! the order (gate, breaker, cordon, traffic steps, apply, plugin, uncordon, pods, watch;
+//! abort and rollback batches); this module decides how long each command takes in simulated
+//! time and keeps the rollout's bookkeeping: the report for summary.json, the circuit breaker,
+//! the pods a batch moves and waits for, when each node went out of service, which pods start
+//! through the readiness probe, and the fault injection of `[reconfig.faults]`.
 //!
 //! The disruption model: applying a config restarts the device plugin (and MPS server) for
 //! `disruption.plugin_restart_s`; every pod still on the node loses its context (requests in
 //! flight fail with `pod_restart`) and restarts: start-up, then the readiness probe. The service
 //! queue is shared, so queued requests wait for, or go to, the other replicas.
 //!
-//! This file is a child module of `sim` (it needs the simulator's private state); it only adds
-//! methods, and `sim.rs` calls it from four hooks (tick, wake-up, pod start-up, finish).
+//! Timing: the executor is advanced after each tick's measurement and at the wake-ups it asks
+//! for. A command that takes time (a traffic step's drain, a watch, the plugin, the pods) leaves
+//! the executor waiting; a batch's first command (the gate, the breaker, the cordon, an in-place
+//! apply) runs from the next advance step (the rollout is *due* between batches), so a closed
+//! gate is asked once per advance.
+//!
+//! One machine is one attempt: when an attempt has been rolled back, the next one (a new machine
+//! over the nodes that are left) begins at once and waits for the gate and the breaker.
 
-use super::{Event, Sim};
 use crate::events::{secs, to_secs, SimTime};
-use crate::metrics::FailCause;
+use crate::metrics::WindowRow;
 use crate::reconfig::{ReconfigConfig, ReconfigReport, Trigger};
 use crate::state::ReplicaState;
-use gpusched_policies::decision::Decision;
 use gpusched_policies::gpu::GpuFamily;
-use gpusched_policies::rollout::gate::{evaluate, GateInput};
-use gpusched_policies::rollout::plan::{optimal_replicas_due, plan, Batch};
+use gpusched_policies::rollout::machine::{
+    step_share, Command, Event, Failure, GateSample, Hold, MachineConfig, Outcome, RolloutMachine,
+    Target, WatchKind,
+};
+use gpusched_policies::rollout::plan::optimal_replicas_due;
 use gpusched_policies::rollout::{CircuitBreaker, RolloutStep, StepKind};
 use gpusched_policies::sharing::NodeSharing;
-use gpusched_policies::Engine;
+use gpusched_policies::{Engine, NodeView};
 
-/// Where the rollout stands.
+/// A pod as the rollout sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PodView {
+    pub service: usize,
+    pub state: ReplicaState,
+    /// The node it runs on (none while pending).
+    pub node: Option<usize>,
+    /// Its share of its GPU, %.
+    pub share_pct: u8,
+    /// Requests it is serving.
+    pub in_flight: u32,
+}
+
+/// What the rollout executor needs from the simulated cluster: reads of the cluster, the
+/// services, their pods and the monitoring windows, and the operations a rollout performs.
+/// Implemented by the simulator; every operation takes effect at once, at time `t`.
+pub trait RolloutWorld {
+    /// The cluster's nodes (names, pools, GPUs with their utilisation and free share, sharing
+    /// config).
+    fn nodes(&self) -> &[NodeView];
+    /// The engine placing pods (its time-slicing layout, its MPS client limit).
+    fn engine(&self) -> &Engine;
+    /// The monitoring windows so far, one per tick.
+    fn rows(&self) -> &[WindowRow];
+    fn tick_s(&self) -> f64;
+    /// How long the device plugin takes to restart after a config change, s.
+    fn plugin_restart_s(&self) -> f64;
+    fn service_name(&self, service: usize) -> &str;
+    /// A service's pod start-up time (model load), s.
+    fn service_startup_s(&self, service: usize) -> f64;
+    /// A service's pods (replica ids), oldest first.
+    fn service_pods(&self, service: usize) -> &[u32];
+    fn pod(&self, r: u32) -> PodView;
+    /// Live pods (starting, ready or draining) on a node, by replica id.
+    fn pods_on(&self, node: usize) -> Vec<u32>;
+    /// Takes a node out of service (no new pods) or puts it back.
+    fn set_cordoned(&mut self, node: usize, cordoned: bool);
+    /// Creates a pod of `service` and places it if the engine finds room (else it waits, as
+    /// any pending pod does); it is ready `startup_s` after it starts. Returns its replica id.
+    fn start_pod(&mut self, t: SimTime, service: usize, startup_s: f64) -> u32;
+    /// Evicts a pod gracefully: it takes no new requests and leaves when its requests finish.
+    fn evict(&mut self, t: SimTime, r: u32);
+    /// The pod loses its GPU context: its requests in flight fail (returned: how many); it
+    /// restarts (pending, to be placed again), or, when it was draining, it is gone.
+    fn restart_pod(&mut self, t: SimTime, r: u32) -> u64;
+    /// Writes a node's device-plugin config (counted as a reconfiguration of the node's GPUs
+    /// for the plugin's restart time).
+    fn apply_node_config(&mut self, node: usize, sharing: NodeSharing);
+    /// The engine's time-slicing layout for a GPU family (new placements follow it).
+    fn set_time_slicing_replicas(&mut self, family: GpuFamily, replicas: u8);
+    /// Writes a rollout line to decisions.jsonl.
+    fn log_step(&mut self, t: SimTime, step: RolloutStep);
+    /// Asks for [`RolloutExecutor::wake`] at `t`.
+    fn wake_at(&mut self, t: SimTime);
+}
+
+/// What the executor is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     /// Nothing due.
     Idle,
-    /// Due: waiting for the gate and the breaker before the next batch.
+    /// Due: the next batch's first command (or a held one's retry) runs at the next step.
     Due,
-    /// Pre-warmed replacements starting; the old pods are evicted when they are ready.
+    /// A traffic step's replacements starting; its pods are evicted when they are ready.
     Surge { until: SimTime },
-    /// Evicted pods finishing their requests.
+    /// A traffic step's evicted pods finishing their requests.
     Draining { until: SimTime },
     /// A blue-green traffic step being watched.
     StepWatch { since: SimTime, until: SimTime },
@@ -43,11 +111,15 @@ enum Phase {
     Pods { until: SimTime },
     /// The canary being watched.
     Watch { since: SimTime, until: SimTime },
-    /// Converged (or nothing left to do).
+    /// Converged.
     Done,
 }
 
-pub(super) struct Exec {
+/// One attempt's machine transcript: each event given to the machine and the command it gave.
+pub type Transcript = Vec<(Event, Command)>;
+
+/// Runs the scenario's `[reconfig]` rollout. See the module documentation.
+pub struct RolloutExecutor {
     cfg: ReconfigConfig,
     /// Node indices of the target pool (a lost node is dropped from later attempts).
     targets: Vec<usize>,
@@ -55,18 +127,19 @@ pub(super) struct Exec {
     from: u8,
     to: u8,
     phase: Phase,
-    /// Rolling back: the batches restore `from`.
+    machine: Option<RolloutMachine>,
+    /// A batch's first command, run at the next advance step.
+    next: Option<Command>,
+    /// The nodes of the command being carried out, and whether they are being restored.
+    batch: Vec<usize>,
     rolling_back: bool,
-    batches: Vec<Batch>,
-    bi: usize,
-    step_i: usize,
+    /// The current traffic step's cumulative share, %.
+    step_pct: u8,
     /// The current batch's pods to move, and how many have moved.
     movers: Vec<u32>,
     moved: usize,
     /// Replacements and restarted pods the batch waits for.
     waiting: Vec<u32>,
-    /// Nodes converted in this attempt (what a rollback restores).
-    changed: Vec<usize>,
     id: u32,
     breaker: CircuitBreaker,
     /// Replicas whose start-up goes through the readiness probe (restarted or replacements).
@@ -77,20 +150,38 @@ pub(super) struct Exec {
     last_postpone: Vec<String>,
     /// Trigger state: the pool's mean utilisation per tick since the last evaluation.
     util: Vec<f64>,
-    pub(super) report: ReconfigReport,
+    report: ReconfigReport,
+    transcripts: Vec<Transcript>,
 }
 
 fn label(r: u8) -> String {
     NodeSharing::TimeSlicing { replicas: r }.config_key()
 }
 
-impl Exec {
-    pub(super) fn new(
-        cfg: ReconfigConfig,
-        sim_nodes: &[gpusched_policies::NodeView],
-        engine: &Engine,
-    ) -> Self {
-        let targets: Vec<usize> = sim_nodes
+/// The rollout machine's configuration for a scenario's `[reconfig]` section (with its
+/// `disruption.plugin_restart_s`): the strategy and its parameters, the update class's
+/// disruption budget, the QPS gate when gated, and the plugin wait (the restart plus the
+/// readiness probe's give-up time).
+pub fn machine_config(cfg: &ReconfigConfig, plugin_restart_s: f64) -> MachineConfig {
+    MachineConfig {
+        strategy: cfg.strategy,
+        strategy_cfg: cfg.params.clone(),
+        max_disruption_pct: cfg.class.limits().max_disruption_pct,
+        gate: cfg.gate.then(|| (cfg.qps_gate.clone(), cfg.class)),
+        plugin_timeout_s: plugin_restart_s + cfg.readiness.gives_up_after(),
+    }
+}
+
+fn log_reason(failure: &Failure) -> String {
+    match failure {
+        Failure::Step { error } | Failure::NodesLost { error, .. } => error.clone(),
+        Failure::Unhealthy { why, .. } => format!("health check failed: {why}"),
+    }
+}
+
+impl RolloutExecutor {
+    pub fn new(cfg: ReconfigConfig, nodes: &[NodeView], engine: &Engine) -> Self {
+        let targets: Vec<usize> = nodes
             .iter()
             .enumerate()
             .filter(|(_, n)| n.pool == cfg.pool)
@@ -98,7 +189,7 @@ impl Exec {
             .collect();
         let family = targets
             .first()
-            .map_or(GpuFamily::A100, |&i| sim_nodes[i].model.family());
+            .map_or(GpuFamily::A100, |&i| nodes[i].model.family());
         let ts = &engine.config.time_slicing;
         let from = match family {
             GpuFamily::H100 => ts.h100_replicas,
@@ -119,31 +210,66 @@ impl Exec {
         Self {
             breaker: CircuitBreaker::new(cfg.breaker.clone()),
             fail_apply_left: cfg.faults.fail_apply_times,
-            down_since: vec![None; sim_nodes.len()],
+            down_since: vec![None; nodes.len()],
             cfg,
             targets,
             family,
             from,
             to: from,
             phase: Phase::Idle,
+            machine: None,
+            next: None,
+            batch: Vec::new(),
             rolling_back: false,
-            batches: Vec::new(),
-            bi: 0,
-            step_i: 0,
+            step_pct: 100,
             movers: Vec::new(),
             moved: 0,
             waiting: Vec::new(),
-            changed: Vec::new(),
             id: 0,
             probed: Vec::new(),
             last_postpone: Vec::new(),
             util: Vec::new(),
             report,
+            transcripts: Vec::new(),
         }
     }
 
-    pub(super) fn probed(&self, r: u32) -> bool {
-        self.probed.get(r as usize).copied().unwrap_or(false)
+    /// Start-up of pod `r` whose app is up after `startup_s`: through the readiness probe when
+    /// the rollout (re)started it.
+    pub fn startup_s(&self, r: u32, startup_s: f64) -> f64 {
+        if self.probed.get(r as usize).copied().unwrap_or(false) {
+            self.cfg.readiness.ready_after(startup_s)
+        } else {
+            startup_s
+        }
+    }
+
+    /// A replacement or a pod the rollout is moving, while the rollout is under way: the
+    /// autoscaler leaves it alone (as raising the deployment's minimum for the rollout would).
+    pub fn protects(&self, r: u32) -> bool {
+        !matches!(self.phase, Phase::Idle | Phase::Done)
+            && (self.waiting.contains(&r) || self.movers.contains(&r))
+    }
+
+    /// Every attempt's machine transcript, in order (what the cross-world conformance test
+    /// compares with live mode's executor).
+    pub fn transcripts(&self) -> &[Transcript] {
+        &self.transcripts
+    }
+
+    pub fn into_transcripts(self) -> Vec<Transcript> {
+        self.transcripts
+    }
+
+    /// Called after each tick's measurement: the trigger, then as far as the rollout can go.
+    pub fn tick(&mut self, w: &mut impl RolloutWorld, t: SimTime) {
+        self.trigger(w, t);
+        self.advance(w, t);
+    }
+
+    /// A wake-up the executor asked for.
+    pub fn wake(&mut self, w: &mut impl RolloutWorld, t: SimTime) {
+        self.advance(w, t);
     }
 
     fn probe(&mut self, r: u32) {
@@ -153,164 +279,111 @@ impl Exec {
         }
         self.probed[i] = true;
     }
-}
 
-impl Sim<'_> {
-    /// Sets up the scenario's rollout, if it has a `[reconfig]` section.
-    pub(super) fn init_rollout(&mut self) {
-        if let Some(cfg) = self.sc.scenario.reconfig.clone() {
-            self.rollout = Some(Exec::new(cfg, &self.nodes, &self.engine));
-        }
+    fn log(
+        &self,
+        w: &mut impl RolloutWorld,
+        t: SimTime,
+        kind: StepKind,
+        reason: impl Into<String>,
+    ) {
+        w.log_step(
+            t,
+            RolloutStep {
+                rollout: self.id,
+                strategy: self.cfg.strategy,
+                kind,
+                reason: reason.into(),
+            },
+        );
     }
 
-    /// Start-up of replica `r` of service `svc`: with the readiness probe when a rollout
-    /// (re)started it.
-    pub(super) fn pod_startup_s(&self, r: u32, svc: usize) -> f64 {
-        let startup = self.services[svc].spec.startup_s;
-        match &self.rollout {
-            Some(x) if x.probed(r) => x.cfg.readiness.ready_after(startup),
-            _ => startup,
-        }
+    fn node_index(&self, w: &impl RolloutWorld, name: &str) -> usize {
+        w.nodes()
+            .iter()
+            .position(|n| n.name == name)
+            .expect("the machine names only target nodes")
     }
 
-    /// A replacement or a pod the rollout is moving, while the batch runs: the autoscaler leaves
-    /// it alone (as raising the
-    /// deployment's minimum for the rollout would).
-    pub(super) fn rollout_protected(&self, r: u32) -> bool {
-        self.rollout.as_ref().is_some_and(|x| {
-            !matches!(x.phase, Phase::Idle | Phase::Done)
-                && (x.waiting.contains(&r) || x.movers.contains(&r))
-        })
+    fn indices(&self, w: &impl RolloutWorld, names: &[String]) -> Vec<usize> {
+        names.iter().map(|n| self.node_index(w, n)).collect()
     }
 
-    fn step(&mut self, t: SimTime, kind: StepKind, reason: impl Into<String>) {
-        let Some(x) = &self.rollout else { return };
-        let d = Decision::Rollout(RolloutStep {
-            rollout: x.id,
-            strategy: x.cfg.strategy,
-            kind,
-            reason: reason.into(),
-        });
-        self.log(t, d);
-    }
-
-    fn wake(&mut self, t: SimTime) {
-        self.queue.push(t, Event::RolloutWake);
-    }
-
-    /// The current batch.
-    fn cur(&self) -> &Batch {
-        let x = self
-            .rollout
-            .as_ref()
-            .expect("rollout hooks run only with a rollout");
-        &x.batches[x.bi]
-    }
-
-    fn x(&mut self) -> &mut Exec {
-        self.rollout
+    /// The machine's next command (recorded in the attempt's transcript).
+    fn step(&mut self, ev: Event) -> Command {
+        let m = self
+            .machine
             .as_mut()
-            .expect("rollout hooks run only with a rollout")
+            .expect("a rollout under way has a machine");
+        let c = m
+            .step(ev.clone())
+            .expect("the executor answers every command with its event");
+        if let Some(tr) = self.transcripts.last_mut() {
+            tr.push((ev, c.clone()));
+        }
+        c
     }
 
-    /// Sets the engine's time-slicing replicas for the target family (new placements follow).
-    fn set_layout(&mut self, replicas: u8) {
-        let family = self.x().family;
-        let mut cfg = self.engine.config.clone();
-        match family {
-            GpuFamily::H100 => cfg.time_slicing.h100_replicas = replicas,
-            GpuFamily::A100 => cfg.time_slicing.a100_replicas = replicas,
-        }
-        if let Ok(mut e) = Engine::new(cfg, self.engine.catalog.clone(), self.nodes.len() as u32) {
-            // A fresh engine gets a fresh capacity index over the current nodes.
-            e.enable_index();
-            e.all_nodes_changed();
-            self.engine = e;
-        }
+    /// A new attempt over the targets left; its first command.
+    fn new_attempt(&mut self, w: &impl RolloutWorld) -> Option<Command> {
+        let targets = self
+            .targets
+            .iter()
+            .map(|&i| Target {
+                node: w.nodes()[i].name.clone(),
+                from_label: Some(label(self.from)),
+                to_label: Some(label(self.to)),
+            })
+            .collect();
+        let cfg = machine_config(&self.cfg, w.plugin_restart_s());
+        self.machine = RolloutMachine::new(cfg, targets).ok();
+        self.machine.as_ref()?;
+        self.transcripts.push(Vec::new());
+        Some(self.step(Event::Begin))
     }
 
-    fn node_down(&mut self, t: SimTime, n: usize, down: bool) {
-        self.nodes.set_cordoned(n, down);
-        self.nodes.flush_to(&mut self.engine);
-        let gpus = self.nodes[n].gpus.len() as f64;
-        let x = self.x();
-        match (down, x.down_since[n]) {
-            (true, None) => x.down_since[n] = Some(t),
+    fn set_layout(&mut self, w: &mut impl RolloutWorld, replicas: u8) {
+        w.set_time_slicing_replicas(self.family, replicas);
+    }
+
+    fn node_down(&mut self, w: &mut impl RolloutWorld, t: SimTime, n: usize, down: bool) {
+        w.set_cordoned(n, down);
+        let gpus = w.nodes()[n].gpus.len() as f64;
+        match (down, self.down_since[n]) {
+            (true, None) => self.down_since[n] = Some(t),
             (false, Some(s)) => {
-                x.down_since[n] = None;
-                x.report.gpu_hours_lost += to_secs(t - s) * gpus / 3600.0;
+                self.down_since[n] = None;
+                self.report.gpu_hours_lost += to_secs(t - s) * gpus / 3600.0;
             }
             _ => {}
         }
     }
 
-    /// Live pods on node `n` (starting, ready or draining).
-    fn pods_on(&self, n: usize) -> Vec<u32> {
-        (0..self.replicas.len() as u32)
-            .filter(|&r| {
-                let rep = &self.replicas[r as usize];
-                rep.loc.is_some_and(|(node, _, _)| node as usize == n)
-                    && matches!(
-                        rep.state,
-                        ReplicaState::Starting | ReplicaState::Ready | ReplicaState::Draining
-                    )
-            })
-            .collect()
-    }
-
     /// The pod loses its GPU context: requests in flight fail, it restarts (placed again, then
     /// start-up and the readiness probe).
-    fn restart_pod(&mut self, t: SimTime, r: u32) {
-        let rep = &self.replicas[r as usize];
-        let draining = rep.state == ReplicaState::Draining;
-        let svc = rep.service as usize;
-        let share = rep.share_pct as f64 / 100.0;
-        let before = self.services[svc].counts.failed;
-        self.kill(
-            t,
-            r,
-            FailCause::PodRestart,
-            "lost its GPU context (device-plugin restart)",
-        );
-        let lost = self.services[svc].counts.failed - before;
-        let startup = self.services[svc].spec.startup_s;
-        let x = self.x();
-        x.report.failed_pod_restart += lost;
-        x.report.pods_restarted += 1;
-        x.report.gpu_hours_lost += share * x.cfg.readiness.ready_after(startup) / 3600.0;
-        x.probe(r);
-        if draining {
-            // It was leaving anyway: its replacement exists.
-            self.replicas[r as usize].state = ReplicaState::Gone;
-            self.services[svc].replicas.retain(|&y| y != r);
-        } else {
-            self.x().waiting.push(r);
+    fn restart_pod(&mut self, w: &mut impl RolloutWorld, t: SimTime, r: u32) {
+        let pod = w.pod(r);
+        let draining = pod.state == ReplicaState::Draining;
+        let share = pod.share_pct as f64 / 100.0;
+        let lost = w.restart_pod(t, r);
+        let startup = w.service_startup_s(pod.service);
+        self.report.failed_pod_restart += lost;
+        self.report.pods_restarted += 1;
+        self.report.gpu_hours_lost += share * self.cfg.readiness.ready_after(startup) / 3600.0;
+        self.probe(r);
+        if !draining {
+            // A draining pod was leaving anyway: its replacement exists.
+            self.waiting.push(r);
         }
     }
 
-    /// Called after each tick's measurement.
-    pub(super) fn rollout_tick(&mut self, t: SimTime) {
-        if self.rollout.is_none() {
-            return;
-        }
-        self.rollout_trigger(t);
-        self.rollout_advance(t);
-    }
-
-    /// A wake-up the rollout asked for.
-    pub(super) fn rollout_wake(&mut self, t: SimTime) {
-        if self.rollout.is_some() {
-            self.rollout_advance(t);
-        }
-    }
-
-    fn rollout_trigger(&mut self, t: SimTime) {
-        if self.x().phase != Phase::Idle {
+    fn trigger(&mut self, w: &mut impl RolloutWorld, t: SimTime) {
+        if self.phase != Phase::Idle {
             return;
         }
         let now = to_secs(t);
-        let due = match self.x().cfg.trigger.clone() {
-            Trigger::Scheduled { at_s, replicas } => (now >= at_s && replicas != self.x().from)
+        let due = match self.cfg.trigger.clone() {
+            Trigger::Scheduled { at_s, replicas } => (now >= at_s && replicas != self.from)
                 .then(|| {
                     (
                         replicas,
@@ -318,304 +391,423 @@ impl Sim<'_> {
                     )
                 }),
             Trigger::OptimalReplicas { window_s } => {
-                let targets = self.x().targets.clone();
                 let (mut sum, mut n) = (0.0, 0);
-                for &i in &targets {
-                    for g in &self.nodes[i].gpus {
+                for &i in &self.targets {
+                    for g in &w.nodes()[i].gpus {
                         sum += g.utilisation;
                         n += 1;
                     }
                 }
-                let tick_s = to_secs(self.tick);
-                let from = self.x().from;
-                let x = self.x();
-                x.util.push(if n > 0 { sum / n as f64 } else { 0.0 });
-                if x.util.len() as f64 * tick_s + 1e-9 < window_s {
+                self.util.push(if n > 0 { sum / n as f64 } else { 0.0 });
+                if self.util.len() as f64 * w.tick_s() + 1e-9 < window_s {
                     None
                 } else {
-                    let d = optimal_replicas_due(from, &x.util);
-                    x.util.clear();
+                    let d = optimal_replicas_due(self.from, &self.util);
+                    self.util.clear();
                     d
                 }
             }
         };
         let Some((to, reason)) = due else { return };
-        let targets = self.x().targets.clone();
-        let nodes: Vec<String> = targets
+        let nodes: Vec<String> = self
+            .targets
             .iter()
-            .map(|&i| self.nodes[i].name.clone())
+            .map(|&i| w.nodes()[i].name.clone())
             .collect();
-        let x = self.x();
-        x.to = to;
-        x.id += 1;
-        x.phase = Phase::Due;
-        x.report.to_replicas = to;
-        x.report.due_s.get_or_insert(now);
-        x.report.outcome = "postponed".into();
-        let from = x.from;
-        self.step(
+        self.to = to;
+        self.id += 1;
+        self.phase = Phase::Due;
+        self.report.to_replicas = to;
+        self.report.due_s.get_or_insert(now);
+        self.report.outcome = "postponed".into();
+        self.log(
+            w,
             t,
             StepKind::Due {
                 nodes,
-                from_label: label(from),
+                from_label: label(self.from),
                 to_label: label(to),
             },
             reason,
         );
+        self.next = self.new_attempt(w);
+        if self.next.is_none() {
+            self.phase = Phase::Done;
+        }
     }
 
-    /// Advances the state machine as far as it can go now.
-    fn rollout_advance(&mut self, t: SimTime) {
+    /// Advances the rollout as far as it can go now.
+    fn advance(&mut self, w: &mut impl RolloutWorld, t: SimTime) {
         for _ in 0..64 {
-            let before = self.x().phase;
+            let before = self.phase;
             match before {
                 Phase::Idle | Phase::Done => return,
-                Phase::Due => self.try_start_batch(t),
+                Phase::Due => {
+                    let c = match self.next.take() {
+                        Some(c) => c,
+                        None => self.step(Event::Retry),
+                    };
+                    self.run(w, t, c, true);
+                }
                 Phase::Surge { until } => {
-                    let ready = self.all_ready();
-                    if ready || t >= until {
-                        self.evict_movers(t);
+                    if self.all_ready(w) || t >= until {
+                        self.evict_movers(w, t);
                     }
                 }
                 Phase::Draining { until } => {
-                    let movers = self.x().movers.clone();
-                    let moved = self.x().moved;
-                    let left: Vec<u32> = movers[..moved]
+                    let left: Vec<u32> = self.movers[..self.moved]
                         .iter()
                         .copied()
-                        .filter(|&r| self.replicas[r as usize].state != ReplicaState::Gone)
+                        .filter(|&r| w.pod(r).state != ReplicaState::Gone)
                         .collect();
                     if !left.is_empty() && t < until {
                         return;
                     }
                     for r in left {
-                        self.restart_pod(t, r);
+                        self.restart_pod(w, t, r);
                     }
-                    self.after_shift_step(t);
+                    let c = self.step(Event::Ok);
+                    self.run(w, t, c, false);
                 }
-                Phase::StepWatch { since, until } => {
+                Phase::StepWatch { since, until } | Phase::Watch { since, until } => {
                     if t < until {
                         return;
                     }
-                    if self.watch_verdict(t, since) {
-                        self.x().step_i += 1;
-                        self.start_shift_step(t);
-                    }
+                    self.watch_verdict(w, t, since);
                 }
                 Phase::Plugin { applied, until } => {
                     if t < until {
                         return;
                     }
-                    self.after_plugin(t, applied);
+                    self.after_plugin(w, t, applied);
                 }
                 Phase::Pods { until } => {
-                    if !self.all_ready() && t < until {
+                    if !self.all_ready(w) && t < until {
                         return;
                     }
-                    let n = self.x().waiting.len() as u32;
-                    self.step(
+                    self.log(
+                        w,
                         t,
-                        StepKind::WaitForPods { pods: n },
+                        StepKind::WaitForPods {
+                            pods: self.waiting.len() as u32,
+                        },
                         "the batch's pods are ready (or the wait timed out)",
                     );
-                    let watch = self.cur().watch_s;
-                    if watch > 0.0 && !self.x().rolling_back {
-                        let until = t + secs(watch);
-                        self.x().phase = Phase::Watch { since: t, until };
-                        self.wake(until);
-                    } else {
-                        self.next_batch(t);
-                    }
-                }
-                Phase::Watch { since, until } => {
-                    if t < until {
-                        return;
-                    }
-                    if self.watch_verdict(t, since) {
-                        self.next_batch(t);
-                    }
+                    let c = self.step(Event::Ok);
+                    self.run(w, t, c, false);
                 }
             }
-            if self.x().phase == before {
+            if self.phase == before {
                 return;
             }
         }
     }
 
-    fn all_ready(&self) -> bool {
-        let Some(x) = &self.rollout else { return true };
-        x.waiting.iter().all(|&r| {
+    fn all_ready(&self, w: &impl RolloutWorld) -> bool {
+        self.waiting.iter().all(|&r| {
             matches!(
-                self.replicas[r as usize].state,
+                w.pod(r).state,
                 ReplicaState::Ready | ReplicaState::Gone | ReplicaState::Draining
             )
         })
     }
 
-    /// Gate and breaker, then the next batch.
-    fn try_start_batch(&mut self, t: SimTime) {
+    /// Carries out `cmd` and the commands that follow it at once, until one takes time. A
+    /// batch's first command reached outside the due step waits for the next step.
+    fn run(&mut self, w: &mut impl RolloutWorld, t: SimTime, mut cmd: Command, due: bool) {
         let now = to_secs(t);
-        let (gate, first) = {
-            let x = self.x();
-            (x.cfg.gate && !x.rolling_back, x.bi == 0)
-        };
-        if gate {
-            let window = to_secs(self.tick);
-            let samples: Vec<(f64, f64)> = self
-                .rows
-                .iter()
-                .rev()
-                .take_while(|r| r.t_s > now - 900.0 - 1e-9)
-                .map(|r| (r.t_s, r.arrivals as f64 / window))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            let (arr, failed) = self
-                .rows
-                .iter()
-                .rev()
-                .take_while(|r| r.t_s > now - 300.0 - 1e-9)
-                .fold((0u64, 0u64), |(a, f), r| (a + r.arrivals, f + r.failed));
-            let (mut util, mut free, mut n) = (0.0, 0.0, 0.0);
-            for node in &self.nodes {
-                for g in &node.gpus {
-                    util += g.utilisation;
-                    free += g.share_free_pct() as f64 / 100.0;
-                    n += 1.0;
-                }
+        loop {
+            if !due && cmd.opens_batch() {
+                self.next = Some(cmd);
+                self.phase = Phase::Due;
+                return;
             }
-            let x = self.x();
-            let v = evaluate(
-                &x.cfg.qps_gate,
-                x.cfg.class,
-                &GateInput {
-                    now_s: now,
-                    samples: &samples,
-                    error_rate: if arr > 0 {
-                        failed as f64 / arr as f64
+            let ev = match cmd {
+                Command::CheckGate => {
+                    let c = self.step(Event::Gate(self.gate_sample(w, now)));
+                    if !matches!(
+                        c,
+                        Command::Hold {
+                            hold: Hold::Gate { .. }
+                        }
+                    ) {
+                        self.last_postpone.clear();
+                    }
+                    cmd = c;
+                    continue;
+                }
+                Command::Hold { hold } => {
+                    if let Hold::Gate { verdict } = hold {
+                        self.report.postponements += 1;
+                        if self.last_postpone != verdict.failed {
+                            self.last_postpone = verdict.failed.clone();
+                            self.log(
+                                w,
+                                t,
+                                StepKind::Postponed {
+                                    failed_checks: verdict.failed,
+                                },
+                                verdict.reason,
+                            );
+                        }
+                    }
+                    self.phase = Phase::Due;
+                    return;
+                }
+                Command::Acquire => {
+                    if self.breaker.try_acquire(now) {
+                        // A new attempt: new placements follow the new layout.
+                        self.report.attempts += 1;
+                        self.report.started_s.get_or_insert(now);
+                        self.report.outcome = "in_progress".into();
+                        let to = self.to;
+                        self.set_layout(w, to);
+                        Event::Go
                     } else {
-                        0.0
-                    },
-                    gpu_util: if n > 0.0 { util / n } else { 0.0 },
-                    free_capacity: if n > 0.0 { free / n } else { 1.0 },
-                },
-            );
-            if !v.open {
-                x.report.postponements += 1;
-                if x.last_postpone != v.failed {
-                    x.last_postpone = v.failed.clone();
-                    self.step(
+                        let st = self.breaker.state(now);
+                        self.report.outcome = "breaker_open".into();
+                        if self.last_postpone != ["breaker_open"] {
+                            self.last_postpone = vec!["breaker_open".into()];
+                            self.log(
+                                w,
+                                t,
+                                StepKind::Deferred,
+                                format!("circuit breaker open: {st:?}"),
+                            );
+                        }
+                        Event::Denied
+                    }
+                }
+                Command::Cordon { role, nodes, .. } => {
+                    self.moved = 0;
+                    self.waiting.clear();
+                    self.batch = self.indices(w, &nodes);
+                    let mut movers = Vec::new();
+                    for n in self.batch.clone() {
+                        self.node_down(w, t, n, true);
+                        let name = w.nodes()[n].name.clone();
+                        self.log(
+                            w,
+                            t,
+                            StepKind::Cordon { node: name },
+                            format!("{role} batch: no new pods while the config changes"),
+                        );
+                        movers.extend(w.pods_on(n));
+                    }
+                    self.movers = movers;
+                    Event::Ok
+                }
+                Command::MoveStep {
+                    steps,
+                    percent,
+                    prewarm,
+                    ..
+                } => {
+                    self.start_move_step(w, t, percent, steps > 1, prewarm);
+                    return;
+                }
+                Command::Watch { seconds, kind } => {
+                    let until = t + secs(seconds);
+                    self.phase = match kind {
+                        WatchKind::Step => Phase::StepWatch { since: t, until },
+                        WatchKind::Canary => Phase::Watch { since: t, until },
+                    };
+                    w.wake_at(until);
+                    return;
+                }
+                Command::ApplyConfig {
+                    targets,
+                    drained,
+                    rollback,
+                    ..
+                } => {
+                    if !drained {
+                        // In place: the batch begins here.
+                        self.moved = 0;
+                        self.waiting.clear();
+                        self.movers.clear();
+                    }
+                    self.rolling_back = rollback;
+                    let names: Vec<String> = targets.into_iter().map(|x| x.node).collect();
+                    self.batch = self.indices(w, &names);
+                    self.apply_batch(w, t);
+                    Event::Ok
+                }
+                Command::WaitForPlugin { nodes, timeout_s } => {
+                    for node in nodes {
+                        self.log(
+                            w,
+                            t,
+                            StepKind::WaitForPlugin { node, timeout_s },
+                            "until the plugin advertises the new capacity",
+                        );
+                    }
+                    let until = t + secs(w.plugin_restart_s());
+                    self.phase = Phase::Plugin { applied: t, until };
+                    w.wake_at(until);
+                    return;
+                }
+                Command::Uncordon { nodes, cordoned } => {
+                    for n in self.indices(w, &nodes) {
+                        self.node_down(w, t, n, false);
+                        if cordoned {
+                            let name = w.nodes()[n].name.clone();
+                            self.log(
+                                w,
+                                t,
+                                StepKind::Uncordon { node: name },
+                                "the plugin advertises the new config",
+                            );
+                        }
+                    }
+                    Event::Ok
+                }
+                Command::WaitForPods { .. } => {
+                    let until = t + secs(self.cfg.pods_timeout_s);
+                    self.phase = Phase::Pods { until };
+                    w.wake_at(until);
+                    return;
+                }
+                Command::Abort {
+                    failure,
+                    lost,
+                    release,
+                    rollback,
+                } => {
+                    for name in lost {
+                        self.log(w, t, StepKind::NodeLost { node: name.clone() }, "the plugin never came back and the pods failed their readiness probes: node left cordoned");
+                        let n = self.node_index(w, &name);
+                        self.targets.retain(|&i| i != n);
+                        self.report.nodes_lost.push(name);
+                    }
+                    self.log(w, t, StepKind::Failed, log_reason(&failure));
+                    // What the failed batch left out of service comes back (lost nodes stay out).
+                    for n in self.indices(w, &release) {
+                        self.node_down(w, t, n, false);
+                    }
+                    self.breaker.record_failure(now);
+                    self.report.failures += 1;
+                    let from = self.from;
+                    self.set_layout(w, from);
+                    if !rollback.is_empty() {
+                        self.report.rollbacks += 1;
+                    }
+                    Event::Ok
+                }
+                Command::Finished {
+                    outcome: Outcome::Done,
+                } => {
+                    self.breaker.record_success(now);
+                    self.from = self.to;
+                    self.phase = Phase::Done;
+                    self.report.outcome = "done".into();
+                    self.report.converged_s = Some(now);
+                    let due = self.report.due_s.unwrap_or(now);
+                    self.report.time_to_converge_s = Some(now - due);
+                    self.log(
+                        w,
                         t,
-                        StepKind::Postponed {
-                            failed_checks: v.failed,
+                        StepKind::Done {
+                            converge_s: now - due,
                         },
-                        v.reason,
+                        "every target node runs the new config",
                     );
+                    return;
                 }
-                return;
-            }
-            if !self.x().last_postpone.is_empty() {
-                self.x().last_postpone.clear();
-            }
-        }
-        if first && !self.x().rolling_back {
-            if !self.x().breaker.try_acquire(now) {
-                let st = self.x().breaker.state(now);
-                self.x().report.outcome = "breaker_open".into();
-                if self.x().last_postpone != ["breaker_open"] {
-                    self.x().last_postpone = vec!["breaker_open".into()];
-                    self.step(
-                        t,
-                        StepKind::Deferred,
-                        format!("circuit breaker open: {st:?}"),
-                    );
+                Command::Finished {
+                    outcome: Outcome::RolledBack { .. },
+                } => {
+                    // Rolled back: the layout is still due; the breaker decides when to try
+                    // again.
+                    self.report.outcome = "postponed".into();
+                    match self.new_attempt(w) {
+                        Some(c) => {
+                            cmd = c;
+                            continue;
+                        }
+                        None => {
+                            // No target left.
+                            self.phase = Phase::Done;
+                            return;
+                        }
+                    }
                 }
-                return;
-            }
-            // A new attempt: the plan, and new placements follow the new layout.
-            let x = self.x();
-            x.report.attempts += 1;
-            x.report.started_s.get_or_insert(now);
-            x.report.outcome = "in_progress".into();
-            x.changed.clear();
-            let lim = x.cfg.class.limits();
-            x.batches = plan(
-                x.cfg.strategy,
-                x.targets.len(),
-                &x.cfg.params,
-                lim.max_disruption_pct,
-            );
-            let to = x.to;
-            self.set_layout(to);
-        }
-        let nodes = self.batch_nodes();
-        let x = self.x();
-        x.step_i = 0;
-        x.moved = 0;
-        x.waiting.clear();
-        let drain = x.batches[x.bi].drain;
-        let mut movers = Vec::new();
-        if drain {
-            for &n in &nodes {
-                self.node_down(t, n, true);
-                let name = self.nodes[n].name.clone();
-                let role = self.cur().role;
-                self.step(
-                    t,
-                    StepKind::Cordon { node: name },
-                    format!("{role} batch: no new pods while the config changes"),
-                );
-                movers.extend(self.pods_on(n));
-            }
-        }
-        self.x().movers = movers;
-        if drain {
-            self.start_shift_step(t);
-        } else {
-            self.apply_batch(t);
+            };
+            cmd = self.step(ev);
         }
     }
 
-    fn batch_nodes(&mut self) -> Vec<usize> {
-        let x = self.x();
-        x.batches[x.bi]
-            .nodes
+    /// The traffic step's gate reading: the last 15 minutes' arrivals, the last 5 minutes'
+    /// error rate, the cluster's GPU utilisation and free capacity.
+    fn gate_sample(&self, w: &impl RolloutWorld, now: f64) -> GateSample {
+        let window = w.tick_s();
+        let rows = w.rows();
+        let samples: Vec<(f64, f64)> = rows
             .iter()
-            .map(|&i| x.targets[i])
-            .collect()
+            .rev()
+            .take_while(|r| r.t_s > now - 900.0 - 1e-9)
+            .map(|r| (r.t_s, r.arrivals as f64 / window))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let (arr, failed) = rows
+            .iter()
+            .rev()
+            .take_while(|r| r.t_s > now - 300.0 - 1e-9)
+            .fold((0u64, 0u64), |(a, f), r| (a + r.arrivals, f + r.failed));
+        let (mut util, mut free, mut n) = (0.0, 0.0, 0.0);
+        for node in w.nodes() {
+            for g in &node.gpus {
+                util += g.utilisation;
+                free += g.share_free_pct() as f64 / 100.0;
+                n += 1.0;
+            }
+        }
+        GateSample {
+            now_s: now,
+            samples,
+            error_rate: if arr > 0 {
+                failed as f64 / arr as f64
+            } else {
+                0.0
+            },
+            gpu_util: if n > 0.0 { util / n } else { 0.0 },
+            free_capacity: if n > 0.0 { free / n } else { 1.0 },
+        }
     }
 
-    /// The next traffic step: replacements for the next share of the batch's pods.
-    fn start_shift_step(&mut self, t: SimTime) {
-        let x = self.x();
-        let b = &x.batches[x.bi];
-        let Some(&pct) = b.shift_pct.get(x.step_i) else {
-            self.apply_batch(t);
-            return;
-        };
-        let surge_first = b.surge_first;
-        let target = (x.movers.len() * pct as usize).div_ceil(100);
-        let these: Vec<u32> = x.movers[x.moved..target].to_vec();
-        let shifting = b.shift_pct.len() > 1;
-        x.waiting.clear();
+    /// A traffic step: replacements for the step's share of the batch's pods, then its evictions.
+    fn start_move_step(
+        &mut self,
+        w: &mut impl RolloutWorld,
+        t: SimTime,
+        pct: u8,
+        shifting: bool,
+        prewarm: bool,
+    ) {
+        self.step_pct = pct;
+        let target = step_share(self.movers.len(), pct);
+        let these: Vec<u32> = self.movers[self.moved..target].to_vec();
+        self.waiting.clear();
         let mut per_service: std::collections::BTreeMap<usize, u32> = Default::default();
         for &r in &these {
-            let svc = self.replicas[r as usize].service as usize;
+            let svc = w.pod(r).service;
             *per_service.entry(svc).or_default() += 1;
-            let n = self.new_replica(svc as u32);
-            self.x().probe(n);
-            self.x().waiting.push(n);
-            self.try_place(t, n, false);
+            let startup = self.cfg.readiness.ready_after(w.service_startup_s(svc));
+            let n = w.start_pod(t, svc, startup);
+            self.probe(n);
+            self.waiting.push(n);
         }
         for (svc, k) in per_service {
-            let workload = self.services[svc].spec.name.clone();
-            let why = if surge_first {
+            let workload = w.service_name(svc).to_string();
+            let why = if prewarm {
                 "pre-warm: replacements start elsewhere before the drain"
             } else {
                 "replacements start elsewhere as the node drains"
             };
-            self.step(
+            self.log(
+                w,
                 t,
                 StepKind::Surge {
                     workload,
@@ -625,76 +817,76 @@ impl Sim<'_> {
             );
         }
         if shifting {
-            self.step(
+            self.log(
+                w,
                 t,
                 StepKind::ShiftTraffic { percent: pct },
                 format!("blue-green: {pct} % of green's pods to blue"),
             );
         }
-        if !surge_first {
+        if !prewarm {
             // The disruption budget (a PodDisruptionBudget of minAvailable 1): a pod is evicted
             // at once only if its service keeps another ready pod; the others wait for their
             // replacement, as the Eviction API answers 429 until then.
             let blocked: Vec<u32> = these
                 .iter()
                 .copied()
-                .filter(|&r| !self.has_other_ready(r, &these))
+                .filter(|&r| !self.has_other_ready(w, r, &these))
                 .collect();
             let free: Vec<u32> = these
                 .iter()
                 .copied()
                 .filter(|r| !blocked.contains(r))
                 .collect();
-            self.evict(t, &free);
+            self.evict(w, t, &free);
             if blocked.is_empty() {
-                self.evict_movers(t);
+                self.evict_movers(w, t);
                 return;
             }
         }
         if !these.is_empty() {
-            let until = t + secs(self.x().cfg.surge_timeout_s);
-            self.x().phase = Phase::Surge { until };
-            self.wake(until);
+            let until = t + secs(self.cfg.surge_timeout_s);
+            self.phase = Phase::Surge { until };
+            w.wake_at(until);
         } else {
-            self.evict_movers(t);
+            self.evict_movers(w, t);
         }
     }
 
     /// Does `r`'s service keep a ready pod outside `moving`?
-    fn has_other_ready(&self, r: u32, moving: &[u32]) -> bool {
-        let svc = self.replicas[r as usize].service as usize;
-        self.services[svc].replicas.iter().any(|&o| {
-            o != r && !moving.contains(&o) && self.replicas[o as usize].state == ReplicaState::Ready
-        })
+    fn has_other_ready(&self, w: &impl RolloutWorld, r: u32, moving: &[u32]) -> bool {
+        let svc = w.pod(r).service;
+        w.service_pods(svc)
+            .iter()
+            .any(|&o| o != r && !moving.contains(&o) && w.pod(o).state == ReplicaState::Ready)
     }
 
-    /// Evicts the current step's pods (graceful: they finish what they serve).
-    fn evict_movers(&mut self, t: SimTime) {
-        let x = self.x();
-        let b = &x.batches[x.bi];
-        let pct = b.shift_pct.get(x.step_i).copied().unwrap_or(100);
-        let target = (x.movers.len() * pct as usize).div_ceil(100);
-        let these: Vec<u32> = x.movers[x.moved..target].to_vec();
-        x.moved = target;
-        self.evict(t, &these);
-        let until = t + secs(self.x().cfg.drain_timeout_s);
-        self.x().phase = Phase::Draining { until };
-        self.wake(until);
+    /// Evicts the current step's pods (graceful: they finish what they serve) and waits for
+    /// them to drain.
+    fn evict_movers(&mut self, w: &mut impl RolloutWorld, t: SimTime) {
+        let target = step_share(self.movers.len(), self.step_pct);
+        let these: Vec<u32> = self.movers[self.moved..target].to_vec();
+        self.moved = target;
+        self.evict(w, t, &these);
+        let until = t + secs(self.cfg.drain_timeout_s);
+        self.phase = Phase::Draining { until };
+        w.wake_at(until);
     }
 
     /// Evicts pods gracefully (those not already leaving).
-    fn evict(&mut self, t: SimTime, these: &[u32]) {
+    fn evict(&mut self, w: &mut impl RolloutWorld, t: SimTime, these: &[u32]) {
         for &r in these {
-            let rep = &self.replicas[r as usize];
-            if matches!(rep.state, ReplicaState::Gone | ReplicaState::Draining) {
+            let pod = w.pod(r);
+            if matches!(pod.state, ReplicaState::Gone | ReplicaState::Draining) {
                 continue;
             }
-            let Some((node, _, _)) = rep.loc else {
+            let Some(node) = pod.node else {
                 continue;
             };
-            let workload = self.services[rep.service as usize].spec.name.clone();
-            let node = self.nodes[node as usize].name.clone();
-            self.step(
+            let workload = w.service_name(pod.service).to_string();
+            let node = w.nodes()[node].name.clone();
+            self.log(
+                w,
                 t,
                 StepKind::Evict {
                     node,
@@ -703,52 +895,31 @@ impl Sim<'_> {
                 },
                 "drain before the config change",
             );
-            if self.replicas[r as usize].in_flight == 0 {
-                self.release(t, r, "evicted for a config rollout");
-            } else {
-                self.replicas[r as usize].state = ReplicaState::Draining;
-            }
-        }
-    }
-
-    fn after_shift_step(&mut self, t: SimTime) {
-        let x = self.x();
-        let b = &x.batches[x.bi];
-        if x.step_i + 1 < b.shift_pct.len() && b.step_watch_s > 0.0 && !x.rolling_back {
-            let until = t + secs(b.step_watch_s);
-            x.phase = Phase::StepWatch { since: t, until };
-            self.wake(until);
-        } else {
-            x.step_i += 1;
-            self.start_shift_step(t);
+            w.evict(t, r);
         }
     }
 
     /// Applies the config to every node of the batch.
-    fn apply_batch(&mut self, t: SimTime) {
-        let nodes = self.batch_nodes();
-        let (to, prev) = {
-            let x = self.x();
-            if x.rolling_back {
-                (x.from, x.to)
-            } else {
-                (x.to, x.from)
-            }
+    fn apply_batch(&mut self, w: &mut impl RolloutWorld, t: SimTime) {
+        let (to, prev) = if self.rolling_back {
+            (self.from, self.to)
+        } else {
+            (self.to, self.from)
         };
-        let slots = self.engine.config.fit.mps_client_limit.min(255) as u8;
-        for &n in &nodes {
+        let slots = w.engine().config.fit.mps_client_limit.min(255) as u8;
+        for n in self.batch.clone() {
             let to_s = NodeSharing::TimeSlicing { replicas: to };
-            let before = self.nodes[n].sharing;
-            let pods = self.pods_on(n);
+            let before = w.nodes()[n].sharing;
+            let pods = w.pods_on(n);
             let prev_s = if matches!(before, NodeSharing::TimeSlicing { .. }) {
                 before
             } else {
                 NodeSharing::TimeSlicing { replicas: prev }
             };
-            let name = self.nodes[n].name.clone();
-            let rolling_back = self.x().rolling_back;
-            if rolling_back {
-                self.step(
+            let name = w.nodes()[n].name.clone();
+            if self.rolling_back {
+                self.log(
+                    w,
                     t,
                     StepKind::Rollback {
                         node: name.clone(),
@@ -758,7 +929,8 @@ impl Sim<'_> {
                     "restore the recorded label and ConfigMap entry",
                 );
             }
-            self.step(
+            self.log(
+                w,
                 t,
                 StepKind::ApplyConfig {
                     node: name,
@@ -775,107 +947,60 @@ impl Sim<'_> {
                 },
             );
             // The node is out while the plugin restarts (in place too: pods cannot start).
-            self.node_down(t, n, true);
+            self.node_down(w, t, n, true);
             for r in pods {
-                self.restart_pod(t, r);
+                self.restart_pod(w, t, r);
             }
-            self.nodes.set_sharing(n, to_s);
-            self.nodes.flush_to(&mut self.engine);
-            let d = &self.sc.scenario.disruption;
-            self.reconfigurations += 1;
-            self.reconfig_gpu_seconds += d.plugin_restart_s * self.nodes[n].gpus.len() as f64;
-            if !self.x().changed.contains(&n) {
-                self.x().changed.push(n);
-            }
+            w.apply_node_config(n, to_s);
         }
-        let plugin = self.sc.scenario.disruption.plugin_restart_s;
-        let timeout_s = plugin + self.x().cfg.readiness.gives_up_after();
-        for &n in &nodes {
-            let name = self.nodes[n].name.clone();
-            self.step(
-                t,
-                StepKind::WaitForPlugin {
-                    node: name,
-                    timeout_s,
-                },
-                "until the plugin advertises the new capacity",
-            );
-        }
-        let until = t + secs(plugin);
-        self.x().phase = Phase::Plugin { applied: t, until };
-        self.wake(until);
     }
 
-    fn after_plugin(&mut self, t: SimTime, applied: SimTime) {
-        let nodes = self.batch_nodes();
-        let rolling_back = self.x().rolling_back;
-        let give_up = applied
-            + secs(
-                self.sc.scenario.disruption.plugin_restart_s
-                    + self.x().cfg.readiness.gives_up_after(),
-            );
-        let faults = self.x().cfg.faults.clone();
-        if !rolling_back {
-            let lost: Vec<usize> = nodes
+    /// The plugin restart is over: the injected faults decide whether the nodes came back.
+    fn after_plugin(&mut self, w: &mut impl RolloutWorld, t: SimTime, applied: SimTime) {
+        let give_up = applied + secs(w.plugin_restart_s() + self.cfg.readiness.gives_up_after());
+        let faults = &self.cfg.faults;
+        let mut ev = Event::Ok;
+        if !self.rolling_back {
+            let lost: Vec<String> = self
+                .batch
                 .iter()
-                .copied()
-                .filter(|&n| faults.never_returns.contains(&self.nodes[n].name))
+                .map(|&n| w.nodes()[n].name.clone())
+                .filter(|name| faults.never_returns.contains(name))
                 .collect();
+            let failing = self
+                .batch
+                .iter()
+                .any(|&n| faults.fail_apply.contains(&w.nodes()[n].name));
             if !lost.is_empty() {
                 if t < give_up {
-                    self.x().phase = Phase::Plugin {
+                    self.phase = Phase::Plugin {
                         applied,
                         until: give_up,
                     };
-                    self.wake(give_up);
+                    w.wake_at(give_up);
                     return;
                 }
-                for n in lost {
-                    let name = self.nodes[n].name.clone();
-                    self.step(t, StepKind::NodeLost { node: name.clone() }, "the plugin never came back and the pods failed their readiness probes: node left cordoned");
-                    let x = self.x();
-                    x.targets.retain(|&i| i != n);
-                    x.changed.retain(|&i| i != n);
-                    x.report.nodes_lost.push(name);
-                }
-                self.fail(t, "a node did not come back");
-                return;
-            }
-            let failing = nodes
-                .iter()
-                .any(|&n| faults.fail_apply.contains(&self.nodes[n].name));
-            if failing && self.x().fail_apply_left > 0 {
-                self.x().fail_apply_left -= 1;
-                self.fail(
-                    t,
-                    "the new config failed to apply: the plugin does not advertise it",
-                );
-                return;
-            }
-        }
-        let drain = self.cur().drain;
-        for &n in &nodes {
-            self.node_down(t, n, false);
-            if drain {
-                let name = self.nodes[n].name.clone();
-                self.step(
-                    t,
-                    StepKind::Uncordon { node: name },
-                    "the plugin advertises the new config",
+                ev = Event::NodesLost {
+                    nodes: lost,
+                    error: "a node did not come back".into(),
+                };
+            } else if failing && self.fail_apply_left > 0 {
+                self.fail_apply_left -= 1;
+                ev = Event::Failed(
+                    "the new config failed to apply: the plugin does not advertise it".into(),
                 );
             }
         }
-        let until = t + secs(self.x().cfg.pods_timeout_s);
-        self.x().phase = Phase::Pods { until };
-        self.wake(until);
+        let c = self.step(ev);
+        self.run(w, t, c, false);
     }
 
-    /// Judges a watched window; on failure starts the rollback. `true`: healthy.
-    fn watch_verdict(&mut self, t: SimTime, since: SimTime) -> bool {
+    /// Judges a watched window (its line logged), then goes on as the machine says.
+    fn watch_verdict(&mut self, w: &mut impl RolloutWorld, t: SimTime, since: SimTime) {
         let (since_s, now) = (to_secs(since), to_secs(t));
         let (mut arr, mut failed, mut p99) = (0u64, 0u64, 0.0f64);
-        for r in self
-            .rows
+        for r in w
+            .rows()
             .iter()
             .filter(|r| r.t_s > since_s && r.t_s <= now + 1e-9)
         {
@@ -888,136 +1013,51 @@ impl Sim<'_> {
         } else {
             0.0
         };
-        let verdict = self.x().cfg.params.health.judge(err, p99);
-        self.step(
+        let c = self.step(Event::Health {
+            error_rate: err,
+            p99_ms: p99,
+        });
+        let unhealthy = match &c {
+            Command::Abort {
+                failure: Failure::Unhealthy { why, .. },
+                ..
+            } => Some(why.clone()),
+            _ => None,
+        };
+        self.log(
+            w,
             t,
             StepKind::Watch {
                 error_rate: err,
                 p99_ms: p99,
-                healthy: verdict.is_ok(),
+                healthy: unhealthy.is_none(),
             },
-            match &verdict {
-                Ok(()) => "healthy".to_string(),
-                Err(e) => e.clone(),
-            },
+            unhealthy.unwrap_or_else(|| "healthy".to_string()),
         );
-        match verdict {
-            Ok(()) => true,
-            Err(e) => {
-                self.fail(t, &format!("health check failed: {e}"));
-                false
-            }
-        }
-    }
-
-    fn next_batch(&mut self, t: SimTime) {
-        let x = self.x();
-        x.bi += 1;
-        if x.bi < x.batches.len() {
-            x.phase = Phase::Due;
-            return;
-        }
-        let now = to_secs(t);
-        if x.rolling_back {
-            // Rolled back: the layout is still due; the breaker decides when to try again.
-            x.rolling_back = false;
-            x.bi = 0;
-            x.phase = Phase::Due;
-            x.report.outcome = "postponed".into();
-            return;
-        }
-        x.breaker.record_success(now);
-        x.from = x.to;
-        x.phase = Phase::Done;
-        x.report.outcome = "done".into();
-        x.report.converged_s = Some(now);
-        let due = x.report.due_s.unwrap_or(now);
-        x.report.time_to_converge_s = Some(now - due);
-        self.step(
-            t,
-            StepKind::Done {
-                converge_s: now - due,
-            },
-            "every target node runs the new config",
-        );
-    }
-
-    /// The attempt failed: count it, then roll the changed nodes back node by node.
-    fn fail(&mut self, t: SimTime, why: &str) {
-        let now = to_secs(t);
-        self.step(t, StepKind::Failed, why);
-        // Anything the failed batch left out of service comes back (lost nodes stay out).
-        let nodes = self.batch_nodes();
-        let lost = self.x().report.nodes_lost.clone();
-        for n in nodes {
-            if !lost.contains(&self.nodes[n].name) {
-                self.node_down(t, n, false);
-            }
-        }
-        let x = self.x();
-        x.breaker.record_failure(now);
-        x.report.failures += 1;
-        let from = x.from;
-        let changed = x.changed.clone();
-        self.set_layout(from);
-        let x = self.x();
-        if changed.is_empty() {
-            x.bi = 0;
-            x.phase = Phase::Due;
-            x.report.outcome = "postponed".into();
-            return;
-        }
-        x.report.rollbacks += 1;
-        x.rolling_back = true;
-        x.batches = changed
-            .iter()
-            .map(|&n| {
-                let i = x.targets.iter().position(|&y| y == n).unwrap_or(0);
-                Batch {
-                    role: "rollback",
-                    nodes: vec![i],
-                    drain: true,
-                    surge_first: false,
-                    shift_pct: vec![100],
-                    step_watch_s: 0.0,
-                    watch_s: 0.0,
-                }
-            })
-            .collect();
-        x.changed.clear();
-        x.bi = 0;
-        x.phase = Phase::Due;
+        self.run(w, t, c, false);
     }
 
     /// The report for summary.json, with the change's window figures from the timeseries.
-    pub(super) fn rollout_report(&mut self) -> Option<ReconfigReport> {
-        let end = self.end;
-        let nodes: Vec<(usize, f64)> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i, n.gpus.len() as f64))
-            .collect();
-        let x = self.rollout.as_mut()?;
-        for (i, gpus) in nodes {
-            if let Some(s) = x.down_since[i].take() {
-                x.report.gpu_hours_lost += to_secs(end - s) * gpus / 3600.0;
+    pub fn report(&mut self, w: &impl RolloutWorld, end: SimTime) -> ReconfigReport {
+        for (i, node) in w.nodes().iter().enumerate() {
+            if let Some(s) = self.down_since[i].take() {
+                self.report.gpu_hours_lost += to_secs(end - s) * node.gpus.len() as f64 / 3600.0;
             }
         }
-        let mut r = x.report.clone();
+        let mut r = self.report.clone();
         if let Some(start) = r.started_s {
             let stop = r.converged_s.map_or(f64::INFINITY, |c| c + 300.0);
             let during_stop = r.converged_s.unwrap_or(f64::INFINITY);
-            for row in &self.rows {
+            for row in w.rows() {
                 // A row covers the window that ends at its time.
                 if row.t_s > start && row.t_s <= stop + 1e-9 {
                     r.failed_requests += row.failed;
                 }
-                if row.t_s > start && row.t_s <= during_stop + to_secs(self.tick) + 1e-9 {
+                if row.t_s > start && row.t_s <= during_stop + w.tick_s() + 1e-9 {
                     r.p99_during_ms = r.p99_during_ms.max(row.p99_ms);
                 }
             }
         }
-        Some(r)
+        r
     }
 }

@@ -10,7 +10,8 @@
 //! * `llm_replica` — LLM replicas driven through their serving engines;
 //! * [`monitor`] — the per-tick measurement window (timeseries.csv) and retries;
 //! * [`autoscaling`] — autoscaler signals and scale up/down;
-//! * `rollout` — planned sharing-layout rollouts;
+//! * [`rollout_world`] — the rollout's hooks and `Sim`'s side of [`RolloutWorld`], through
+//!   which the rollout executor (`crate::rollout`, a module of its own) reaches the simulation;
 //! * [`summary`] — the run's summary.json.
 
 use crate::events::{secs, to_secs, EventQueue, SimTime};
@@ -19,12 +20,16 @@ use crate::perf::{Batching, Demand};
 use crate::scenario::LoadedScenario;
 use crate::state::{GpuSim, InFlight, Replica, ReplicaState, ServiceSim};
 
+use crate::reconfig::ReconfigReport;
+use crate::rollout::{PodView, RolloutExecutor, RolloutWorld, Transcript};
 use crate::trace::pipeline::ReplayReport;
 use crate::traffic::{ArrivalSource, ServiceMix, Target, TraceError};
 use gpusched_policies::autoscale::ServiceSignals;
 use gpusched_policies::cluster::ClusterState;
 use gpusched_policies::decision::Placement;
 use gpusched_policies::decision::{Decision, ScaleDecision};
+use gpusched_policies::gpu::GpuFamily;
+use gpusched_policies::rollout::RolloutStep;
 use gpusched_policies::sharing::NodeSharing;
 use gpusched_policies::view::{AllocSlice, MigSlot, NodeView, SharingMode};
 use gpusched_policies::{Engine, GpuModel};
@@ -38,11 +43,8 @@ mod build;
 mod monitor;
 mod placement;
 mod requests;
+mod rollout_world;
 mod summary;
-
-/// Planned sharing-layout rollouts (issue 5): a child module, as it drives the private state.
-#[path = "rollout.rs"]
-mod rollout;
 
 /// LLM replicas driven through their serving engines.
 #[path = "llm_replica.rs"]
@@ -75,6 +77,9 @@ pub struct RunResult {
     pub decisions: Vec<DecisionRecord>,
     /// What each trace replay skipped or filtered (empty without traces).
     pub trace_reports: Vec<ReplayReport>,
+    /// The `[reconfig]` rollout's machine transcripts, one per attempt (empty without one):
+    /// every event the executor gave the rollout machine and the command it got back.
+    pub rollout_transcripts: Vec<Transcript>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +147,11 @@ struct Sim<'a> {
     preemptions: u64,
     reconfig_gpu_seconds: f64,
     reconfigurations: u64,
-    rollout: Option<rollout::Exec>,
+    /// The `[reconfig]` rollout's executor (it reaches the simulation through
+    /// [`RolloutWorld`]).
+    rollout: Option<RolloutExecutor>,
+    /// The start-up of the pod the rollout is placing now (its readiness probe's answer).
+    startup_override: Option<(u32, f64)>,
     /// Reused buffer of requests an LLM engine finished.
     llm_done: Vec<gpusched_serving::Finished>,
     win_ttft: Histogram<u64>,

@@ -24,6 +24,9 @@ pub mod step;
 
 pub use breaker::{BreakerState, CircuitBreaker, CircuitBreakerConfig};
 pub use gate::{GateConfig, GateInput, GateVerdict, QpsLevel, UpdateClass};
-pub use machine::{Command, Event, MachineConfig, Outcome, RolloutMachine, Target};
+pub use machine::{
+    step_share, Command, Event, Failure, GateSample, Hold, MachineConfig, Outcome, RolloutMachine,
+    Target, WatchKind,
+};
 pub use plan::{Batch, HealthCheck, ReadinessProbe, Strategy, StrategyConfig};
 pub use step::{RolloutStep, StepKind};

@@ -1,10 +1,12 @@
 //! When a new layout is worth rolling out, and how: strategies as batches of nodes.
 //!
-//! The executor (the simulator's `rollout` module, the live adapter's `rollback`) runs each batch
-//! as: cordon → (pre-warm replacements elsewhere, wait ready) → evict the node's pods within the
-//! batch's traffic-shift steps → apply the config (label + ConfigMap entry, previous kept for
-//! rollback) → wait for the plugin → uncordon → wait for pods → watch health. In-place skips the
-//! cordon and the drain: the config is applied under running pods, which lose their context.
+//! The rollout state machine ([`super::machine`], executed by the simulator's `rollout` module
+//! and the live adapter's `rollout_exec`) runs each batch as: cordon → per traffic-shift step,
+//! replacements elsewhere and the step's evictions (after the replacements are ready when
+//! pre-warming), each step watched where the batch says so → apply the config (label +
+//! ConfigMap entry, previous kept for rollback) → wait for the plugin → uncordon → wait for pods
+//! → watch health. In-place skips the cordon and the drain: the config is applied under running
+//! pods, which lose their context.
 
 use crate::sharing::optimal_replicas;
 use serde::{Deserialize, Serialize};

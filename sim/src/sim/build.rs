@@ -156,6 +156,7 @@ impl<'a> Sim<'a> {
             reconfig_gpu_seconds: 0.0,
             reconfigurations: 0,
             rollout: None,
+            startup_override: None,
             llm_done: Vec::new(),
             win_ttft: latency_histogram(),
             win_tpot: latency_histogram(),

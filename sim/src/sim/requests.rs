@@ -3,8 +3,8 @@
 //! queue timeouts. (LLM services go through their serving engines: `llm_replica.rs`.)
 
 use super::placement::slice_units;
-use gpusched_policies::modes::SliceLoad;
 use super::*;
+use gpusched_policies::modes::SliceLoad;
 
 impl<'a> Sim<'a> {
     pub(super) fn pull_arrival(&mut self, source: u32) -> Result<(), SimError> {

@@ -174,6 +174,10 @@ impl<'a> Sim<'a> {
             timeseries,
             decisions: self.decisions,
             trace_reports,
+            rollout_transcripts: self
+                .rollout
+                .map(RolloutExecutor::into_transcripts)
+                .unwrap_or_default(),
         }
     }
 }
