@@ -7,7 +7,7 @@
 //! * [`build`] — the cluster, engine, services and traffic sources from the scenario;
 //! * [`placement`] — replicas as pods: placement, start-up, kill, release, GPU busy accounting;
 //! * [`requests`] — the request lifecycle (arrival, dispatch, queue, service, completion);
-//! * `llm_replica` — LLM replicas driven through their serving engines;
+//! * [`llm_replica`] — LLM replicas driven through their serving engines;
 //! * [`monitor`] — the per-tick measurement window (timeseries.csv) and retries;
 //! * [`autoscaling`] — autoscaler signals and scale up/down;
 //! * [`rollout_world`] — the rollout's hooks and `Sim`'s side of [`RolloutWorld`], through
@@ -40,15 +40,15 @@ use rand_distr::{Distribution, Gamma};
 
 mod autoscaling;
 mod build;
+/// LLM replicas driven through their serving engines.
+mod llm_replica;
 mod monitor;
 mod placement;
 mod requests;
 mod rollout_world;
 mod summary;
 
-/// LLM replicas driven through their serving engines.
-#[path = "llm_replica.rs"]
-mod llm_replica;
+
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {

@@ -1,7 +1,7 @@
 //! The simulator's side of LLM replicas: it hands requests to each replica's serving engine,
 //! schedules one event for the engine's next change of batch (never one per token or iteration),
 //! and records time to first token, time per output token and end-to-end latency.
-//! A child module of `sim` (like `rollout`), as it drives the simulator's private state.
+//! One of `sim`'s jobs (the LLM half of the request lifecycle), a child module like the others.
 
 use super::*;
 use gpusched_serving::engine::Refusal;
