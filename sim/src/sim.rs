@@ -4,15 +4,15 @@
 //!
 //! This file holds the simulator's state (`Sim`), its events and the event loop; each job is a
 //! child module that adds `Sim`'s methods for it:
-//! * [`build`] — the cluster, engine, services and traffic sources from the scenario;
-//! * [`placement`] — replicas as pods: placement, start-up, kill, release, GPU busy accounting;
-//! * [`requests`] — the request lifecycle (arrival, dispatch, queue, service, completion);
-//! * [`llm_replica`] — LLM replicas driven through their serving engines;
-//! * [`monitor`] — the per-tick measurement window (timeseries.csv) and retries;
-//! * [`autoscaling`] — autoscaler signals and scale up/down;
-//! * [`rollout_world`] — the rollout's hooks and `Sim`'s side of [`RolloutWorld`], through
+//! * `build` — the cluster, engine, services and traffic sources from the scenario;
+//! * `placement` — replicas as pods: placement, start-up, kill, release, GPU busy accounting;
+//! * `requests` — the request lifecycle (arrival, dispatch, queue, service, completion);
+//! * `llm_replica` — LLM replicas driven through their serving engines;
+//! * `monitor` — the per-tick measurement window (timeseries.csv) and retries;
+//! * `autoscaling` — autoscaler signals and scale up/down;
+//! * `rollout_world` — the rollout's hooks and `Sim`'s side of [`RolloutWorld`], through
 //!   which the rollout executor (`crate::rollout`, a module of its own) reaches the simulation;
-//! * [`summary`] — the run's summary.json.
+//! * `summary` — the run's summary.json.
 
 use crate::events::{secs, to_secs, EventQueue, SimTime};
 use crate::metrics::*;

@@ -1,6 +1,6 @@
 //! The request lifecycle: arrivals from the traffic sources, dispatch to a ready replica or
 //! the service's queue, processor-sharing service re-rated as the batch changes, completions,
-//! queue timeouts. (LLM services go through their serving engines: [`super::llm_replica`].)
+//! queue timeouts. (LLM services go through their serving engines: `llm_replica`.)
 
 use super::placement::slice_units;
 use super::*;
