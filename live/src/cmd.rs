@@ -427,10 +427,8 @@ pub fn rollout_request(a: &RolloutArgs) -> Result<(Request, Option<PrometheusObs
             o.step_s = a.step_s;
             o.rate_window_s = a.rate_window_s.max(a.step_s);
             o.timeout = Duration::from_secs_f64(a.prometheus_timeout_s);
-            if let (Some((g, c)), true) = (&req.machine.gate, a.gate_wait_s > 0.0) {
+            if req.machine.gate.is_some() && a.gate_wait_s > 0.0 {
                 o.gate_wait = Some(GateWait {
-                    gate: g.clone(),
-                    class: *c,
                     max_wait: Duration::from_secs_f64(a.gate_wait_s),
                     retry: Duration::from_secs_f64(a.gate_retry_s),
                 });

@@ -33,7 +33,6 @@
 //! window that just passed.
 
 use crate::rollout_exec::Observer;
-use gpusched_policies::rollout::gate::{evaluate, GateConfig, GateInput, UpdateClass};
 use gpusched_policies::rollout::machine::GateSample;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -81,14 +80,13 @@ pub enum FreeCapacity {
     Cluster(kube::Client),
 }
 
-/// Waiting at a closed gate instead of holding at once: re-read every `retry` until the gate
-/// (evaluated with the same config and class the machine uses) opens or `max_wait` has passed;
-/// then the machine gets the last reading (and holds if it is still closed). The simulator's
-/// rollout waits at the gate the same way, tick by tick.
+/// Waiting at a closed gate instead of holding at once: the executor asks the gate again every
+/// `retry` (the machine evaluates it, with its own config and class) until it opens or the
+/// hold has lasted `max_wait`; then the run ends `Held`. The rollout keeps its machine while it
+/// waits, so batches already done stay done — the simulator's rollout waits at the gate the
+/// same way, tick by tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateWait {
-    pub gate: GateConfig,
-    pub class: UpdateClass,
     pub max_wait: Duration,
     pub retry: Duration,
 }
@@ -351,29 +349,23 @@ impl PrometheusObserver {
 
 impl Observer for PrometheusObserver {
     async fn gate_sample(&self) -> GateSample {
+        self.read_gate(crate::agent::now_unix_s()).await
+    }
+
+    async fn wait_at_closed_gate(&self, held_for: Duration) -> bool {
         let Some(w) = &self.gate_wait else {
-            return self.read_gate(crate::agent::now_unix_s()).await;
+            return false;
         };
-        let deadline = tokio::time::Instant::now() + w.max_wait;
-        loop {
-            let s = self.read_gate(crate::agent::now_unix_s()).await;
-            let v = evaluate(
-                &w.gate,
-                w.class,
-                &GateInput {
-                    now_s: s.now_s,
-                    samples: &s.samples,
-                    error_rate: s.error_rate,
-                    gpu_util: s.gpu_util,
-                    free_capacity: s.free_capacity,
-                },
-            );
-            if v.open || tokio::time::Instant::now() + w.retry > deadline {
-                return s;
-            }
-            tracing::info!(reason = %v.reason, retry_s = w.retry.as_secs_f64(), "QPS gate closed; waiting");
-            tokio::time::sleep(w.retry).await;
+        if held_for + w.retry > w.max_wait {
+            return false;
         }
+        tracing::info!(
+            held_s = held_for.as_secs_f64(),
+            retry_s = w.retry.as_secs_f64(),
+            "QPS gate closed; waiting"
+        );
+        tokio::time::sleep(w.retry).await;
+        true
     }
 
     async fn watch(&self, seconds: f64) -> Result<(f64, f64), String> {

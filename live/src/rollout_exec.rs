@@ -29,8 +29,11 @@
 //!   releases and cordons it again at the same instant);
 //! * the ConfigMap entry the rollout wrote is removed once nothing carries its label any more.
 //!
-//! A `Hold` (gate closed) changes nothing and does not count against the breaker: the run ends
-//! `Held`, and the next reconcile runs a new machine.
+//! A `Hold` (gate closed) changes nothing and does not count against the breaker. The observer
+//! decides what follows ([`Observer::wait_at_closed_gate`]): wait and ask the gate again with
+//! the same machine — the simulator's way, so a canary rollout held before its second batch
+//! keeps its one canary — or end the run `Held` (the controller's single-node rollouts, which
+//! have no gate: the next reconcile runs a new machine).
 
 use crate::apply::{Action, Applier, ApplyError, Scope};
 use crate::keys;
@@ -48,6 +51,17 @@ pub trait Observer: Send + Sync {
     fn gate_sample(&self) -> impl Future<Output = GateSample> + Send;
     /// The service's (error rate, p99 ms) over the next `seconds`.
     fn watch(&self, seconds: f64) -> impl Future<Output = Result<(f64, f64), String>> + Send;
+    /// The gate is closed and has been for `held_for`: wait, then `true` to ask it again with
+    /// the same machine (its finished batches stay finished, as the simulator's rollout waits
+    /// at the gate tick by tick), or `false` to end the run `Held` at once (the default: the
+    /// next reconcile plans the nodes not yet changed afresh).
+    fn wait_at_closed_gate(
+        &self,
+        held_for: std::time::Duration,
+    ) -> impl Future<Output = bool> + Send {
+        let _ = held_for;
+        async { false }
+    }
 }
 
 /// For rollouts with neither gate nor watch (a placement's single-node change): never asked.
@@ -134,6 +148,8 @@ pub async fn run<A: Applier, O: Observer>(
     };
     let mut p = Progress::default();
     let mut ev = Event::Begin;
+    // When the gate closed (the hold under way), for `Observer::wait_at_closed_gate`.
+    let mut held_since: Option<std::time::Instant> = None;
     loop {
         let cmd = match m.step(ev) {
             Ok(c) => c,
@@ -149,6 +165,9 @@ pub async fn run<A: Applier, O: Observer>(
             }
         };
         commands.push(cmd.clone());
+        if !matches!(cmd, Command::Hold { .. } | Command::CheckGate) {
+            held_since = None;
+        }
         ev = match &cmd {
             Command::Finished { outcome } => {
                 let outcome = match outcome {
@@ -173,6 +192,19 @@ pub async fn run<A: Applier, O: Observer>(
                     }
                 };
                 return Run { outcome, commands };
+            }
+            Command::Hold {
+                hold: Hold::Gate { .. },
+            } if observer
+                .wait_at_closed_gate(
+                    held_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed(),
+                )
+                .await =>
+            {
+                // Waited: ask the gate again, the machine where it was.
+                Event::Retry
             }
             Command::Hold { hold } => {
                 // Nothing of this batch changed: the next reconcile asks again. A hold is not

@@ -51,6 +51,8 @@ struct Script {
     /// Requests per second, flat over the range; after `quiet_after` range reads, `quiet_qps`.
     qps: Option<f64>,
     quiet_after: Option<(usize, f64)>,
+    /// Range reads `a..=b` (1-based) see this QPS instead (a busy spell mid-rollout).
+    busy_between: Option<(usize, usize, f64)>,
     error_rate: f64,
     p99_ms: f64,
     gpu_util: f64,
@@ -63,6 +65,7 @@ impl Default for Script {
         Self {
             qps: Some(5.0),
             quiet_after: None,
+            busy_between: None,
             error_rate: 0.0,
             p99_ms: 300.0,
             gpu_util: 0.2,
@@ -193,8 +196,9 @@ impl FakeProm {
                 ) else {
                     return bad("start, end and step are required");
                 };
-                let qps = match st.script.quiet_after {
-                    Some((n, quiet)) if st.range_reads > n => Some(quiet),
+                let qps = match (st.script.busy_between, st.script.quiet_after) {
+                    (Some((a, b, busy)), _) if (a..=b).contains(&st.range_reads) => Some(busy),
+                    (_, Some((n, quiet))) if st.range_reads > n => Some(quiet),
                     _ => st.script.qps,
                 };
                 let result = match qps {
@@ -669,23 +673,84 @@ async fn a_rollout_told_to_wait_goes_through_once_traffic_quietens() {
     .await;
     let mut obs = observer(&prom.url, &api);
     let req = request(Strategy::Rolling, true);
-    let (gate, class) = req.machine.gate.clone().unwrap();
     obs.gate_wait = Some(GateWait {
-        gate,
-        class,
         max_wait: Duration::from_secs(5),
         retry: Duration::from_millis(20),
     });
     let report = run_live(&api, Some(&obs), &req).await;
     assert_eq!(outcome(&report), &RolloutOutcome::Done, "{report:?}");
+    let holds = report
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::Hold { .. }))
+        .count();
+    assert!(holds >= 1, "the busy readings closed the gate");
     assert!(
-        !report
-            .commands
-            .iter()
-            .any(|c| matches!(c, Command::Hold { .. })),
-        "waited at the gate instead of holding"
+        !matches!(report.commands.last(), Some(Command::Hold { .. })),
+        "waited at the gate and went on instead of ending held"
     );
     assert!(prom.state.lock().unwrap().range_reads > 3);
+    for i in 0..NODES {
+        assert_eq!(
+            label_of(&api, &node_name(i)).as_deref(),
+            Some(TO.config_key().as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_gate_closing_mid_rollout_keeps_the_finished_batches_and_the_one_canary() {
+    let api = cluster().await;
+    // Quiet, then busy from the third traffic read (after the canary batch's gate) for two
+    // reads, then quiet again.
+    let prom = FakeProm::start(Script {
+        busy_between: Some((3, 4, 250.0)),
+        ..Default::default()
+    })
+    .await;
+    let mut obs = observer(&prom.url, &api);
+    obs.gate_wait = Some(GateWait {
+        max_wait: Duration::from_secs(5),
+        retry: Duration::from_millis(20),
+    });
+    let report = run_live(&api, Some(&obs), &request(Strategy::Canary, true)).await;
+    assert_eq!(outcome(&report), &RolloutOutcome::Done, "{report:?}");
+    let cs = &report.commands;
+    let first_hold = cs
+        .iter()
+        .position(|c| matches!(c, Command::Hold { .. }))
+        .expect("the busy spell closed the gate");
+    let canary_watch = cs
+        .iter()
+        .position(|c| matches!(c, Command::Watch { .. }))
+        .expect("the canary was watched");
+    assert!(
+        canary_watch < first_hold,
+        "the hold came after the canary batch"
+    );
+    let canaries = cs
+        .iter()
+        .filter(|c| matches!(c, Command::Cordon { role, .. } if *role == "canary"))
+        .count();
+    assert_eq!(
+        canaries, 1,
+        "one canary batch: the machine was kept through the hold"
+    );
+    let mut applied: Vec<&str> = cs
+        .iter()
+        .filter_map(|c| match c {
+            Command::ApplyConfig {
+                targets,
+                rollback: false,
+                ..
+            } => Some(targets.iter().map(|t| t.node.as_str())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    applied.sort();
+    applied.dedup();
+    assert_eq!(applied.len(), NODES, "every node changed once");
     for i in 0..NODES {
         assert_eq!(
             label_of(&api, &node_name(i)).as_deref(),
