@@ -48,8 +48,6 @@ mod requests;
 mod rollout_world;
 mod summary;
 
-
-
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("{0}")]
