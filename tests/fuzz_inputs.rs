@@ -186,9 +186,7 @@ fn load_and_run(name: &str, bytes: &[u8]) -> Result<(), String> {
             let tmp = tempfile::tempdir().unwrap();
             let p = tmp.path().join(name);
             std::fs::write(&p, bytes).unwrap();
-            let e = gpusched_sim::load_file(&p, &[])
-                .err()
-                .expect("non-UTF-8 is refused");
+            let e = gpusched_sim::load_file(&p, &[]).expect_err("non-UTF-8 is refused");
             assert!(e.to_string().contains("line"), "names the line: {e}");
             return Err(e.to_string());
         }

@@ -174,13 +174,7 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = metric::find(
-            self.expr
-                .split(|c| c == '<' || c == '>')
-                .next()
-                .unwrap_or("")
-                .trim(),
-        );
+        let m = metric::find(self.expr.split(['<', '>']).next().unwrap_or("").trim());
         let d = m.map_or(3, |m| m.decimals);
         write!(
             f,

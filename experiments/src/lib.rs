@@ -33,7 +33,8 @@ pub enum ExperimentError {
         scenario: String,
         variant: String,
         seed: u64,
-        source: gpusched_sim::SimError,
+        /// Boxed: keeps `ExperimentError` (every experiment function's `Err`) small.
+        source: Box<gpusched_sim::SimError>,
     },
 }
 

@@ -102,7 +102,7 @@ pub fn run_jobs(
                 scenario: job.scenario_label.clone(),
                 variant: job.variant.clone(),
                 seed: job.seed,
-                source,
+                source: Box::new(source),
             })?;
             done(finished.fetch_add(1, Ordering::Relaxed) + 1);
             Ok(RunRecord {

@@ -808,7 +808,7 @@ fn ops(seed: u64, len: usize, services: &[usize], release_every: u64) -> Vec<Op>
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let v = x >> 33;
-            if v % release_every == 0 {
+            if v.is_multiple_of(release_every) {
                 Op::Release((v / 7) as usize)
             } else {
                 Op::Place(services[(v / 3) as usize % services.len()])

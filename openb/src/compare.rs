@@ -52,8 +52,11 @@ pub struct Comparison {
     pub missing: Vec<(String, String)>,
 }
 
+/// Per (workload, policy): rows seen, and the sum and count of each point's values.
+type MeanAcc = (usize, [f64; 2], [usize; 2]);
+
 fn means(rows: &[TableRow]) -> BTreeMap<(String, String), (usize, [f64; 2])> {
-    let mut acc: BTreeMap<(String, String), (usize, [f64; 2], [usize; 2])> = BTreeMap::new();
+    let mut acc: BTreeMap<(String, String), MeanAcc> = BTreeMap::new();
     for r in rows {
         let e = acc
             .entry((r.workload.clone(), r.policy.clone()))

@@ -10,6 +10,10 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "Place is the common variant and is consumed at once; boxing it would add a heap allocation to every placement"
+)]
 pub enum Decision {
     /// Bind a replica to a node and GPU with a sharing assignment.
     Place(Placement),

@@ -20,6 +20,10 @@ use crate::workload::{PlacementRequest, WorkloadSpec};
 
 pub type SeedsProfile = Profile<NodeView, PlacementRequest>;
 
+/// How [`Engine::preempt`] ranks candidate nodes, lowest first: (highest victim priority,
+/// victim count, node ordinal).
+type PreemptKey = (i32, usize, u32);
+
 pub struct Engine {
     pub config: EngineConfig,
     pub catalog: GpuCatalog,
@@ -328,7 +332,7 @@ impl Engine {
         req: &PlacementRequest,
         replica: u64,
     ) -> Option<Decision> {
-        let mut best: Option<(usize, Vec<Victim>, (i32, usize, u32))> = None;
+        let mut best: Option<(usize, Vec<Victim>, PreemptKey)> = None;
         for (i, node) in nodes.iter().enumerate() {
             if node.cordoned {
                 continue;

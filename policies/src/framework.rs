@@ -245,7 +245,7 @@ impl<N: NamedNode, P> Profile<N, P> {
         }
         for (j, &i) in self.feasible.iter().enumerate() {
             // Strictly greater: ties keep the earliest node, which keeps runs deterministic.
-            if best.map_or(true, |(_, b)| totals[j] > b) {
+            if best.is_none_or(|(_, b)| totals[j] > b) {
                 best = Some((i, totals[j]));
             }
         }

@@ -355,6 +355,6 @@ mod tests {
         let p = PerfConfig::default();
         // 50 % + 25 % busy leaves idle SMs: the 50 % client keeps at least its cap.
         let e = p.mps_effective(50, 75, 2);
-        assert!(e >= 0.49 && e <= 0.57, "{e}");
+        assert!((0.49..=0.57).contains(&e), "{e}");
     }
 }

@@ -107,6 +107,10 @@ impl Tracker {
     }
 
     /// One monitoring window of `window_s` ending at `t_s`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site (the monitor tick) passes the simulator's slices; a params struct would only rename them"
+    )]
     pub(crate) fn observe(
         &mut self,
         t_s: f64,

@@ -258,6 +258,11 @@ impl ArrivalSource {
         }
     }
 
+    /// The next arrival, or `None` once the source is spent.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "fallible (a bad trace row), so not Iterator::next; BENCHMARKS.md profiles it by this name"
+    )]
     pub fn next(&mut self) -> Result<Option<Arrival>, TraceError> {
         match self {
             ArrivalSource::Process {

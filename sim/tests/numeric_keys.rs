@@ -410,7 +410,12 @@ fn every_numeric_key_refuses_or_documents_bad_values() {
         let leaf = path.last().unwrap();
         for (raw, class) in VALUES {
             let set = format!("{dotted}={raw}");
-            match gpusched_sim::scenario::load_str(text, name, base.clone(), &[set.clone()]) {
+            match gpusched_sim::scenario::load_str(
+                text,
+                name,
+                base.clone(),
+                std::slice::from_ref(&set),
+            ) {
                 Err(e) => {
                     let msg = e.to_string();
                     let located = msg.contains(&dotted)
@@ -443,7 +448,7 @@ fn every_numeric_key_refuses_or_documents_bad_values() {
                             &short,
                             name,
                             base.clone(),
-                            &[set.clone()],
+                            std::slice::from_ref(&set),
                         )
                         .unwrap_or(l);
                         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

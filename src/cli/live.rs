@@ -15,7 +15,7 @@ pub enum LiveCommand {
     /// Per-node GPU agent (DaemonSet): NVML readings as Prometheus metrics and a node annotation.
     Agent(cmd::AgentArgs),
     /// Place `schedulerName: gpusched` pods with the engine and apply its decisions (use --dry-run first).
-    Controller(cmd::ControllerArgs),
+    Controller(Box<cmd::ControllerArgs>),
     /// Change several nodes' sharing config with a strategy, the QPS gate and the canary watch
     /// (the simulator's `[reconfig]`), readings from Prometheus (use --dry-run first).
     Rollout(Box<cmd::RolloutArgs>),

@@ -230,7 +230,7 @@ impl Copy {
                         self.bad(e)?;
                     } else if r
                         .demand_ms
-                        .is_some_and(|d| !(d.is_finite() && d >= 0.0 && d <= MAX_DEMAND_MS))
+                        .is_some_and(|d| !(d.is_finite() && (0.0..=MAX_DEMAND_MS).contains(&d)))
                     {
                         // A demand of 1e300 ms would hold a slot for ever, silently.
                         let e = TraceError {

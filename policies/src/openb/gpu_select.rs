@@ -124,9 +124,8 @@ pub fn select_gpus<R: Rng + ?Sized>(
         GpuSelMethod::Random => {
             // Reservoir sampling over the GPUs that fit, as upstream.
             let mut pick = None;
-            let mut seen = 0u32;
-            for i in (0..node.num_gpus as usize).filter(|&i| fits(i)) {
-                seen += 1;
+            for (k, i) in (0..node.num_gpus as usize).filter(|&i| fits(i)).enumerate() {
+                let seen = k as u32 + 1;
                 if rng.random_range(0..seen) == 0 {
                     pick = Some(1 << i);
                 }

@@ -208,7 +208,7 @@ pub fn execute(a: &RunArgs) -> Result<ExitCode, String> {
     let done = std::sync::atomic::AtomicUsize::new(0);
     let progress = |r: &RunResult| {
         let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if n <= 24 || k % 50 == 0 || k == n {
+        if n <= 24 || k.is_multiple_of(50) || k == n {
             tracing::info!(
                 done = k,
                 runs = n,
