@@ -11,6 +11,16 @@ fn bad_input_is_exit_2_under_every_subcommand() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
+    let bad_reconfig = tmp.path().join("reconfig.toml");
+    std::fs::write(&bad_reconfig, "[reconfig]\nstrategy = \"canery\"\n").unwrap();
+    let bad_reconfig = bad_reconfig.to_str().unwrap();
+    let range_reconfig = tmp.path().join("reconfig-range.toml");
+    std::fs::write(
+        &range_reconfig,
+        "[reconfig]\nstrategy = \"canary\"\n[reconfig.params]\ncanary_watch_s = -5\n",
+    )
+    .unwrap();
+    let range_reconfig = range_reconfig.to_str().unwrap();
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         (
             "run",
@@ -155,6 +165,32 @@ fn bad_input_is_exit_2_under_every_subcommand() {
                 "--gate",
             ],
             "--prometheus-url",
+        ),
+        (
+            "live rollout --config",
+            vec![
+                "live",
+                "rollout",
+                "--namespace",
+                "ml",
+                "--config",
+                bad_reconfig,
+                "--dry-run",
+            ],
+            "line 2, column 12",
+        ),
+        (
+            "live rollout --config range",
+            vec![
+                "live",
+                "rollout",
+                "--namespace",
+                "ml",
+                "--config",
+                range_reconfig,
+                "--dry-run",
+            ],
+            "reconfig.params.canary_watch_s: -5 is out of range; allowed: 0 <= x",
         ),
         (
             "unknown flag",

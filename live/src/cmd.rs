@@ -275,18 +275,33 @@ pub struct RolloutArgs {
 }
 
 /// Reads `--config FILE`: the scenario's `[reconfig]` table, from a scenario file or alone.
+/// Deserialised straight from the text, so a wrong key or value is named with its line and
+/// column; every number goes through the scenario's one range check (`reconfig.…` keys).
 pub fn reconfig_config(path: &PathBuf) -> Result<ReconfigConfig, CmdError> {
-    let bad = |e: String| CmdError::BadInput(format!("{}: {e}", path.display()));
+    /// A scenario file: its `[reconfig]` table (the scenario's other tables are not read here).
+    #[derive(serde::Deserialize)]
+    struct InScenario {
+        reconfig: ReconfigConfig,
+    }
+    let shown = path.display().to_string();
+    let bad = |e: String| CmdError::BadInput(format!("{shown}: {e}"));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let v: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let table = match v.get("reconfig") {
-        Some(toml::Value::Table(t)) => t.clone(),
+    let located = |e: toml::de::Error| bad(e.to_string().trim_end().to_string());
+    let v: toml::Table = toml::from_str(&text).map_err(located)?;
+    let (cfg, table) = match v.get("reconfig") {
+        Some(toml::Value::Table(t)) => (
+            toml::from_str::<InScenario>(&text)
+                .map_err(located)?
+                .reconfig,
+            t.clone(),
+        ),
         Some(_) => return Err(bad("`reconfig` must be a table".into())),
-        None => v,
+        None => (toml::from_str::<ReconfigConfig>(&text).map_err(located)?, v),
     };
-    let cfg: ReconfigConfig = table
-        .try_into()
-        .map_err(|e: toml::de::Error| bad(format!("reconfig: {e}")))?;
+    let mut wrapped = toml::Table::new();
+    wrapped.insert("reconfig".into(), toml::Value::Table(table));
+    gpusched_scenario::numbers::check(&shown, &toml::Value::Table(wrapped))
+        .map_err(|e| CmdError::BadInput(e.to_string()))?;
     let key = |k: &str, e: String| bad(format!("reconfig.{k}: {e}"));
     cfg.qps_gate.validate().map_err(|e| key("qps_gate", e))?;
     cfg.params.validate().map_err(|e| key("params", e))?;
