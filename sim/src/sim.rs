@@ -258,6 +258,40 @@ pub fn explain_placement(
         .place(&sim.nodes, &sim.services[s].workload, replica, true))
 }
 
+/// A small scenario for the jobs' unit tests: one node of `gpus` H100s, one service `svc`
+/// (40 GB model, whole GPUs, no initial replicas; the Sim is driven by hand, so its traffic
+/// never arrives) plus `extra` TOML lines.
+#[cfg(test)]
+pub(crate) fn unit_scenario(gpus: u32, extra: &str) -> LoadedScenario {
+    let text = format!(
+        r#"
+name = "unit"
+duration_s = 60.0
+seed = 1
+
+[engine]
+sharing = "exclusive"
+
+[[pools]]
+name = "h100"
+gpu_model = "H100-80GB"
+nodes = 1
+gpus_per_node = {gpus}
+
+[[services]]
+name = "svc"
+model_memory_gb = 40.0
+service_time_ms = 100.0
+min_replicas = 0
+initial_replicas = 0
+traffic = {{ kind = "poisson", qps = 1.0 }}
+{extra}
+"#
+    );
+    crate::scenario::load_str(&text, "unit.toml", std::env::temp_dir(), &[])
+        .expect("the unit scenario loads")
+}
+
 #[cfg(test)]
 mod tests {
     //! The request lifecycle on one replica, where every latency can be worked out by hand.

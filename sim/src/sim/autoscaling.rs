@@ -141,3 +141,55 @@ impl<'a> Sim<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::unit_scenario;
+    use super::*;
+
+    #[test]
+    fn scale_down_takes_pending_then_starting_then_the_newest_ready_drained() {
+        let sc = unit_scenario(4, "");
+        let mut sim = Sim::new(&sc).unwrap();
+        let ready_old = sim.new_replica(0);
+        sim.try_place(0, ready_old, true);
+        let ready_new = sim.new_replica(0);
+        sim.try_place(0, ready_new, true);
+        // Serving a request: a scale-down drains it rather than cutting it off.
+        sim.replicas[ready_new as usize].in_flight = 1;
+        let starting = sim.new_replica(0);
+        sim.try_place(0, starting, false);
+        let pending = sim.new_replica(0);
+        let state = |sim: &Sim, r: u32| sim.replicas[r as usize].state;
+        assert_eq!(
+            [ready_old, ready_new, starting, pending].map(|r| state(&sim, r)),
+            [
+                ReplicaState::Ready,
+                ReplicaState::Ready,
+                ReplicaState::Starting,
+                ReplicaState::Pending
+            ]
+        );
+        sim.scale_down(secs(30.0), 0, 3);
+        assert_eq!(state(&sim, pending), ReplicaState::Gone, "pending first");
+        assert_eq!(state(&sim, starting), ReplicaState::Gone, "then starting");
+        assert_eq!(
+            state(&sim, ready_new),
+            ReplicaState::Draining,
+            "then the newest ready"
+        );
+        assert_eq!(
+            state(&sim, ready_old),
+            ReplicaState::Ready,
+            "three asked, three taken"
+        );
+        // The starting pod's GPU is free again; the draining one keeps its GPU until it is done.
+        let used = sim.nodes[0]
+            .gpus
+            .iter()
+            .filter(|g| !g.allocations.is_empty())
+            .count();
+        assert_eq!(used, 2);
+        assert_eq!(sim.services[0].replicas, vec![ready_old, ready_new]);
+    }
+}

@@ -225,3 +225,38 @@ impl<'a> Sim<'a> {
 pub(super) fn slice_units(slice: AllocSlice, share_pct: u8, model: GpuModel) -> (u32, f64) {
     slice.spec().slice_units(slice, share_pct, model)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::unit_scenario;
+    use super::*;
+
+    #[test]
+    fn a_killed_pod_frees_its_gpu_and_is_placed_again_as_a_new_incarnation() {
+        let sc = unit_scenario(1, "");
+        let mut sim = Sim::new(&sc).unwrap();
+        let a = sim.new_replica(0);
+        sim.try_place(0, a, true);
+        assert_eq!(sim.replicas[a as usize].state, ReplicaState::Ready);
+        // The one GPU is taken: a second replica stays pending.
+        let b = sim.new_replica(0);
+        sim.try_place(0, b, true);
+        assert_eq!(sim.replicas[b as usize].state, ReplicaState::Pending);
+        let generation = sim.replicas[a as usize].generation;
+        sim.kill(secs(1.0), a, FailCause::PodRestart, "unit test");
+        let rep = &sim.replicas[a as usize];
+        assert_eq!(rep.state, ReplicaState::Pending);
+        assert!(rep.loc.is_none());
+        assert!(
+            rep.generation > generation,
+            "events of the killed pod are stale"
+        );
+        assert!(
+            sim.nodes[0].gpus[0].allocations.is_empty(),
+            "its GPU is free"
+        );
+        // Now the other replica fits.
+        sim.try_place(secs(1.0), b, false);
+        assert_eq!(sim.replicas[b as usize].state, ReplicaState::Starting);
+    }
+}
