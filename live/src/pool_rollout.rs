@@ -24,7 +24,7 @@ use crate::keys;
 use crate::prom_observer::PrometheusObserver;
 use crate::rollback::{plan_rollout, Rollout, RolloutOutcome, RolloutTiming};
 use crate::rollout_exec::{self, NoObserver, Observer};
-use gpusched_policies::rollout::gate::{evaluate, GateInput, GateVerdict};
+use gpusched_policies::rollout::gate::{evaluate, GateVerdict};
 use gpusched_policies::rollout::machine::{Command, GateSample, MachineConfig};
 use gpusched_policies::rollout::{CircuitBreaker, CircuitBreakerConfig, Strategy};
 use gpusched_policies::sharing::NodeSharing;
@@ -352,17 +352,7 @@ pub async fn run<A: Applier>(
         let mut cfg = req.machine.clone();
         if let (Some((gc, class)), Some(o)) = (cfg.gate.take(), observer) {
             let s = o.read_gate(now_unix_s).await;
-            let v = evaluate(
-                &gc,
-                class,
-                &GateInput {
-                    now_s: s.now_s,
-                    samples: &s.samples,
-                    error_rate: s.error_rate,
-                    gpu_util: s.gpu_util,
-                    free_capacity: s.free_capacity,
-                },
-            );
+            let v = evaluate(&gc, class, &s.input());
             println!(
                 "# dry-run: the QPS gate is {} now: {} (the gate is asked again before every batch of the real run)",
                 if v.open { "open" } else { "closed" },

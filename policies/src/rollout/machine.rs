@@ -279,6 +279,19 @@ pub struct GateSample {
     pub free_capacity: f64,
 }
 
+impl GateSample {
+    /// The gate's input, borrowing the samples.
+    pub fn input(&self) -> GateInput<'_> {
+        GateInput {
+            now_s: self.now_s,
+            samples: &self.samples,
+            error_rate: self.error_rate,
+            gpu_util: self.gpu_util,
+            free_capacity: self.free_capacity,
+        }
+    }
+}
+
 /// One step of a batch, in order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
@@ -432,17 +445,7 @@ impl RolloutMachine {
             }
             (Stage::CheckGate, Event::Gate(s)) => {
                 let (gc, class) = self.cfg.gate.clone()?;
-                let v = evaluate(
-                    &gc,
-                    class,
-                    &GateInput {
-                        now_s: s.now_s,
-                        samples: &s.samples,
-                        error_rate: s.error_rate,
-                        gpu_util: s.gpu_util,
-                        free_capacity: s.free_capacity,
-                    },
-                );
+                let v = evaluate(&gc, class, &s.input());
                 Some(if v.open {
                     self.after_gate()
                 } else {
