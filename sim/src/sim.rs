@@ -48,6 +48,9 @@ mod requests;
 mod rollout_world;
 mod summary;
 
+use monitor::Window;
+use summary::RunTotals;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("{0}")]
@@ -131,20 +134,14 @@ struct Sim<'a> {
     tick: SimTime,
     decisions: Vec<DecisionRecord>,
     rows: Vec<WindowRow>,
-    win_hist: Histogram<u64>,
+    /// The measurement window under way (see `monitor`).
+    window: Window,
     all_hist: Histogram<u64>,
-    win_failed: u64,
     /// The next completion token (see [`crate::state::InFlight`]).
     next_token: u64,
-    placements: u64,
-    unschedulable: u64,
-    scale_events: u64,
-    allocated_gpu_sum: f64,
-    peak_allocated: u32,
+    /// The run's counters for the summary (see `summary`).
+    totals: RunTotals,
     models: Vec<GpuModel>,
-    preemptions: u64,
-    reconfig_gpu_seconds: f64,
-    reconfigurations: u64,
     /// The `[reconfig]` rollout's executor (it reaches the simulation through
     /// [`RolloutWorld`]).
     rollout: Option<RolloutExecutor>,
@@ -152,8 +149,6 @@ struct Sim<'a> {
     startup_override: Option<(u32, f64)>,
     /// Reused buffer of requests an LLM engine finished.
     llm_done: Vec<gpusched_serving::Finished>,
-    win_ttft: Histogram<u64>,
-    win_tpot: Histogram<u64>,
     /// Random draws of the LLM request router (its own stream: other draws do not shift).
     route_rng: ChaCha8Rng,
     /// What bound the run (read-only counters: see [`crate::diagnosis`]).

@@ -73,7 +73,7 @@ impl<'a> Sim<'a> {
             if rec.desired == sig.replicas {
                 continue;
             }
-            self.scale_events += 1;
+            self.totals.scale_events += 1;
             let svc = &mut self.services[s];
             if rec.desired > sig.replicas {
                 svc.scale_ups += 1;

@@ -72,7 +72,7 @@ impl Sim<'_> {
             Some((r, _)) => self.llm_submit(t, r, t, demand),
             None if svc.queue.len() as u64 >= svc.spec.max_queue => {
                 svc.counts.fail(FailCause::QueueFull);
-                self.win_failed += 1;
+                self.window.failed += 1;
             }
             None => svc.queue.push_back((t, demand)),
         }
@@ -109,7 +109,7 @@ impl Sim<'_> {
         if outcome.is_err() {
             self.services[s].llm_counts.rejected += 1;
             self.services[s].counts.fail(FailCause::Rejected);
-            self.win_failed += 1;
+            self.window.failed += 1;
         }
         self.llm_finished(t, r, &mut done);
         self.llm_done = done;
@@ -173,11 +173,11 @@ impl Sim<'_> {
             let _ = svc.hist.record(e2e);
             let _ = svc.win_hist.record(e2e);
             let _ = svc.ttft_hist.record(ttft);
-            let _ = self.win_hist.record(e2e);
-            let _ = self.win_ttft.record(ttft);
+            let _ = self.window.latency.record(e2e);
+            let _ = self.window.ttft.record(ttft);
             if let Some(v) = tpot {
                 let _ = svc.tpot_hist.record(v);
-                let _ = self.win_tpot.record(v);
+                let _ = self.window.tpot.record(v);
             }
         }
         let _ = t;
@@ -278,7 +278,7 @@ impl Sim<'_> {
             }
             for _ in &gone {
                 self.services[s].counts.fail(FailCause::Timeout);
-                self.win_failed += 1;
+                self.window.failed += 1;
             }
             self.llm_sync(t, r);
         }

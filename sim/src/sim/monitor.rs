@@ -4,6 +4,36 @@
 
 use super::*;
 
+/// The window being measured: every request finished or failed since the last tick; a row of
+/// timeseries.csv at the next one.
+pub(super) struct Window {
+    /// End-to-end latency of the requests served in the window.
+    pub(super) latency: Histogram<u64>,
+    pub(super) failed: u64,
+    /// LLM services' time to first token and time per output token.
+    pub(super) ttft: Histogram<u64>,
+    pub(super) tpot: Histogram<u64>,
+}
+
+impl Window {
+    pub(super) fn new() -> Self {
+        Self {
+            latency: latency_histogram(),
+            failed: 0,
+            ttft: latency_histogram(),
+            tpot: latency_histogram(),
+        }
+    }
+
+    /// Opens the next window.
+    fn reset(&mut self) {
+        self.latency.reset();
+        self.ttft.reset();
+        self.tpot.reset();
+        self.failed = 0;
+    }
+}
+
 impl<'a> Sim<'a> {
     pub(super) fn on_tick(&mut self, t: SimTime) {
         let window_s = to_secs(self.tick);
@@ -19,7 +49,7 @@ impl<'a> Sim<'a> {
                 }
                 svc.queue.pop_front();
                 svc.counts.fail(FailCause::Timeout);
-                self.win_failed += 1;
+                self.window.failed += 1;
             }
         }
         // Replica busy time up to now.
@@ -56,10 +86,7 @@ impl<'a> Sim<'a> {
             svc.win_ref_work_ms = 0.0;
             svc.win_hist.reset();
         }
-        self.win_hist.reset();
-        self.win_ttft.reset();
-        self.win_tpot.reset();
-        self.win_failed = 0;
+        self.window.reset();
         if t + self.tick <= self.end {
             self.queue.push(t + self.tick, Event::Tick);
         }
@@ -97,18 +124,18 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        self.allocated_gpu_sum += allocated as f64;
-        self.peak_allocated = self.peak_allocated.max(allocated);
+        self.totals.allocated_gpu_sum += allocated as f64;
+        self.totals.peak_allocated = self.totals.peak_allocated.max(allocated);
         let mut row = WindowRow {
             t_s: to_secs(t),
-            failed: self.win_failed,
-            p50_ms: percentile_ms(&self.win_hist, 0.50),
-            p95_ms: percentile_ms(&self.win_hist, 0.95),
-            p99_ms: percentile_ms(&self.win_hist, 0.99),
-            ttft_p50_ms: percentile_ms(&self.win_ttft, 0.50),
-            ttft_p99_ms: percentile_ms(&self.win_ttft, 0.99),
-            tpot_p50_ms: percentile_ms(&self.win_tpot, 0.50),
-            tpot_p99_ms: percentile_ms(&self.win_tpot, 0.99),
+            failed: self.window.failed,
+            p50_ms: percentile_ms(&self.window.latency, 0.50),
+            p95_ms: percentile_ms(&self.window.latency, 0.95),
+            p99_ms: percentile_ms(&self.window.latency, 0.99),
+            ttft_p50_ms: percentile_ms(&self.window.ttft, 0.50),
+            ttft_p99_ms: percentile_ms(&self.window.ttft, 0.99),
+            tpot_p50_ms: percentile_ms(&self.window.tpot, 0.50),
+            tpot_p99_ms: percentile_ms(&self.window.tpot, 0.99),
             allocated_gpus: allocated,
             fragmentation: if free_all > 0.0 {
                 free_partial / free_all

@@ -38,7 +38,7 @@ impl<'a> Sim<'a> {
                 .place(&self.nodes, &self.services[svc].workload, r as u64, want);
         if let Decision::Preempt { victims, .. } = &decision {
             let victims = victims.clone();
-            self.preemptions += 1;
+            self.totals.preemptions += 1;
             self.log(t, decision);
             for v in victims {
                 self.kill(t, v.replica as u32, FailCause::Preempted, "preempted");
@@ -65,7 +65,7 @@ impl<'a> Sim<'a> {
                 self.log(t, decision);
             }
             Decision::Unschedulable { reason, .. } => {
-                self.unschedulable += 1;
+                self.totals.unschedulable += 1;
                 self.diag.refused(svc, reason);
                 let rep = &mut self.replicas[r as usize];
                 rep.state = ReplicaState::Pending;
@@ -92,14 +92,14 @@ impl<'a> Sim<'a> {
         if let Some(from) = applied.config_changed_from {
             if !warm && from != NodeSharing::Unset {
                 delay_s += d.plugin_restart_s;
-                self.reconfigurations += 1;
-                self.reconfig_gpu_seconds += d.plugin_restart_s * gpu_count;
+                self.totals.reconfigurations += 1;
+                self.totals.reconfig_gpu_seconds += d.plugin_restart_s * gpu_count;
             }
         }
         if applied.mig_relayout && !warm {
             delay_s += d.mig_reconfigure_s;
-            self.reconfigurations += 1;
-            self.reconfig_gpu_seconds += d.mig_reconfigure_s;
+            self.totals.reconfigurations += 1;
+            self.totals.reconfig_gpu_seconds += d.mig_reconfigure_s;
         }
         self.nodes.flush_to(&mut self.engine);
         let base = self.node_gpu_base[p.node_index];
@@ -110,7 +110,7 @@ impl<'a> Sim<'a> {
         rep.share_pct = p.share_pct;
         rep.slice = p.slice;
         rep.last_reason = None;
-        self.placements += 1;
+        self.totals.placements += 1;
         self.llm_place(r);
         let rep = &mut self.replicas[r as usize];
         if warm && delay_s == 0.0 {
@@ -141,7 +141,7 @@ impl<'a> Sim<'a> {
         if rep.in_flight > 0 {
             for _ in 0..rep.in_flight {
                 self.services[s].counts.fail(cause);
-                self.win_failed += 1;
+                self.window.failed += 1;
             }
             rep.in_flight = 0;
             rep.running.clear();

@@ -77,7 +77,7 @@ impl<'a> Sim<'a> {
             Some((r, _)) => self.start_request(t, r, t, demand),
             None if svc.queue.len() as u64 >= svc.spec.max_queue => {
                 svc.counts.fail(FailCause::QueueFull);
-                self.win_failed += 1;
+                self.window.failed += 1;
             }
             None => svc.queue.push_back((t, demand)),
         }
@@ -207,7 +207,7 @@ impl<'a> Sim<'a> {
         }
         let _ = svc.hist.record(latency);
         let _ = svc.win_hist.record(latency);
-        let _ = self.win_hist.record(latency);
+        let _ = self.window.latency.record(latency);
         if perf.batching == Batching::ProcessorSharing {
             // The rest of the batch speeds up now (queued work may join it just below).
             self.rerate(t, r);
@@ -229,7 +229,7 @@ impl<'a> Sim<'a> {
             while let Some((arrived, demand)) = self.services[s].queue.pop_front() {
                 if t - arrived > self.services[s].timeout_us {
                     self.services[s].counts.fail(FailCause::Timeout);
-                    self.win_failed += 1;
+                    self.window.failed += 1;
                     continue;
                 }
                 self.llm_submit(t, r, arrived, demand);
@@ -244,7 +244,7 @@ impl<'a> Sim<'a> {
             };
             if t - arrived > svc.timeout_us {
                 svc.counts.fail(FailCause::Timeout);
-                self.win_failed += 1;
+                self.window.failed += 1;
                 continue;
             }
             self.start_request(t, r, arrived, demand);

@@ -158,8 +158,8 @@ impl RolloutWorld for Sim<'_> {
         self.nodes.set_sharing(n, sharing);
         self.nodes.flush_to(&mut self.engine);
         let d = &self.sc.scenario.disruption;
-        self.reconfigurations += 1;
-        self.reconfig_gpu_seconds += d.plugin_restart_s * self.nodes[n].gpus.len() as f64;
+        self.totals.reconfigurations += 1;
+        self.totals.reconfig_gpu_seconds += d.plugin_restart_s * self.nodes[n].gpus.len() as f64;
     }
 
     fn set_time_slicing_replicas(&mut self, family: GpuFamily, replicas: u8) {

@@ -3,6 +3,21 @@
 
 use super::*;
 
+/// What the run counts for its summary, beside the services' own counts.
+#[derive(Debug, Default)]
+pub(super) struct RunTotals {
+    pub(super) placements: u64,
+    pub(super) unschedulable: u64,
+    pub(super) preemptions: u64,
+    pub(super) scale_events: u64,
+    /// Allocated GPUs summed over the ticks (the mean is this over the tick count).
+    pub(super) allocated_gpu_sum: f64,
+    pub(super) peak_allocated: u32,
+    /// Node config changes (plugin restarts, MIG re-layouts) and the GPU-seconds they cost.
+    pub(super) reconfigurations: u64,
+    pub(super) reconfig_gpu_seconds: f64,
+}
+
 impl<'a> Sim<'a> {
     pub(super) fn finish(mut self) -> RunResult {
         for r in 0..self.replicas.len() as u32 {
@@ -139,20 +154,20 @@ impl<'a> Sim<'a> {
                     0.0
                 },
             },
-            placements: self.placements,
-            unschedulable: self.unschedulable,
-            scale_events: self.scale_events,
-            peak_allocated_gpus: self.peak_allocated,
+            placements: self.totals.placements,
+            unschedulable: self.totals.unschedulable,
+            scale_events: self.totals.scale_events,
+            peak_allocated_gpus: self.totals.peak_allocated,
             mean_allocated_gpus: if self.rows.is_empty() {
                 0.0
             } else {
-                self.allocated_gpu_sum / self.rows.len() as f64
+                self.totals.allocated_gpu_sum / self.rows.len() as f64
             },
             events: self.queue.popped(),
             bad_trace_rows_skipped: trace_reports.iter().map(|r| r.bad_rows_skipped).sum(),
-            preemptions: self.preemptions,
-            reconfig_gpu_seconds: self.reconfig_gpu_seconds,
-            reconfigurations: self.reconfigurations,
+            preemptions: self.totals.preemptions,
+            reconfig_gpu_seconds: self.totals.reconfig_gpu_seconds,
+            reconfigurations: self.totals.reconfigurations,
             consolidation: gpusched_policies::consolidation::analyse(&self.nodes, 0.5),
             latency_cdf_ms: crate::metrics::latency_cdf_ms(&self.all_hist),
             reconfig,
