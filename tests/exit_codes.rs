@@ -193,6 +193,21 @@ fn bad_input_is_exit_2_under_every_subcommand() {
             "reconfig.params.canary_watch_s: -5 is out of range; allowed: 0 <= x",
         ),
         (
+            "live rollout watch",
+            vec![
+                "live",
+                "rollout",
+                "--namespace",
+                "ml",
+                "--pool",
+                "inference",
+                "--to",
+                "mps:2",
+                "--canary-watch-s=nan",
+            ],
+            "--canary-watch-s NaN must be a number of seconds",
+        ),
+        (
             "unknown flag",
             vec!["run", "--no-such-flag"],
             "--no-such-flag",

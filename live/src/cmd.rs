@@ -366,11 +366,20 @@ pub fn rollout_request(a: &RolloutArgs) -> Result<(Request, Option<PrometheusObs
     let class: UpdateClass = a.class.map(Into::into).unwrap_or(base.class);
     let gated = (base.gate || a.gate) && !a.no_gate;
     let mut params = base.params.clone();
+    let watch = |flag: &str, w: f64| {
+        if w >= 0.0 && w.is_finite() {
+            Ok(w)
+        } else {
+            Err(bad(format!(
+                "{flag} {w} must be a number of seconds ≥ 0 (0: no watch)"
+            )))
+        }
+    };
     if let Some(w) = a.canary_watch_s {
-        params.canary_watch_s = w;
+        params.canary_watch_s = watch("--canary-watch-s", w)?;
     }
     if let Some(w) = a.step_watch_s {
-        params.step_watch_s = w;
+        params.step_watch_s = watch("--step-watch-s", w)?;
     }
     if let Some(m) = a.max_unavailable {
         params.max_unavailable = m;
