@@ -72,33 +72,9 @@ share_pct = 20
 service_time_ms = 10.0
 "#;
 
-/// The simulator's view, built the way `Sim::new` builds it (pools → nodes `<pool>-<n>`,
-/// catalog memory, node_state background utilisation and cordons).
+/// The simulator's view: the nodes `Sim::new` starts from.
 fn sim_nodes(sc: &LoadedScenario) -> Vec<NodeView> {
-    let s = &sc.scenario;
-    let mut nodes = Vec::new();
-    for pool in &s.pools {
-        let spec = sc.catalog.spec(pool.gpu_model);
-        for i in 1..=pool.nodes {
-            let name = format!("{}-{}", pool.name, i);
-            let ordinal = nodes.len() as u32;
-            let mut node = NodeView::new(
-                name.clone(),
-                ordinal,
-                pool.name.clone(),
-                pool.gpu_model,
-                pool.gpus_per_node,
-                spec.memory_gb,
-            );
-            let state = s.node_state.iter().find(|n| n.node == name);
-            node.cordoned = state.is_some_and(|n| n.cordoned);
-            for g in &mut node.gpus {
-                g.utilisation = state.map_or(0.0, |n| n.background_utilisation);
-            }
-            nodes.push(node);
-        }
-    }
-    nodes
+    gpusched_sim::sim::cluster_nodes(sc)
 }
 
 /// The same cluster as Kubernetes objects: GFD labels, the agent's metrics annotation, cordons.

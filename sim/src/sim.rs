@@ -40,6 +40,7 @@ use rand_distr::{Distribution, Gamma};
 
 mod autoscaling;
 mod build;
+pub use build::cluster_nodes;
 /// LLM replicas driven through their serving engines.
 mod llm_replica;
 mod monitor;

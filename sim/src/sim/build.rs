@@ -7,56 +7,22 @@ use super::*;
 impl<'a> Sim<'a> {
     pub(super) fn new(sc: &'a LoadedScenario) -> Result<Self, SimError> {
         let s = &sc.scenario;
-        let mut nodes = Vec::new();
+        let nodes = cluster_nodes(sc);
         let mut gpus = Vec::new();
         let mut node_gpu_base = Vec::new();
-        for pool in &s.pools {
-            let spec = sc.catalog.spec(pool.gpu_model);
-            for i in 1..=pool.nodes {
-                let name = format!("{}-{}", pool.name, i);
-                let ordinal = nodes.len() as u32;
-                let mut node = NodeView::new(
-                    name.clone(),
-                    ordinal,
-                    pool.name.clone(),
-                    pool.gpu_model,
-                    pool.gpus_per_node,
-                    spec.memory_gb,
-                );
-                let state = s.node_state.iter().find(|n| n.node == name);
-                let background = state.map_or(0.0, |n| n.background_utilisation);
-                node.cordoned = state.is_some_and(|n| n.cordoned);
-                if let Some(d) = pool.sharing {
-                    node.designated = Some(d);
-                    node.sharing = d;
-                }
-                let layout =
-                    gpusched_policies::mig::layout_from_names(&pool.mig_layout, pool.gpu_model)
-                        .unwrap_or_default();
-                node_gpu_base.push(gpus.len() as u32);
-                for g in 0..pool.gpus_per_node {
-                    node.gpus[g as usize].utilisation = background;
-                    if !layout.is_empty() {
-                        node.gpus[g as usize].mig = layout
-                            .iter()
-                            .map(|i| MigSlot {
-                                instance: *i,
-                                replica: None,
-                            })
-                            .collect();
-                        node.gpus[g as usize].mode = SharingMode::Mig;
-                    }
-                    gpus.push(GpuSim::new(
-                        ordinal,
-                        g,
-                        pool.gpu_model,
-                        spec.idle_w,
-                        spec.tdp_w,
-                        background,
-                        &s.perf,
-                    ));
-                }
-                nodes.push(node);
+        for node in &nodes {
+            let spec = sc.catalog.spec(node.model);
+            node_gpu_base.push(gpus.len() as u32);
+            for g in &node.gpus {
+                gpus.push(GpuSim::new(
+                    node.ordinal,
+                    g.index,
+                    node.model,
+                    spec.idle_w,
+                    spec.tdp_w,
+                    g.utilisation,
+                    &s.perf,
+                ));
             }
         }
         let mut engine = Engine::new(s.engine.clone(), sc.catalog.clone(), nodes.len() as u32)?;
@@ -182,4 +148,51 @@ impl<'a> Sim<'a> {
         }
         Ok(())
     }
+}
+
+/// The scenario's nodes as the engine sees them before anything runs: pools → nodes
+/// `<pool>-<n>` with the catalogue's GPU memory, `node_state`'s background utilisation and
+/// cordons, a pool's designated sharing config and MIG layout. The simulator starts from these;
+/// live mode's conformance tests compare against them.
+pub fn cluster_nodes(sc: &LoadedScenario) -> Vec<NodeView> {
+    let s = &sc.scenario;
+    let mut nodes = Vec::new();
+    for pool in &s.pools {
+        let spec = sc.catalog.spec(pool.gpu_model);
+        let layout = gpusched_policies::mig::layout_from_names(&pool.mig_layout, pool.gpu_model)
+            .unwrap_or_default();
+        for i in 1..=pool.nodes {
+            let name = format!("{}-{}", pool.name, i);
+            let mut node = NodeView::new(
+                name.clone(),
+                nodes.len() as u32,
+                pool.name.clone(),
+                pool.gpu_model,
+                pool.gpus_per_node,
+                spec.memory_gb,
+            );
+            let state = s.node_state.iter().find(|n| n.node == name);
+            let background = state.map_or(0.0, |n| n.background_utilisation);
+            node.cordoned = state.is_some_and(|n| n.cordoned);
+            if let Some(d) = pool.sharing {
+                node.designated = Some(d);
+                node.sharing = d;
+            }
+            for g in &mut node.gpus {
+                g.utilisation = background;
+                if !layout.is_empty() {
+                    g.mig = layout
+                        .iter()
+                        .map(|i| MigSlot {
+                            instance: *i,
+                            replica: None,
+                        })
+                        .collect();
+                    g.mode = SharingMode::Mig;
+                }
+            }
+            nodes.push(node);
+        }
+    }
+    nodes
 }
